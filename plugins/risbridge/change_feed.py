@@ -1,0 +1,176 @@
+"""Study events to the RIS, at least once, from Orthanc's durable /changes log.
+
+Orthanc's OnChange callback only wakes this worker; the worker reads `/changes?since=N`
+from a cursor kept in a global property, so events missed while the RIS was down, or
+while Orthanc was stopped, are delivered when both are back. The cursor moves only after
+the RIS has accepted every event before it. The RIS handles each event idempotently, so
+a redelivery after a crash changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .ris_client import RisClient, RisRejected, RisUnavailable
+
+log = logging.getLogger("risbridge.change_feed")
+
+CURSOR_PROPERTY = 1024  # Orthanc global property ids >= 1024 belong to plugins
+# Change types that alter what the RIS knows of a study.
+STUDY_CHANGES = frozenset({"NewStudy", "NewSeries", "StableStudy", "Deleted"})
+BATCH = 200
+
+
+@dataclass
+class OrthancApi:
+    """The Orthanc calls the feed needs, injected so tests can run without Orthanc."""
+
+    rest_get: Callable[[str], bytes]
+    get_property: Callable[[int, str], str]
+    set_property: Callable[[int, str], None]
+
+
+class ChangeFeed:
+    def __init__(self, api: OrthancApi, ris: RisClient, poll_seconds: float = 5.0,
+                 max_backoff: float = 30.0) -> None:
+        self.api = api
+        self.ris = ris
+        self.poll_seconds = poll_seconds
+        self.max_backoff = max_backoff
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="orthanc-ris-change-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Called from Orthanc's OnChange thread: cheap, never blocks."""
+        self._wake.set()
+
+    # -- work ----------------------------------------------------------------------
+    @property
+    def cursor(self) -> int:
+        try:
+            return int(self.api.get_property(CURSOR_PROPERTY, "0") or 0)
+        except ValueError:
+            return 0
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self.drain()
+                backoff = 1.0
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+            except RisUnavailable as exc:
+                log.warning("RIS not reachable (%s); retrying in %.0f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:  # keep the worker alive whatever happens
+                log.exception("change feed error; retrying in %.0f s", backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def drain(self) -> int:
+        """Deliver every change after the cursor. Raises RisUnavailable to retry later."""
+        sent = 0
+        while not self._stop.is_set():
+            cursor = self.cursor
+            page = json.loads(self.api.rest_get(f"/changes?since={cursor}&limit={BATCH}"))
+            changes = page.get("Changes", [])
+            # Coalesce: one event per study per page carries the latest state anyway.
+            latest: dict[str, dict] = {}
+            for change in changes:
+                if change.get("ResourceType") == "Study" and change.get("ChangeType") in STUDY_CHANGES:
+                    latest.pop(change["ID"], None)
+                    latest[change["ID"]] = change
+            for change in sorted(latest.values(), key=lambda c: c["Seq"]):
+                self._deliver(change)
+                sent += 1
+            last = int(page.get("Last", cursor))
+            if last > cursor:
+                self.api.set_property(CURSOR_PROPERTY, str(last))
+            if page.get("Done", True) or not changes:
+                break
+        self.delivered += sent
+        return sent
+
+    def _deliver(self, change: dict) -> None:
+        event = {"seq": change["Seq"], "change": change["ChangeType"], "orthanc_id": change["ID"]}
+        if change["ChangeType"] != "Deleted":
+            study = self._study_state(change["ID"])
+            if study is None:  # deleted since: tell the RIS so
+                event["change"] = "Deleted"
+            else:
+                event["study"] = study
+        try:
+            self.ris.post_json("/api/internal/study-events", event)
+        except RisRejected as exc:
+            # A refusal will not change on retry; log and move on rather than block the feed.
+            log.error("RIS refused event %s for study %s: %s", change["Seq"], change["ID"], exc)
+
+    def _study_state(self, orthanc_id: str) -> dict | None:
+        """The study as Orthanc holds it now (events carry state, not deltas)."""
+        try:
+            study = json.loads(self.api.rest_get(f"/studies/{orthanc_id}"))
+            stats = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/statistics"))
+            series = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/series"))
+        except Exception:  # orthanc.OrthancException: 404 once the study is gone
+            return None
+        tags = dict(study.get("PatientMainDicomTags", {}))
+        tags.update(study.get("MainDicomTags", {}))
+        modalities = sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""})
+        state = {
+            "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
+            "AccessionNumber": tags.get("AccessionNumber", ""),
+            "PatientID": tags.get("PatientID", ""),
+            "PatientName": tags.get("PatientName", ""),
+            "StudyDate": tags.get("StudyDate", ""),
+            "StudyDescription": tags.get("StudyDescription", ""),
+            "Modalities": modalities,
+            "CountSeries": int(stats.get("CountSeries", len(series))),
+            "CountInstances": int(stats.get("CountInstances", 0)),
+        }
+        if not state["AccessionNumber"] and series:
+            state["ScheduledProcedureStepIDs"] = self._sps_ids(series[0])
+        return state
+
+    def _sps_ids(self, series: dict) -> list[str]:
+        """SPS IDs from the Request Attributes Sequence of one instance (third way to link)."""
+        instances = series.get("Instances") or []
+        if not instances:
+            return []
+        try:
+            tags = json.loads(self.api.rest_get(f"/instances/{instances[0]}/tags?short"))
+        except Exception:
+            return []
+        ids = []
+        for item in tags.get("0040,0275") or []:
+            if isinstance(item, dict) and item.get("0040,0009"):
+                ids.append(str(item["0040,0009"]))
+        return ids
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Small polling helper (tests and shutdown)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -1,0 +1,44 @@
+"""orthanc-ris: the RIS (Flask + SQLAlchemy) and its glue to Orthanc."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g
+
+from .config import Config
+from .db import make_engine, make_sessionmaker
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Application factory: one app per configuration (tests make their own)."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config["RIS"] = config
+    app.config["SECRET_KEY"] = config.secret_key
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    engine = make_engine(config.database_url)
+    app.extensions["ris_engine"] = engine
+    app.extensions["ris_sessions"] = make_sessionmaker(engine)
+    logging.getLogger("ris_app").setLevel(config.log_level)
+
+    from .errors import register_error_handlers
+    from .api import bp as api_bp
+    from .auth import bp as auth_bp
+    from .pages import bp as pages_bp
+
+    register_error_handlers(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(pages_bp)
+
+    @app.teardown_appcontext
+    def _close_session(_exc):
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    return app

@@ -1,0 +1,111 @@
+"""The `orthanc-ris` command."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+import click
+
+from .config import SETTINGS, Config
+from .logging_setup import setup_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """orthanc-ris: a radiology information system on top of Orthanc.
+
+    Settings come from ORTHANC_RIS_* environment variables: `orthanc-ris settings` lists them.
+    """
+    setup_logging()
+
+
+def _session_factory(cfg: Config):
+    from .db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(cfg.database_url))
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the RIS database to the current schema."""
+    from . import migrate as m
+
+    cfg = Config.from_env()
+    m.upgrade(cfg.database_url)
+    _seed(cfg)
+    click.echo("database is up to date")
+
+
+def _seed(cfg: Config) -> None:
+    from .catalog import seed_default_catalog
+    from .db import transaction
+
+    with transaction(_session_factory(cfg)) as s:
+        added = seed_default_catalog(s)
+    if added:
+        click.echo(f"added {added} default procedures to the empty catalog")
+
+
+@main.command()
+@click.option("--start-timeout", default=90.0, show_default=True, help="Seconds each part may take to become healthy.")
+def up(start_timeout: float) -> None:
+    """Migrate, then start and supervise Orthanc (with our plugin) and the RIS."""
+    from . import migrate as m
+    from .supervisor import run
+
+    cfg = Config.from_env()
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    m.upgrade(cfg.database_url)
+    _seed(cfg)
+    sys.exit(run(cfg, start_timeout=start_timeout))
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["clerk", "technologist", "radiologist", "admin"]), required=True)
+@click.option("--full-name", default="")
+@click.option("--password-env", default="", help="Read the password from this environment variable instead of a prompt.")
+def create_user_cmd(username: str, role: str, full_name: str, password_env: str) -> None:
+    """Create a user who can log in to the pages (or reset an existing one's password)."""
+    from .auth import create_user
+    from .db import transaction
+
+    cfg = Config.from_env()
+    if password_env:
+        password = os.environ.get(password_env, "")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat: "):
+            raise click.ClickException("the passwords differ")
+    try:
+        with transaction(_session_factory(cfg)) as s:
+            create_user(s, username, password, role, full_name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username} ({role}) saved")
+
+
+@main.command()
+def settings() -> None:
+    """List every setting with its current value (secrets hidden)."""
+    for s in SETTINGS:
+        value = os.environ.get(s.env, s.default)
+        if "TOKEN" in s.env or "SECRET" in s.env:
+            value = "(set)" if value else "(generated)"
+        click.echo(f"{s.env}={value}\n    {s.help}")
+
+
+@main.command("orthanc-config")
+def orthanc_config_cmd() -> None:
+    """Print the Orthanc configuration `up` would generate (token hidden)."""
+    from .orthanc_config import render
+
+    conf = render(Config.from_env())
+    conf["OrthancRIS"]["ApiToken"] = "***"
+    click.echo(json.dumps(conf, indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

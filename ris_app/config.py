@@ -1,0 +1,130 @@
+"""Settings, read from environment variables with documented defaults.
+
+One table (SETTINGS) is the single place that names every variable, its default and what
+it means; docs/configuration.md is written from the same list.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ORTHANC_RIS_HOME", "./data", "Data folder: RIS database, Orthanc storage and index, generated config, secrets."),
+    Setting("ORTHANC_RIS_DATABASE_URL", "", "SQLAlchemy URL of the RIS database; empty means SQLite at $ORTHANC_RIS_HOME/ris.sqlite3. PostgreSQL: postgresql+psycopg://user:pw@host/db."),
+    Setting("ORTHANC_RIS_HTTP_HOST", "127.0.0.1", "Address the RIS web server binds to."),
+    Setting("ORTHANC_RIS_HTTP_PORT", "5000", "Port of the RIS web pages and REST API."),
+    Setting("ORTHANC_RIS_WORKERS", "2", "RIS web server worker processes."),
+    Setting("ORTHANC_RIS_ORTHANC_HTTP_PORT", "8042", "Port of Orthanc's REST API and Orthanc Explorer."),
+    Setting("ORTHANC_RIS_ORTHANC_URL", "", "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT."),
+    Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
+    Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
+    Setting("ORTHANC_RIS_API_TOKEN", "", "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token."),
+    Setting("ORTHANC_RIS_SECRET_KEY", "", "Key signing login sessions; empty means one is generated into $ORTHANC_RIS_HOME/secrets/secret-key."),
+    Setting("ORTHANC_RIS_RIS_URL", "", "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT."),
+    Setting("ORTHANC_RIS_STABLE_AGE", "60", "Seconds without new instances before Orthanc calls a study stable (images complete)."),
+    Setting("ORTHANC_RIS_ORTHANC_REMOTE_ACCESS", "false", "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first)."),
+    Setting("ORTHANC_RIS_ORTHANC_BINARY", "Orthanc", "Orthanc executable."),
+    Setting("ORTHANC_RIS_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins", "Folder holding libOrthancPython.so and libOrthancDicomWeb.so."),
+    Setting("ORTHANC_RIS_WORKLIST_STATUSES", "SCHEDULED,ARRIVED,READY", "Step statuses answered by worklist queries that do not ask for a status."),
+    Setting("ORTHANC_RIS_WORKLIST_LIMIT", "500", "Most answers to one worklist query; more are marked incomplete."),
+    Setting("ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."),
+    Setting("ORTHANC_RIS_UID_ROOT", "", "UID root for generated StudyInstanceUIDs; empty means 2.25 (UUID-derived)."),
+    Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
+)
+
+_DEFAULTS = {s.env: s.default for s in SETTINGS}
+
+
+def _get(env: dict[str, str], name: str) -> str:
+    return env.get(name, _DEFAULTS[name]) or _DEFAULTS[name]
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    database_url: str
+    http_host: str
+    http_port: int
+    workers: int
+    orthanc_http_port: int
+    orthanc_url: str
+    dicom_port: int
+    aet: str
+    api_token: str
+    secret_key: str
+    ris_url: str
+    stable_age: int
+    orthanc_remote_access: bool
+    orthanc_binary: str
+    orthanc_plugins: Path
+    worklist_statuses: tuple[str, ...]
+    worklist_limit: int
+    accession_prefix: str
+    uid_root: str
+    log_level: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
+        """Build the configuration from environment variables (os.environ by default)."""
+        env = dict(os.environ if env is None else env)
+        home = Path(_get(env, "ORTHANC_RIS_HOME")).expanduser().resolve()
+        db_url = _get(env, "ORTHANC_RIS_DATABASE_URL") or f"sqlite:///{home / 'ris.sqlite3'}"
+        http_port = int(_get(env, "ORTHANC_RIS_HTTP_PORT"))
+        orthanc_http_port = int(_get(env, "ORTHANC_RIS_ORTHANC_HTTP_PORT"))
+        secrets_dir = home / "secrets"
+        token = _get(env, "ORTHANC_RIS_API_TOKEN")
+        if not token and create_secrets:
+            token = _read_or_create_secret(secrets_dir / "api-token")
+        secret_key = _get(env, "ORTHANC_RIS_SECRET_KEY")
+        if not secret_key and create_secrets:
+            secret_key = _read_or_create_secret(secrets_dir / "secret-key")
+        prefix = _get(env, "ORTHANC_RIS_ACCESSION_PREFIX")
+        if len(prefix) > 8:
+            raise ValueError("ORTHANC_RIS_ACCESSION_PREFIX: at most 8 characters (accession numbers are SH, 16)")
+        return cls(
+            home=home,
+            database_url=db_url,
+            http_host=_get(env, "ORTHANC_RIS_HTTP_HOST"),
+            http_port=http_port,
+            workers=int(_get(env, "ORTHANC_RIS_WORKERS")),
+            orthanc_http_port=orthanc_http_port,
+            orthanc_url=(_get(env, "ORTHANC_RIS_ORTHANC_URL") or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
+            aet=_get(env, "ORTHANC_RIS_AET"),
+            api_token=token,
+            secret_key=secret_key,
+            ris_url=(_get(env, "ORTHANC_RIS_RIS_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
+            stable_age=int(_get(env, "ORTHANC_RIS_STABLE_AGE")),
+            orthanc_remote_access=_get(env, "ORTHANC_RIS_ORTHANC_REMOTE_ACCESS").lower() in ("1", "true", "yes"),
+            orthanc_binary=_get(env, "ORTHANC_RIS_ORTHANC_BINARY"),
+            orthanc_plugins=Path(_get(env, "ORTHANC_RIS_ORTHANC_PLUGINS")),
+            worklist_statuses=tuple(s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()),
+            worklist_limit=int(_get(env, "ORTHANC_RIS_WORKLIST_LIMIT")),
+            accession_prefix=prefix,
+            uid_root=_get(env, "ORTHANC_RIS_UID_ROOT"),
+            log_level=_get(env, "ORTHANC_RIS_LOG_LEVEL").upper(),
+        )

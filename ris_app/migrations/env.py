@@ -1,0 +1,28 @@
+"""Alembic environment: the URL comes from the caller (ris_app.migrate) or the settings."""
+from alembic import context
+from sqlalchemy import pool
+
+from ris_app.config import Config
+from ris_app.db import Base, make_engine
+from ris_app import models  # noqa: F401  (registers the tables)
+
+config = context.config
+url = config.attributes.get("url") or Config.from_env(create_secrets=False).database_url
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+    else:
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()

@@ -1,0 +1,51 @@
+"""Scheduled procedure step states and the moves between them: one table.
+
+The state names follow dcm4chee-arc's SPS status list (DICOM 0040,0020).
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SPSStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    ARRIVED = "ARRIVED"
+    READY = "READY"
+    STARTED = "STARTED"
+    DEPARTED = "DEPARTED"
+    CANCELED = "CANCELED"
+    DISCONTINUED = "DISCONTINUED"
+    COMPLETED = "COMPLETED"
+
+
+S = SPSStatus
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[SPSStatus], SPSStatus]] = {
+    "arrive": (frozenset({S.SCHEDULED}), S.ARRIVED),
+    "ready": (frozenset({S.SCHEDULED, S.ARRIVED}), S.READY),
+    "start": (frozenset({S.SCHEDULED, S.ARRIVED, S.READY}), S.STARTED),
+    "depart": (frozenset({S.STARTED}), S.DEPARTED),
+    "complete": (frozenset({S.STARTED, S.DEPARTED}), S.COMPLETED),
+    "cancel": (frozenset({S.SCHEDULED, S.ARRIVED, S.READY}), S.CANCELED),
+    "discontinue": (frozenset({S.STARTED, S.DEPARTED}), S.DISCONTINUED),
+}
+
+FINAL_STATES = frozenset({S.CANCELED, S.DISCONTINUED, S.COMPLETED})
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, action: str, current: SPSStatus | str) -> None:
+        super().__init__(f"cannot {action} a step that is {current}")
+        self.action = action
+        self.current = current
+
+
+def next_status(current: SPSStatus | str, action: str) -> SPSStatus:
+    """The state a step moves to under `action`, or IllegalTransition."""
+    if action not in TRANSITIONS:
+        raise KeyError(action)
+    sources, target = TRANSITIONS[action]
+    if SPSStatus(current) not in sources:
+        raise IllegalTransition(action, current)
+    return target

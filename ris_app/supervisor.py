@@ -1,0 +1,161 @@
+"""`orthanc-ris up`: start the parts, wait until each is healthy, watch them, stop them.
+
+Each part is a child process with a health URL. If one dies, the others are stopped and
+the exit names the part and its exit status; SIGINT/SIGTERM stop all parts cleanly.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .config import Config
+from . import orthanc_config
+
+log = logging.getLogger("ris_app.supervisor")
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    health_url: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    listens: str = ""
+    proc: subprocess.Popen | None = None
+
+
+class PartFailed(RuntimeError):
+    pass
+
+
+def child_env(cfg: Config) -> dict[str, str]:
+    """Environment shared by every part: resolved settings, so all agree on secrets."""
+    env = dict(os.environ)
+    env.update({
+        "ORTHANC_RIS_HOME": str(cfg.home),
+        "ORTHANC_RIS_DATABASE_URL": cfg.database_url,
+        "ORTHANC_RIS_API_TOKEN": cfg.api_token,
+        "ORTHANC_RIS_SECRET_KEY": cfg.secret_key,
+        "ORTHANC_RIS_HTTP_PORT": str(cfg.http_port),
+        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
+        "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),
+        "ORTHANC_RIS_AET": cfg.aet,
+        # DCMTK (inside Orthanc) reads this: without it every C-STORE waits on Nagle.
+        "TCP_NODELAY": "1",
+    })
+    return env
+
+
+def parts(cfg: Config) -> list[Part]:
+    env = child_env(cfg)
+    conf_path = orthanc_config.write(cfg)
+    bindir = Path(sys.executable).parent
+    gunicorn = str(bindir / "gunicorn") if (bindir / "gunicorn").exists() else "gunicorn"
+    return [
+        Part(
+            name="ris",
+            argv=[gunicorn, "--workers", str(cfg.workers), "--threads", "4", "--worker-class", "gthread",
+                  "--bind", f"{cfg.http_host}:{cfg.http_port}", "--timeout", "60",
+                  "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(L)ss',
+                  "ris_app.wsgi:app"],
+            health_url=f"http://127.0.0.1:{cfg.http_port}/api/health",
+            env=env,
+            listens=f"RIS pages and REST API  http://{cfg.http_host}:{cfg.http_port}/",
+        ),
+        Part(
+            name="orthanc",
+            argv=[cfg.orthanc_binary, str(conf_path)],
+            health_url=f"{cfg.orthanc_url}/system",
+            env=env,
+            cwd=cfg.home / "orthanc",
+            listens=(f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
+                     f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"),
+        ),
+    ]
+
+
+def _wait_healthy(part: Part, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if part.proc is not None and part.proc.poll() is not None:
+            raise PartFailed(f"{part.name} exited with status {part.proc.returncode} while starting")
+        if part.health_url is None:
+            return
+        try:
+            r = requests.get(part.health_url, timeout=2)
+            if r.status_code < 500 or part.name == "ris":
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise PartFailed(f"{part.name} did not answer {part.health_url} within {timeout:.0f} s")
+
+
+def _stop(all_parts: list[Part], grace: float = 15.0) -> None:
+    for part in reversed(all_parts):
+        if part.proc is not None and part.proc.poll() is None:
+            part.proc.terminate()
+    deadline = time.monotonic() + grace
+    for part in reversed(all_parts):
+        if part.proc is None:
+            continue
+        try:
+            part.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s: killing it", part.name, grace)
+            part.proc.kill()
+            part.proc.wait()
+
+
+def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
+    """Start every part and supervise until a signal or a failure. Returns the exit code."""
+    stopping = {"signal": None}
+
+    def _on_signal(signum, _frame):
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    all_parts = parts(cfg)
+    started: list[Part] = []
+    try:
+        for part in all_parts:
+            log.info("starting %s", part.name)
+            part.proc = subprocess.Popen(part.argv, env=part.env, cwd=part.cwd, start_new_session=True)
+            started.append(part)
+            _wait_healthy(part, start_timeout)
+            if stopping["signal"]:
+                break
+        else:
+            print("\northanc-ris is up:", flush=True)
+            for part in all_parts:
+                print(f"  {part.listens}", flush=True)
+            print(f"  data folder            {cfg.home}\n  stop with Ctrl-C\n", flush=True)
+        while not stopping["signal"]:
+            for part in started:
+                code = part.proc.poll()
+                if code is not None:
+                    raise PartFailed(f"{part.name} stopped unexpectedly with status {code}")
+            time.sleep(0.5)
+        log.info("stopping on signal %s", stopping["signal"])
+        return 0
+    except PartFailed as exc:
+        log.error("%s; stopping the other parts", exc)
+        print(f"orthanc-ris: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except FileNotFoundError as exc:
+        log.error("cannot start a part: %s", exc)
+        print(f"orthanc-ris: cannot start a part: {exc} (run `make setup`)", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        _stop(started)
+        log.info("all parts stopped")
