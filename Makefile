@@ -1,0 +1,50 @@
+# orthanc-ris: `make run` sets up and starts everything; `make test` sets up and tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# What running the system needs.
+RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+# What the tests add: a browser for the pages, PostgreSQL for the portability run.
+TEST_DEBS := chromium chromium-driver postgresql dicom3tools fonts-dejavu-core
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-test run test test-postgres bench clean help
+
+help:
+	@echo "make run          set up (Debian packages, .venv, database) and start the whole system"
+	@echo "make test         set up and run the whole test suite"
+	@echo "make setup        set up only (idempotent)"
+	@echo "make test-postgres  database-level tests against a throwaway PostgreSQL 15 cluster"
+	@echo "make bench        benchmarks (see bench/RESULTS.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the project definition changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup:
+	scripts/install-debian-packages.sh $(RUN_DEBS)
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+	$(BIN)/orthanc-ris migrate
+
+setup-test: setup
+	scripts/install-debian-packages.sh $(TEST_DEBS)
+
+run: setup
+	$(BIN)/orthanc-ris up
+
+test: setup-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: setup-test
+	scripts/with-postgres.sh $(BIN)/python -m pytest -m db $(PYTEST_ARGS)
+
+bench: setup-test
+	$(BIN)/python bench/mwl.py
+
+clean:
+	rm -rf $(VENV) *.egg-info test-output

@@ -1,0 +1,207 @@
+"""Shared fixtures: a fresh database per test, and the whole system (`orthanc-ris up`)
+running on free ports for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "plugins"))  # the plugin's modules are tested without Orthanc
+
+# dcmtk's tools: pynetdicom installs scripts with the same names into the venv, so name
+# Debian's explicitly.
+FINDSCU = "/usr/bin/findscu"
+STORESCU = "/usr/bin/storescu"
+DUMP2DCM = "/usr/bin/dump2dcm"
+TEST_OUTPUT = REPO / "test-output"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- database
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """A fresh, migrated database: PostgreSQL when ORTHANC_RIS_TEST_DATABASE_URL is set
+    (as .ci/run does), else a SQLite file."""
+    from ris_app import migrate
+
+    url = os.environ.get("ORTHANC_RIS_TEST_DATABASE_URL")
+    if url:
+        _reset_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'ris.sqlite3'}"
+    migrate.upgrade(url)
+    return url
+
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+def config(tmp_path, database_url):
+    from ris_app.config import Config
+
+    return Config.from_env({
+        "ORTHANC_RIS_HOME": str(tmp_path / "home"),
+        "ORTHANC_RIS_DATABASE_URL": database_url,
+        "ORTHANC_RIS_API_TOKEN": TOKEN,
+        "ORTHANC_RIS_SECRET_KEY": "test-secret",
+        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),  # nothing listens: "unreachable"
+    })
+
+
+@pytest.fixture
+def app(config):
+    from ris_app import create_app
+    from ris_app.catalog import seed_default_catalog
+    from ris_app.db import transaction
+
+    app = create_app(config)
+    app.config["TESTING"] = True
+    with transaction(app.extensions["ris_sessions"]) as s:
+        seed_default_catalog(s)
+    yield app
+    app.extensions["ris_engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+# --------------------------------------------------------------------------- the system
+@dataclass
+class System:
+    home: Path
+    ris_url: str
+    orthanc_url: str
+    dicom_port: int
+    aet: str
+    token: str
+    proc: subprocess.Popen
+    env: dict
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {self.token}")
+        return requests.request(method, self.ris_url + path, headers=headers, timeout=30, **kw)
+
+    def orthanc(self, method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, self.orthanc_url + path, timeout=30, **kw)
+
+    def findscu(self, query_file: Path, calling_aet: str = "FINDSCU", extra: list[str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [FINDSCU, "-W", "-aet", calling_aet, "-aec", self.aet, *(extra or []),
+             "127.0.0.1", str(self.dicom_port), str(query_file)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "TCP_NODELAY": "1"},
+        )
+
+    def storescu(self, files: list[Path], calling_aet: str = "STORESCU") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [STORESCU, "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
+             *[str(f) for f in files]],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "TCP_NODELAY": "1"},
+        )
+
+
+def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90) -> System:
+    http_port, orthanc_port, dicom_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "ORTHANC_RIS_HOME": str(home),
+        "ORTHANC_RIS_HTTP_PORT": str(http_port),
+        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(orthanc_port),
+        "ORTHANC_RIS_DICOM_PORT": str(dicom_port),
+        "ORTHANC_RIS_AET": "RISPACS",
+        "ORTHANC_RIS_API_TOKEN": TOKEN,
+        "ORTHANC_RIS_STABLE_AGE": "1",
+        "ORTHANC_RIS_WORKERS": "2",
+        **(extra_env or {}),
+    }
+    env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "up.log", "ab")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "orthanc-ris"), "up"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    system = System(home=home, ris_url=f"http://127.0.0.1:{http_port}",
+                    orthanc_url=f"http://127.0.0.1:{orthanc_port}", dicom_port=dicom_port,
+                    aet="RISPACS", token=TOKEN, proc=proc, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"orthanc-ris up exited with {proc.returncode}:\n{(home / 'up.log').read_text()[-4000:]}")
+        if b"orthanc-ris is up" in (home / "up.log").read_bytes():
+            return system
+        time.sleep(0.2)
+    stop_system(system)
+    raise RuntimeError(f"orthanc-ris up did not start:\n{(home / 'up.log').read_text()[-4000:]}")
+
+
+def stop_system(system: System) -> None:
+    if system.proc.poll() is None:
+        system.proc.send_signal(signal.SIGTERM)
+        try:
+            system.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(system.proc.pid, signal.SIGKILL)
+            system.proc.wait()
+
+
+def _require_debian_tools() -> None:
+    for tool in ("Orthanc", FINDSCU, STORESCU):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run `make setup-test`")
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """The whole system, started once per test module with `orthanc-ris up`."""
+    _require_debian_tools()
+    home = tmp_path_factory.mktemp("system")
+    s = start_system(home)
+    yield s
+    stop_system(s)
+    log = (home / "up.log").read_text(errors="replace")
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    (TEST_OUTPUT / f"up-{home.name}.log").write_text(log)
+
+
+def wait_for(predicate, timeout: float = 20, step: float = 0.2):
+    """Poll until predicate() is truthy; return its value (fail the test on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(step)
