@@ -119,6 +119,9 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
     if session.scalar(select(RequestedProcedure.id).where(RequestedProcedure.study_instance_uid == suid)) is not None:
         raise ApiError(409, "a requested procedure with this StudyInstanceUID exists", field="study_instance_uid")
 
+    # Draw every generated identifier before building objects: attaching the order to the
+    # patient would otherwise be autoflushed half-built by the counter queries.
+    sps_id = f"SPS{next_id(session, 'sps'):08d}"
     station = None
     if data.station_aet:
         station = session.scalar(select(Station).where(Station.aet == data.station_aet.split("\\")[0]))
@@ -139,7 +142,7 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
         study_instance_uid=suid,
     )
     step = ScheduledProcedureStep(
-        sps_id=f"SPS{next_id(session, 'sps'):08d}",
+        sps_id=sps_id,
         modality=data.modality,
         station_aet=data.station_aet,
         station_name=data.station_name or (station.name if station else ""),

@@ -93,11 +93,7 @@ class Condition:
 
 def parse_query(query: bytes) -> list[Condition]:
     """The non-universal matching keys of a C-FIND MWL identifier that the RIS models."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(query), force=True)
-        ds.decode()
-    except Exception as exc:  # pydicom raises many types on garbage
-        raise WorklistQueryError(f"unreadable worklist query: {exc}") from exc
+    ds = read_query(query)
     conditions: list[Condition] = []
 
     def collect(d: Dataset, in_sps: bool) -> None:
@@ -115,6 +111,23 @@ def parse_query(query: bytes) -> list[Condition]:
     if seq:
         collect(seq[0], True)
     return conditions
+
+
+QUERY_KEYS = frozenset(a.keyword for a in WORKLIST_ATTRIBUTES) | {"ScheduledProcedureStepSequence"}
+
+
+def read_query(query: bytes) -> Dataset:
+    """Parse a C-FIND identifier strictly enough that garbage is refused: it must parse
+    completely, and hold at least one worklist key."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(query), force=True)
+        ds.decode()
+        elements = list(ds)  # force every element to parse now, not lazily later
+    except Exception as exc:  # pydicom raises many types on garbage
+        raise WorklistQueryError(f"unreadable worklist query: {exc.__class__.__name__}") from None
+    if not any(elem.keyword in QUERY_KEYS for elem in elements):
+        raise WorklistQueryError("not a worklist query: none of the worklist keys is present")
+    return ds
 
 
 def _as_text(raw: object) -> str:

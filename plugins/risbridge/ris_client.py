@@ -64,6 +64,9 @@ class RisClient:
                     raise RisUnavailable(f"RIS unreachable: {exc.__class__.__name__}: {exc}") from None
         if status >= 500:
             raise RisUnavailable(f"RIS answered HTTP {status}")
+        if status in (401, 403):
+            # A configuration error an operator will fix: retry rather than skip events.
+            raise RisUnavailable(f"RIS refused the plugin's token (HTTP {status}): check OrthancRIS.ApiToken")
         if status >= 400:
             raise RisRejected(f"RIS refused the request: HTTP {status} {data[:300]!r}")
         return status, resp_headers, data
