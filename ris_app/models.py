@@ -43,6 +43,8 @@ class Patient(Base):
     insurance: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Set when this record was merged into another (the survivor keeps orders and studies).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"))
 
     orders: Mapped[list["Order"]] = relationship(back_populates="patient")
 
@@ -203,6 +205,8 @@ class IdSequence(Base):
     next_value: Mapped[int] = mapped_column(Integer, default=1)
 
 
+from .sync_models import OrthancTask, PerformedProcedureStep, StudyCorrection, SyncState  # noqa: E402
+
 ROLES = ("clerk", "technologist", "radiologist", "admin")
 PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
 SEXES = ("M", "F", "O", "U")
@@ -210,5 +214,6 @@ SEXES = ("M", "F", "O", "U")
 __all__ = [
     "Patient", "ProcedureCode", "Station", "Order", "RequestedProcedure",
     "ScheduledProcedureStep", "StepStatusChange", "Study", "User", "IdSequence",
+    "PerformedProcedureStep", "StudyCorrection", "OrthancTask", "SyncState",
     "ROLES", "PRIORITIES", "SEXES",
 ]
