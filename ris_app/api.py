@@ -20,8 +20,9 @@ from .models import (
 )
 from .orders import (
     OrderData, PatientData, apply_action, create_order, create_patient, find_order,
-    find_patient, primary_step, update_patient,
+    find_patient, primary_step,
 )
+from .corrections import update_patient_everywhere
 from .serializers import order_json, patient_json, step_json, study_json
 from .states import TRANSITIONS, SPSStatus
 from .study_sync import StudyEvent, apply_study_event
@@ -59,6 +60,10 @@ def health():
         status["orthanc"] = "unreachable"
     last = db().scalar(select(Study.last_received_at).order_by(Study.last_received_at.desc()).limit(1)) if code == 200 else None
     status["last_study_event"] = last.isoformat() if last else None
+    if code == 200:
+        from .tracking_api import sync_summary
+
+        status["sync"] = sync_summary()
     return jsonify(status), code
 
 
@@ -112,7 +117,7 @@ def get_patient(mrn: str):
 def patch_patient(mrn: str):
     body = v.json_body(request)
     patient = _get_patient(mrn)
-    update_patient(db(), patient, _patient_fields(body, partial=True))
+    update_patient_everywhere(db(), patient, _patient_fields(body, partial=True))
     _commit()
     return jsonify(patient_json(patient))
 
@@ -228,6 +233,10 @@ def get_studies():
     except ValueError:
         raise ApiError(400, "must be an integer", field="limit") from None
     rows = db().scalars(stmt.order_by(Study.last_received_at.desc()).limit(limit))
+    if request.args.get("unmatched") in ("1", "true"):
+        from .inbox import candidates
+
+        return jsonify({"items": [dict(study_json(s), candidates=candidates(db(), s)) for s in rows]})
     return jsonify({"items": [study_json(s) for s in rows]})
 
 

@@ -107,5 +107,23 @@ def orthanc_config_cmd() -> None:
     click.echo(json.dumps(conf, indent=2))
 
 
+@main.command("mpps-scp")
+def mpps_scp() -> None:
+    """Run the MPPS SCP (N-CREATE/N-SET from modalities) in the foreground."""
+    from .mpps import serve
+
+    cfg = Config.from_env()
+    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
+
+
+@main.command("sync-worker")
+@click.option("--once", is_flag=True, help="Apply pending Orthanc changes and reconcile once, then exit.")
+def sync_worker(once: bool) -> None:
+    """Apply queued changes to Orthanc and reconcile Orthanc's studies with the RIS."""
+    from .sync_worker import run
+
+    run(Config.from_env(), once=once)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKLIST_LIMIT", "500", "Most answers to one worklist query; more are marked incomplete."),
     Setting("ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."),
     Setting("ORTHANC_RIS_UID_ROOT", "", "UID root for generated StudyInstanceUIDs; empty means 2.25 (UUID-derived)."),
+    Setting("ORTHANC_RIS_MPPS_PORT", "11112", "Port of the RIS's MPPS SCP (modalities send N-CREATE/N-SET here)."),
+    Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
+    Setting("ORTHANC_RIS_MPPS_HOST", "0.0.0.0", "Address the MPPS SCP binds to (modalities are on the network)."),
+    Setting("ORTHANC_RIS_RECONCILE_SECONDS", "300", "Seconds between two comparisons of Orthanc's studies with the RIS (repairs drift)."),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
 
@@ -85,6 +89,10 @@ class Config:
     accession_prefix: str
     uid_root: str
     log_level: str
+    mpps_port: int = 11112
+    mpps_aet: str = "RISMPPS"
+    mpps_host: str = "0.0.0.0"
+    reconcile_seconds: float = 300.0
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -127,4 +135,8 @@ class Config:
             accession_prefix=prefix,
             uid_root=_get(env, "ORTHANC_RIS_UID_ROOT"),
             log_level=_get(env, "ORTHANC_RIS_LOG_LEVEL").upper(),
+            mpps_port=int(_get(env, "ORTHANC_RIS_MPPS_PORT")),
+            mpps_aet=_get(env, "ORTHANC_RIS_MPPS_AET"),
+            mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),
+            reconcile_seconds=float(_get(env, "ORTHANC_RIS_RECONCILE_SECONDS")),
         )

@@ -179,6 +179,10 @@ class Study(Base):
     stable_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_change_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Kept to score candidate orders for unmatched studies (the inbox).
+    patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
+    patient_sex: Mapped[str] = mapped_column(String(16), default="")
+    station_aet: Mapped[str] = mapped_column(String(16), default="")  # AE title that sent it
 
     order: Mapped[Order | None] = relationship()
 

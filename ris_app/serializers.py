@@ -33,6 +33,8 @@ def study_json(st: Study) -> dict:
     return {
         "study_instance_uid": st.study_instance_uid, "orthanc_id": st.orthanc_id,
         "accession_number": st.accession_number, "patient_mrn": st.patient_mrn,
+        "patient_name": st.patient_name, "patient_birth_date": st.patient_birth_date,
+        "station_aet": st.station_aet,
         "study_date": st.study_date, "study_description": st.study_description,
         "modalities": st.modalities.split("\\") if st.modalities else [],
         "series": st.series_count, "instances": st.instance_count,

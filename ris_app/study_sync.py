@@ -40,6 +40,9 @@ class StudyEvent:
     series_count: int = 0
     instance_count: int = 0
     sps_ids: tuple[str, ...] = ()
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    station_aet: str = ""
 
     @classmethod
     def from_json(cls, body: Any) -> "StudyEvent":
@@ -79,6 +82,8 @@ class StudyEvent:
             modalities=tuple(str(m) for m in study.get("Modalities") or ()),
             series_count=n("CountSeries"), instance_count=n("CountInstances"),
             sps_ids=tuple(str(x) for x in study.get("ScheduledProcedureStepIDs") or ()),
+            patient_birth_date=s("PatientBirthDate")[:8], patient_sex=s("PatientSex")[:16],
+            station_aet=s("RemoteAET")[:16],
         )
 
 
@@ -123,6 +128,10 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
     study.study_date = ev.study_date[:8]
     study.study_description = ev.study_description
     study.modalities = "\\".join(ev.modalities)[:64]
+    study.patient_birth_date = ev.patient_birth_date
+    study.patient_sex = ev.patient_sex
+    if ev.station_aet:
+        study.station_aet = ev.station_aet
     if (ev.series_count, ev.instance_count) != (study.series_count, study.instance_count):
         study.last_received_at = now
     study.series_count = ev.series_count
@@ -133,7 +142,7 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
     if ev.change == "StableStudy" and study.stable_at is None:
         study.stable_at = now
 
-    if study.order_id is None:
+    if study.order_id is None and study.link_method != "unlinked":  # unlinked by hand: stay so
         order, method = _link(session, ev)
         if order is not None:
             study.order = order

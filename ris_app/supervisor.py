@@ -49,6 +49,8 @@ def child_env(cfg: Config) -> dict[str, str]:
         "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
         "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),
         "ORTHANC_RIS_AET": cfg.aet,
+        "ORTHANC_RIS_MPPS_PORT": str(cfg.mpps_port),
+        "ORTHANC_RIS_MPPS_AET": cfg.mpps_aet,
         # DCMTK (inside Orthanc) reads this: without it every C-STORE waits on Nagle.
         "TCP_NODELAY": "1",
     })
@@ -80,6 +82,18 @@ def parts(cfg: Config) -> list[Part]:
             listens=(f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
                      f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"),
         ),
+        *tracking_parts(cfg, env, bindir),
+    ]
+
+
+def tracking_parts(cfg: Config, env: dict[str, str], bindir: Path) -> list[Part]:
+    """The MPPS SCP and the sync worker (Orthanc modifications, reconciliation)."""
+    cli = str(bindir / "orthanc-ris") if (bindir / "orthanc-ris").exists() else "orthanc-ris"
+    return [
+        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env,
+             listens=f"MPPS SCP               AE {cfg.mpps_aet} port {cfg.mpps_port}"),
+        Part(name="sync-worker", argv=[cli, "sync-worker"], health_url=None, env=env,
+             listens=f"sync worker            reconciles every {cfg.reconcile_seconds:.0f} s"),
     ]
 
 

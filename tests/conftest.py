@@ -110,6 +110,10 @@ class System:
     proc: subprocess.Popen
     env: dict
 
+    @property
+    def mpps_port(self) -> int:
+        return int(self.env["ORTHANC_RIS_MPPS_PORT"])
+
     def api(self, method: str, path: str, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
         headers.setdefault("Authorization", f"Bearer {self.token}")
@@ -145,6 +149,8 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         "ORTHANC_RIS_API_TOKEN": TOKEN,
         "ORTHANC_RIS_STABLE_AGE": "1",
         "ORTHANC_RIS_WORKERS": "2",
+        "ORTHANC_RIS_MPPS_PORT": str(free_port()),
+        "ORTHANC_RIS_MPPS_HOST": "127.0.0.1",
         **(extra_env or {}),
     }
     env.pop("ORTHANC_RIS_DATABASE_URL", None)

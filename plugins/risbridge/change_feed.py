@@ -23,6 +23,7 @@ CURSOR_PROPERTY = 1024  # Orthanc global property ids >= 1024 belong to plugins
 # Change types that alter what the RIS knows of a study.
 STUDY_CHANGES = frozenset({"NewStudy", "NewSeries", "StableStudy", "Deleted"})
 BATCH = 200
+STATUS_EVERY = 30.0  # seconds between feed-status reports when nothing is delivered
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ChangeFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.delivered = 0
+        self.last_seen = 0  # Orthanc's newest change seq seen in /changes
+        self._reported_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -73,7 +76,8 @@ class ChangeFeed:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                self.drain()
+                sent = self.drain()
+                self.report_status(force=sent > 0)
                 backoff = 1.0
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -103,12 +107,26 @@ class ChangeFeed:
                 self._deliver(change)
                 sent += 1
             last = int(page.get("Last", cursor))
+            self.last_seen = max(self.last_seen, last)
             if last > cursor:
                 self.api.set_property(CURSOR_PROPERTY, str(last))
             if page.get("Done", True) or not changes:
                 break
         self.delivered += sent
         return sent
+
+    def report_status(self, force: bool = False) -> None:
+        """Tell the RIS where the cursor is, so its health page can show the backlog.
+        At most every STATUS_EVERY seconds unless something was delivered."""
+        now = time.monotonic()
+        if not force and now - self._reported_at < STATUS_EVERY:
+            return
+        self._reported_at = now
+        try:
+            self.ris.post_json("/api/internal/feed-status",
+                               {"cursor": self.cursor, "last": self.last_seen, "delivered": self.delivered})
+        except RisRejected as exc:  # an older RIS without the endpoint: not worth retrying
+            log.warning("RIS refused the feed status: %s", exc)
 
     def _deliver(self, change: dict) -> None:
         event = {"seq": change["Seq"], "change": change["ChangeType"], "orthanc_id": change["ID"]}
@@ -140,6 +158,8 @@ class ChangeFeed:
             "AccessionNumber": tags.get("AccessionNumber", ""),
             "PatientID": tags.get("PatientID", ""),
             "PatientName": tags.get("PatientName", ""),
+            "PatientBirthDate": tags.get("PatientBirthDate", ""),
+            "PatientSex": tags.get("PatientSex", ""),
             "StudyDate": tags.get("StudyDate", ""),
             "StudyDescription": tags.get("StudyDescription", ""),
             "Modalities": modalities,
@@ -148,7 +168,16 @@ class ChangeFeed:
         }
         if not state["AccessionNumber"] and series:
             state["ScheduledProcedureStepIDs"] = self._sps_ids(series[0])
+        if series and series[0].get("Instances"):
+            state["RemoteAET"] = self._remote_aet(series[0]["Instances"][0])
         return state
+
+    def _remote_aet(self, instance_id: str) -> str:
+        """The AE title that sent the study (scores candidate orders in the inbox)."""
+        try:
+            return self.api.rest_get(f"/instances/{instance_id}/metadata/RemoteAET").decode(errors="replace").strip()
+        except Exception:  # uploaded over REST: no RemoteAET
+            return ""
 
     def _sps_ids(self, series: dict) -> list[str]:
         """SPS IDs from the Request Attributes Sequence of one instance (third way to link)."""

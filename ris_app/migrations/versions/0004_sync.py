@@ -82,6 +82,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_performed_procedure_step_step_id'), ['step_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_performed_procedure_step_study_instance_uid'), ['study_instance_uid'], unique=False)
 
+    with op.batch_alter_table('study', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('patient_birth_date', sa.String(length=8), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('patient_sex', sa.String(length=16), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('station_aet', sa.String(length=16), nullable=False, server_default=''))
+
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.add_column(sa.Column('merged_into_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_patient_merged_into_id_patient'), 'patient', ['merged_into_id'], ['id'])
@@ -89,6 +94,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('study', schema=None) as batch_op:
+        batch_op.drop_column('station_aet')
+        batch_op.drop_column('patient_sex')
+        batch_op.drop_column('patient_birth_date')
+
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_patient_merged_into_id_patient'), type_='foreignkey')
         batch_op.drop_column('merged_into_id')

@@ -1,0 +1,60 @@
+"""The exam's journey per order: when it was ordered, scheduled, the patient arrived, the
+exam started (first image or MPPS), images were complete (stable study or MPPS completed),
+reported and signed; with counts and a flag when MPPS reports more images than Orthanc has.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Order, Study
+from .orders import primary_step
+from .states import SPSStatus
+from .sync_models import PerformedProcedureStep
+
+MILESTONES = ("ordered", "scheduled", "arrived", "started", "images_complete", "reported", "signed")
+
+
+def _first(times) -> datetime | None:
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
+def journey(session: Session, order: Order) -> dict:
+    step = primary_step(order)
+    study = session.scalar(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None))
+                           .order_by(Study.id).limit(1))
+    mpps = list(session.scalars(select(PerformedProcedureStep).where(PerformedProcedureStep.step_id == step.id)
+                                .order_by(PerformedProcedureStep.id)))
+
+    def reached(status: SPSStatus) -> datetime | None:
+        return _first(h.changed_at for h in step.history if h.to_status == status)
+
+    completed_mpps = [m for m in mpps if m.status == "COMPLETED"]
+    at = {
+        "ordered": order.created_at,
+        "scheduled": reached(SPSStatus.SCHEDULED),
+        "arrived": reached(SPSStatus.ARRIVED),
+        "started": _first([reached(SPSStatus.STARTED), study.first_received_at if study else None,
+                           *[m.started_at for m in mpps]]),
+        "images_complete": _first([study.stable_at if study else None, *[m.ended_at for m in completed_mpps]]),
+        "reported": None,  # filled by the reporting module
+        "signed": None,
+    }
+    mpps_instances = sum(m.instance_count for m in mpps) if mpps else None
+    held = study.instance_count if study else 0
+    return {
+        "accession_number": order.accession_number,
+        "status": step.status,
+        "scheduled_start": step.start_datetime.isoformat(),
+        "milestones": [{"name": name, "at": at[name].isoformat() if at[name] else None} for name in MILESTONES],
+        "series": study.series_count if study else 0,
+        "instances": held,
+        "mpps": [{"sop_instance_uid": m.sop_instance_uid, "status": m.status, "instances": m.instance_count,
+                  "started_at": m.started_at.isoformat() if m.started_at else None,
+                  "ended_at": m.ended_at.isoformat() if m.ended_at else None} for m in mpps],
+        "mpps_instances": mpps_instances,
+        "missing_images": bool(mpps_instances and mpps_instances > held),
+    }

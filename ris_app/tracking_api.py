@@ -1,0 +1,148 @@
+"""REST API of image tracking: sync status, the unmatched-studies inbox (link, undo),
+patient merge, the exam journey, and the plugin's feed-status report. See docs/api.md."""
+from __future__ import annotations
+
+import requests
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from . import sync_state, validation as v
+from .auth import api_auth
+from .corrections import link_study, merge_patients, undo
+from .errors import ApiError
+from .journey import journey
+from .models import Study
+from .orders import find_order, find_patient
+from .orthanc_client import OrthancClient, OrthancError
+from .sync_models import OrthancTask, StudyCorrection
+from .web import db, settings
+
+bp = Blueprint("tracking_api", __name__, url_prefix="/api")
+
+
+def orthanc_last_change() -> int | None:
+    try:
+        return OrthancClient(settings().orthanc_url, timeout=1).changes_last()
+    except (OrthancError, requests.RequestException, ValueError):
+        return None
+
+
+def sync_summary() -> dict:
+    return sync_state.summary(db(), orthanc_last_change())
+
+
+def correction_json(c: StudyCorrection) -> dict:
+    return {"id": c.id, "action": c.action, "study_instance_uid": c.study.study_instance_uid if c.study else None,
+            "before": c.before, "after": c.after, "by": c.performed_by, "at": c.created_at.isoformat(),
+            "undone_by": c.undone_by_id}
+
+
+def task_json(t: OrthancTask) -> dict:
+    return {"id": t.id, "state": t.state, "attempts": t.attempts, "error": t.error or None,
+            "replace": t.replace, "study_instance_uid": t.study.study_instance_uid,
+            "done_at": t.done_at.isoformat() if t.done_at else None}
+
+
+def _study(suid: str) -> Study:
+    study = db().scalar(select(Study).where(Study.study_instance_uid == suid))
+    if study is None:
+        raise ApiError(404, "no study with this StudyInstanceUID", field="study_instance_uid")
+    return study
+
+
+def _tasks_of(correction: StudyCorrection) -> list[dict]:
+    return [task_json(t) for t in db().scalars(select(OrthancTask).where(OrthancTask.correction_id == correction.id))]
+
+
+@bp.get("/sync")
+@api_auth
+def get_sync():
+    return jsonify(sync_summary())
+
+
+@bp.post("/sync/reconcile")
+@api_auth
+def post_reconcile():
+    """Reconcile now (the sync worker also does it on a timer)."""
+    from .reconcile import reconcile
+    from flask import current_app
+
+    try:
+        report = reconcile(current_app.extensions["ris_sessions"], OrthancClient(settings().orthanc_url))
+    except OrthancError as exc:
+        raise ApiError(503, str(exc)) from None
+    return jsonify(report.__dict__)
+
+
+@bp.post("/internal/feed-status")
+@api_auth
+def post_feed_status():
+    body = v.json_body(request)
+    try:
+        value = {k: int(body[k]) for k in ("cursor", "last", "delivered")}
+    except (KeyError, TypeError, ValueError):
+        raise ApiError(400, "cursor, last and delivered must be integers", field="body") from None
+    sync_state.put(db(), sync_state.FEED, value)
+    db().commit()
+    return jsonify({"ok": True})
+
+
+@bp.post("/studies/<suid>/link")
+@api_auth
+def post_link(suid: str):
+    body = v.json_body(request)
+    order = find_order(db(), v.text(body, "accession_number", required=True, max_len=16))
+    correction = link_study(db(), _study(suid), order, user=v.text(body, "user", max_len=64) or "api")
+    db().commit()
+    return jsonify({"correction": correction_json(correction), "tasks": _tasks_of(correction)}), 201
+
+
+@bp.get("/corrections")
+@api_auth
+def get_corrections():
+    stmt = select(StudyCorrection).order_by(StudyCorrection.id.desc()).limit(100)
+    if request.args.get("study_instance_uid"):
+        stmt = stmt.where(StudyCorrection.study_id == _study(request.args["study_instance_uid"]).id)
+    return jsonify({"items": [correction_json(c) for c in db().scalars(stmt)]})
+
+
+@bp.post("/corrections/<int:correction_id>/undo")
+@api_auth
+def post_undo(correction_id: int):
+    correction = db().get(StudyCorrection, correction_id)
+    if correction is None:
+        raise ApiError(404, "no such correction", field="correction")
+    reverse = undo(db(), correction)
+    db().commit()
+    return jsonify({"correction": correction_json(reverse), "tasks": _tasks_of(reverse)}), 201
+
+
+@bp.get("/orthanc-tasks/<int:task_id>")
+@api_auth
+def get_task(task_id: int):
+    task = db().get(OrthancTask, task_id)
+    if task is None:
+        raise ApiError(404, "no such task", field="task")
+    return jsonify(task_json(task))
+
+
+@bp.post("/patients/<mrn>/merge")
+@api_auth
+def post_merge(mrn: str):
+    """Merge the patient named in the body (`merged_mrn`) into this one, the survivor."""
+    body = v.json_body(request)
+    survivor = find_patient(db(), mrn)
+    merged = find_patient(db(), v.text(body, "merged_mrn", required=True, max_len=64))
+    if survivor is None:
+        raise ApiError(404, "no patient with this MRN", field="mrn")
+    if merged is None:
+        raise ApiError(400, "no patient with this MRN", field="merged_mrn")
+    correction = merge_patients(db(), survivor, merged)
+    db().commit()
+    return jsonify({"correction": correction_json(correction), "tasks": _tasks_of(correction)}), 201
+
+
+@bp.get("/orders/<accession>/journey")
+@api_auth
+def get_journey(accession: str):
+    return jsonify(journey(db(), find_order(db(), accession)))
