@@ -114,7 +114,9 @@ class OrthancClient:
         suid = study["MainDicomTags"]["StudyInstanceUID"]
         current_pid = study.get("PatientMainDicomTags", {}).get("PatientID", "")
         if "PatientID" not in replace or replace["PatientID"] == current_pid:
-            self._modify_job("studies", orthanc_id, replace, keep_source=True)
+            # Naming PatientID at study level is refused even when it does not change.
+            same_patient = {k: v for k, v in replace.items() if k != "PatientID"}
+            self._modify_job("studies", orthanc_id, same_patient, keep_source=True)
             self.post(f"/studies/{orthanc_id}/reconstruct", {})
             return orthanc_id
         patient = self.get(f"/patients/{study['ParentPatient']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ class Part:
     cwd: Path | None = None
     listens: str = ""
     proc: subprocess.Popen | None = None
+    health_port: int | None = None  # parts without HTTP: healthy once this TCP port accepts
 
 
 class PartFailed(RuntimeError):
@@ -90,7 +92,7 @@ def tracking_parts(cfg: Config, env: dict[str, str], bindir: Path) -> list[Part]
     """The MPPS SCP and the sync worker (Orthanc modifications, reconciliation)."""
     cli = str(bindir / "orthanc-ris") if (bindir / "orthanc-ris").exists() else "orthanc-ris"
     return [
-        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env,
+        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env, health_port=cfg.mpps_port,
              listens=f"MPPS SCP               AE {cfg.mpps_aet} port {cfg.mpps_port}"),
         Part(name="sync-worker", argv=[cli, "sync-worker"], health_url=None, env=env,
              listens=f"sync worker            reconciles every {cfg.reconcile_seconds:.0f} s"),
@@ -103,7 +105,10 @@ def _wait_healthy(part: Part, timeout: float) -> None:
         if part.proc is not None and part.proc.poll() is not None:
             raise PartFailed(f"{part.name} exited with status {part.proc.returncode} while starting")
         if part.health_url is None:
-            return
+            if part.health_port is None or _accepts(part.health_port):
+                return
+            time.sleep(0.1)
+            continue
         try:
             r = requests.get(part.health_url, timeout=2)
             if r.status_code < 500 or part.name == "ris":
@@ -112,6 +117,14 @@ def _wait_healthy(part: Part, timeout: float) -> None:
             pass
         time.sleep(0.2)
     raise PartFailed(f"{part.name} did not answer {part.health_url} within {timeout:.0f} s")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _stop(all_parts: list[Part], grace: float = 15.0) -> None:

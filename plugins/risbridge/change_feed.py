@@ -48,6 +48,7 @@ class ChangeFeed:
         self.delivered = 0
         self.last_seen = 0  # Orthanc's newest change seq seen in /changes
         self._reported_at = 0.0
+        self._reported_cursor: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -76,8 +77,8 @@ class ChangeFeed:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                sent = self.drain()
-                self.report_status(force=sent > 0)
+                self.drain()
+                self.report_status()
                 backoff = 1.0
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -115,16 +116,16 @@ class ChangeFeed:
         self.delivered += sent
         return sent
 
-    def report_status(self, force: bool = False) -> None:
-        """Tell the RIS where the cursor is, so its health page can show the backlog.
-        At most every STATUS_EVERY seconds unless something was delivered."""
-        now = time.monotonic()
-        if not force and now - self._reported_at < STATUS_EVERY:
+    def report_status(self) -> None:
+        """Tell the RIS where the cursor is, so its health page can show the backlog:
+        when the cursor moved, else at most every STATUS_EVERY seconds."""
+        now, cursor = time.monotonic(), self.cursor
+        if cursor == self._reported_cursor and now - self._reported_at < STATUS_EVERY:
             return
-        self._reported_at = now
         try:
             self.ris.post_json("/api/internal/feed-status",
-                               {"cursor": self.cursor, "last": self.last_seen, "delivered": self.delivered})
+                               {"cursor": cursor, "last": self.last_seen, "delivered": self.delivered})
+            self._reported_at, self._reported_cursor = now, cursor
         except RisRejected as exc:  # an older RIS without the endpoint: not worth retrying
             log.warning("RIS refused the feed status: %s", exc)
 
