@@ -156,6 +156,7 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
     env.pop("ORTHANC_RIS_DATABASE_URL", None)
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "up.log", "ab")
+    offset = log.tell()  # a restart appends: look for "up" in this run's lines only
     proc = subprocess.Popen([str(Path(sys.executable).parent / "orthanc-ris"), "up"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     system = System(home=home, ris_url=f"http://127.0.0.1:{http_port}",
@@ -165,7 +166,7 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"orthanc-ris up exited with {proc.returncode}:\n{(home / 'up.log').read_text()[-4000:]}")
-        if b"orthanc-ris is up" in (home / "up.log").read_bytes():
+        if b"orthanc-ris is up" in (home / "up.log").read_bytes()[offset:]:
             return system
         time.sleep(0.2)
     stop_system(system)
