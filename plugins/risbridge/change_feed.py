@@ -37,11 +37,14 @@ class OrthancApi:
 
 class ChangeFeed:
     def __init__(self, api: OrthancApi, ris: RisClient, poll_seconds: float = 5.0,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, debounce_seconds: float = 0.0) -> None:
         self.api = api
         self.ris = ris
         self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff
+        # After a wake-up, let a burst of instances arrive before reading /changes: one
+        # drain (and one cursor write in Orthanc's index) per burst, not per instance.
+        self.debounce_seconds = debounce_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,6 +85,8 @@ class ChangeFeed:
                 backoff = 1.0
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+                if self.debounce_seconds:
+                    self._stop.wait(self.debounce_seconds)
             except RisUnavailable as exc:
                 log.warning("RIS not reachable (%s); retrying in %.0f s", exc, backoff)
                 self._stop.wait(backoff)
