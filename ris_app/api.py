@@ -22,7 +22,7 @@ from .orders import (
     OrderData, PatientData, apply_action, create_order, create_patient, find_order,
     find_patient, primary_step,
 )
-from .corrections import update_patient_everywhere
+from .corrections import coerce_if_needed, update_patient_everywhere
 from .serializers import order_json, patient_json, step_json, study_json
 from .states import TRANSITIONS, SPSStatus
 from .study_sync import StudyEvent, apply_study_event
@@ -292,6 +292,8 @@ def post_study_event():
     """Called by the Orthanc plugin for each study change; idempotent."""
     ev = StudyEvent.from_json(request.get_json(silent=True))
     study = apply_study_event(db(), ev)
+    if settings().coerce_on_stable and ev.change == "StableStudy":
+        coerce_if_needed(db(), study)
     _commit()
     return jsonify({"ok": True, "linked": bool(study and study.order_id)})
 

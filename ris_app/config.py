@@ -45,6 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
     Setting("ORTHANC_RIS_MPPS_HOST", "0.0.0.0", "Address the MPPS SCP binds to (modalities are on the network)."),
     Setting("ORTHANC_RIS_RECONCILE_SECONDS", "300", "Seconds between two comparisons of Orthanc's studies with the RIS (repairs drift)."),
+    Setting("ORTHANC_RIS_COERCE_ON_STABLE", "false", "Correct stable studies linked to an order whose patient or accession differ from the RIS (in Orthanc, UIDs kept)."),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
 
@@ -93,6 +94,7 @@ class Config:
     mpps_aet: str = "RISMPPS"
     mpps_host: str = "0.0.0.0"
     reconcile_seconds: float = 300.0
+    coerce_on_stable: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -139,4 +141,5 @@ class Config:
             mpps_aet=_get(env, "ORTHANC_RIS_MPPS_AET"),
             mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),
             reconcile_seconds=float(_get(env, "ORTHANC_RIS_RECONCILE_SECONDS")),
+            coerce_on_stable=_get(env, "ORTHANC_RIS_COERCE_ON_STABLE").lower() in ("1", "true", "yes"),
         )

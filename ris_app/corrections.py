@@ -150,3 +150,28 @@ def merge_patients(session: Session, survivor: Patient, merged: Patient, user: s
             queue_orthanc_change(session, study, target, correction)
     log.info("patient %d merged into %d (%d orders)", merged.id, survivor.id, len(moved))
     return correction
+
+
+def coerce_if_needed(session: Session, study: Study | None) -> OrthancTask | None:
+    """Per-site option: once a study linked by the modality is stable, make its patient
+    and accession in Orthanc agree with the RIS (a typo at the console, an outdated
+    worklist). Done after reception rather than in Orthanc's storing thread, which must
+    never wait on the RIS; a later instance makes the study stable again and is coerced
+    in turn."""
+    if study is None or study.order is None or study.stable_at is None or study.link_method == "manual":
+        return None
+    target = {**patient_tags(study.order.patient), "AccessionNumber": study.order.accession_number}
+    held = {"PatientID": study.patient_mrn, "PatientName": study.patient_name,
+            "PatientBirthDate": study.patient_birth_date, "PatientSex": study.patient_sex,
+            "AccessionNumber": study.accession_number}
+    if held == target:
+        return None
+    if session.scalar(select(OrthancTask.id).where(OrthancTask.study_id == study.id,
+                                                   OrthancTask.state == "pending")) is not None:
+        return None
+    correction = StudyCorrection(action="coerce", study=study, patient_id=study.order.patient_id,
+                                 before=held, after=target, performed_by="coercion")
+    session.add(correction)
+    session.flush()
+    log.info("study %s differs from its order's demographics: coercion queued", study.orthanc_id)
+    return queue_orthanc_change(session, study, target, correction)

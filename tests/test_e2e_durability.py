@@ -135,3 +135,25 @@ def test_orthanc_killed_mid_study_ends_linked_with_the_right_count(tmp_path):
         assert list(_studies(system)) == [suid]
     finally:
         stop_system(system)
+
+
+def test_coercion_on_stable_corrects_a_typo_at_the_console(tmp_path):
+    system = start_system(tmp_path / "home", {"ORTHANC_RIS_COERCE_ON_STABLE": "true"})
+    try:
+        _register(system, "COERCE-1", "Lambert", "Hugo")
+        acc = _order(system, "COERCE-1")["accession_number"]
+        files = write_series(tmp_path / "s", 3, patient_id="COERCE-1", patient_name="Lambret^Hugo", accession=acc)
+        assert system.storescu(files).returncode == 0
+        suid = pydicom.dcmread(files[0]).StudyInstanceUID
+
+        def orthanc_name():
+            hits = [h for h in system.orthanc("POST", "/tools/lookup", data=suid).json() if h["Type"] == "Study"]
+            study = system.orthanc("GET", f"/studies/{hits[0]['ID']}").json() if hits else {}
+            return study.get("PatientMainDicomTags", {}).get("PatientName")
+
+        wait_for(lambda: orthanc_name() == "Lambert^Hugo", timeout=60)
+        body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{acc}").json())["study"]
+                        and b["study"]["instances"] == 3 and b)
+        assert body["study"]["study_instance_uid"] == suid
+    finally:
+        stop_system(system)

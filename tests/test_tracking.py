@@ -236,3 +236,20 @@ def test_pages_need_a_login_and_render(client, auth, sessions):
     _patient(client, auth, mrn="T2")
     assert client.post("/patients/merge", data={"survivor_mrn": "T1", "merged_mrn": "T2"}).status_code == 302
     assert client.post("/patients/merge", data={"survivor_mrn": "T1", "merged_mrn": "NOPE"}).status_code == 400
+
+
+def test_coercion_queues_one_correction_for_a_stable_study_that_differs(client, auth, sessions):
+    from ris_app.corrections import coerce_if_needed
+
+    _patient(client, auth)
+    order = _order(client, auth)
+    _study(client, auth, acc=order["accession_number"], pid="T1", name="Doe^Jnae")
+    with transaction(sessions) as s:
+        study = s.scalar(select(Study))
+        assert coerce_if_needed(s, study) is None  # not stable yet
+        apply_study_event(s, StudyEvent.from_json({"seq": 2, "change": "StableStudy", "orthanc_id": "o1", "study": {
+            "StudyInstanceUID": "1.2.3.4", "AccessionNumber": order["accession_number"], "PatientID": "T1",
+            "PatientName": "Doe^Jnae", "PatientBirthDate": "19800506", "PatientSex": "F", "CountInstances": 3}}))
+        task = coerce_if_needed(s, study)
+        assert task.replace["PatientName"] == "Doe^Jane"
+        assert coerce_if_needed(s, study) is None  # one pending correction is enough
