@@ -33,7 +33,7 @@ _feed = ChangeFeed(
     OrthancApi(orthanc.RestApiGet, orthanc.GetGlobalProperty, orthanc.SetGlobalProperty),
     _ris,
     poll_seconds=float(_settings.get("ChangesPollSeconds", 5)),
-    debounce_seconds=float(_settings.get("ChangesDebounceSeconds", 0)),
+    debounce_seconds=float(_settings.get("ChangesDebounceSeconds", 0.1)),
 )
 
 

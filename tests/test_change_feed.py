@@ -76,6 +76,7 @@ def test_ris_down_keeps_the_cursor_then_delivers_once_up(app, ris_server, client
 
     # A crash before the cursor was saved: the event is delivered again, changing nothing.
     orthanc.properties[CURSOR_PROPERTY] = "0"
+    feed = ChangeFeed(orthanc.api(), RisClient(ris_server, TOKEN))  # the restarted plugin
     assert feed.drain() == 1
     items = client.get("/api/studies", headers=auth).json["items"]
     assert [(s["study_instance_uid"], s["instances"], s["unmatched"]) for s in items] == [("1.2.1", 4, True)]
@@ -114,3 +115,17 @@ def test_split_frames_refuses_truncated_answers():
     assert split_frames(b"\x00\x00\x00\x02ab\x00\x00\x00\x01c") == [b"ab", b"c"]
     with pytest.raises(RisUnavailable):
         split_frames(b"\x00\x00\x00\x05ab")
+
+
+def test_instance_changes_alone_do_not_write_the_cursor_each_time(app, ris_server):
+    orthanc = StubOrthanc()
+    orthanc.add_study("o1", "1.2.1", "", 1)
+    feed = ChangeFeed(orthanc.api(), RisClient(ris_server, TOKEN))
+    feed.drain()
+    assert orthanc.properties[CURSOR_PROPERTY] == "1"  # a delivery is saved at once
+    orthanc.changes.append({"Seq": 2, "ChangeType": "NewInstance", "ResourceType": "Instance", "ID": "i2"})
+    assert feed.drain() == 0
+    assert orthanc.properties[CURSOR_PROPERTY] == "1"  # skipped instance changes wait
+    assert feed.cursor == 2
+    feed.stop()
+    assert orthanc.properties[CURSOR_PROPERTY] == "2"  # and are saved on stop

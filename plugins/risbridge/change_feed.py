@@ -24,6 +24,11 @@ CURSOR_PROPERTY = 1024  # Orthanc global property ids >= 1024 belong to plugins
 STUDY_CHANGES = frozenset({"NewStudy", "NewSeries", "StableStudy", "Deleted"})
 BATCH = 200
 STATUS_EVERY = 30.0  # seconds between feed-status reports when nothing is delivered
+STATUS_MIN_INTERVAL = 1.0  # while the cursor moves: not one HTTP request per instance
+# Writing the cursor is a transaction in Orthanc's index, which C-STOREs also need: save it
+# at once after a delivery, but only every SAVE_EVERY seconds while it just skips instance
+# changes (a crash then re-reads at most those few seconds of the log: still at least once).
+SAVE_EVERY = 2.0
 
 
 @dataclass
@@ -52,6 +57,9 @@ class ChangeFeed:
         self.last_seen = 0  # Orthanc's newest change seq seen in /changes
         self._reported_at = 0.0
         self._reported_cursor: int | None = None
+        self._cursor: int | None = None  # read from the global property once, then kept here
+        self._saved: int | None = None
+        self._saved_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -63,6 +71,10 @@ class ChangeFeed:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        try:
+            self.save_cursor(force=True)
+        except Exception:  # Orthanc is stopping; the next start re-reads a little more
+            log.warning("could not save the change cursor on stop")
 
     def wake(self) -> None:
         """Called from Orthanc's OnChange thread: cheap, never blocks."""
@@ -71,10 +83,20 @@ class ChangeFeed:
     # -- work ----------------------------------------------------------------------
     @property
     def cursor(self) -> int:
-        try:
-            return int(self.api.get_property(CURSOR_PROPERTY, "0") or 0)
-        except ValueError:
-            return 0
+        if self._cursor is None:
+            try:
+                self._cursor = int(self.api.get_property(CURSOR_PROPERTY, "0") or 0)
+            except ValueError:
+                self._cursor = 0
+            self._saved = self._cursor
+        return self._cursor
+
+    def save_cursor(self, force: bool = False) -> None:
+        """Persist the cursor (at once when forced, else at most every SAVE_EVERY s)."""
+        now = time.monotonic()
+        if self._cursor is not None and self._cursor != self._saved and (force or now - self._saved_at >= SAVE_EVERY):
+            self.api.set_property(CURSOR_PROPERTY, str(self._cursor))
+            self._saved, self._saved_at = self._cursor, now
 
     def _run(self) -> None:
         backoff = 1.0
@@ -115,17 +137,21 @@ class ChangeFeed:
             last = int(page.get("Last", cursor))
             self.last_seen = max(self.last_seen, last)
             if last > cursor:
-                self.api.set_property(CURSOR_PROPERTY, str(last))
+                self._cursor = last
+                self.save_cursor(force=bool(latest))
             if page.get("Done", True) or not changes:
                 break
+        self.save_cursor()
         self.delivered += sent
         return sent
 
     def report_status(self) -> None:
         """Tell the RIS where the cursor is, so its health page can show the backlog:
-        when the cursor moved, else at most every STATUS_EVERY seconds."""
+        when the cursor moved (at most every STATUS_MIN_INTERVAL s), else every
+        STATUS_EVERY s."""
         now, cursor = time.monotonic(), self.cursor
-        if cursor == self._reported_cursor and now - self._reported_at < STATUS_EVERY:
+        wait = STATUS_MIN_INTERVAL if cursor != self._reported_cursor else STATUS_EVERY
+        if now - self._reported_at < wait:
             return
         try:
             self.ris.post_json("/api/internal/feed-status",
