@@ -45,6 +45,7 @@ test-postgres: setup-test
 
 bench: setup-test
 	$(BIN)/python bench/mwl.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output
