@@ -28,6 +28,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKERS", "2", "RIS web server worker processes."),
     Setting("ORTHANC_RIS_ORTHANC_HTTP_PORT", "8042", "Port of Orthanc's REST API and Orthanc Explorer."),
     Setting("ORTHANC_RIS_ORTHANC_URL", "", "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT."),
+    Setting("ORTHANC_RIS_ORTHANC_PUBLIC_URL", "", "Orthanc's address as users' browsers reach it (Explorer links); empty means $ORTHANC_RIS_ORTHANC_URL."),
+    Setting("ORTHANC_RIS_ORTHANC_USERNAME", "", "User the RIS authenticates as when Orthanc has authentication enabled (Docker)."),
+    Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
     Setting("ORTHANC_RIS_API_TOKEN", "", "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token."),
@@ -71,6 +74,9 @@ class Config:
     workers: int
     orthanc_http_port: int
     orthanc_url: str
+    orthanc_public_url: str
+    orthanc_username: str
+    orthanc_password: str
     dicom_port: int
     aet: str
     api_token: str
@@ -113,6 +119,10 @@ class Config:
             workers=int(_get(env, "ORTHANC_RIS_WORKERS")),
             orthanc_http_port=orthanc_http_port,
             orthanc_url=(_get(env, "ORTHANC_RIS_ORTHANC_URL") or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_public_url=(_get(env, "ORTHANC_RIS_ORTHANC_PUBLIC_URL") or _get(env, "ORTHANC_RIS_ORTHANC_URL")
+                                or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
+            orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
             aet=_get(env, "ORTHANC_RIS_AET"),
             api_token=token,
