@@ -332,7 +332,7 @@ def order_detail(accession: str):
                            .order_by(Study.id)).all()
     return render_template("order_detail.html", order=order, rp=order.requested_procedures[0],
                            step=primary_step(order), studies=studies, sexes=SEX_LABELS, link_methods=LINK_METHODS,
-                           orthanc_url=settings().orthanc_url)
+                           orthanc_url=settings().orthanc_public_url)
 
 
 @bp.get("/studies")
