@@ -38,6 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_RIS_URL", "", "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT."),
     Setting("ORTHANC_RIS_STABLE_AGE", "60", "Seconds without new instances before Orthanc calls a study stable (images complete)."),
     Setting("ORTHANC_RIS_ORTHANC_REMOTE_ACCESS", "false", "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first)."),
+    Setting("ORTHANC_RIS_ORTHANC_INDEX_URL", "", "PostgreSQL URI for Orthanc's index (postgresql://user:pw@host:5432/db, needs the orthanc-postgresql package); empty means Orthanc's SQLite index in the data folder. Several Orthanc processes may share one."),
     Setting("ORTHANC_RIS_ORTHANC_BINARY", "Orthanc", "Orthanc executable."),
     Setting("ORTHANC_RIS_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins", "Folder holding libOrthancPython.so and libOrthancDicomWeb.so."),
     Setting("ORTHANC_RIS_WORKLIST_STATUSES", "SCHEDULED,ARRIVED,READY", "Step statuses answered by worklist queries that do not ask for a status."),
@@ -84,6 +85,7 @@ class Config:
     ris_url: str
     stable_age: int
     orthanc_remote_access: bool
+    orthanc_index_url: str
     orthanc_binary: str
     orthanc_plugins: Path
     worklist_statuses: tuple[str, ...]
@@ -130,6 +132,7 @@ class Config:
             ris_url=(_get(env, "ORTHANC_RIS_RIS_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
             stable_age=int(_get(env, "ORTHANC_RIS_STABLE_AGE")),
             orthanc_remote_access=_get(env, "ORTHANC_RIS_ORTHANC_REMOTE_ACCESS").lower() in ("1", "true", "yes"),
+            orthanc_index_url=_get(env, "ORTHANC_RIS_ORTHANC_INDEX_URL"),
             orthanc_binary=_get(env, "ORTHANC_RIS_ORTHANC_BINARY"),
             orthanc_plugins=Path(_get(env, "ORTHANC_RIS_ORTHANC_PLUGINS")),
             worklist_statuses=tuple(s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()),
