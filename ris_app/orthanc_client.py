@@ -1,4 +1,5 @@
-"""The RIS's calls to Orthanc's REST API: list studies for reconciliation, and correct a
+"""The RIS's calls to Orthanc's REST API: one place that knows the URL and credentials
+(`orthanc_request`); `OrthancClient` lists studies for reconciliation and corrects a
 stored study (patient, accession) with Orthanc's modify API, keeping every UID.
 
 Orthanc 1.10 rules that shape `modify_study` (checked against the real server):
@@ -18,9 +19,17 @@ from dataclasses import dataclass
 
 import requests
 
+from .config import Config
+
 log = logging.getLogger(__name__)
 
 KEEP_UIDS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+
+
+def orthanc_request(cfg: Config, method: str, path: str, *, timeout: float = 30, **kwargs) -> requests.Response:
+    """Call Orthanc's REST API at `path` (leading slash), authenticating when configured."""
+    auth = (cfg.orthanc_username, cfg.orthanc_password) if cfg.orthanc_username else None
+    return requests.request(method, cfg.orthanc_url + path, auth=auth, timeout=timeout, **kwargs)
 
 
 class OrthancError(RuntimeError):
@@ -33,13 +42,13 @@ class OrthancError(RuntimeError):
 
 @dataclass
 class OrthancClient:
-    url: str
+    cfg: Config
     timeout: float = 30.0
     job_timeout: float = 600.0
 
     def _req(self, method: str, path: str, **kw) -> requests.Response:
         try:
-            r = requests.request(method, self.url + path, timeout=self.timeout, **kw)
+            r = orthanc_request(self.cfg, method, path, timeout=self.timeout, **kw)
         except requests.RequestException as exc:
             raise OrthancError(f"Orthanc unreachable: {exc.__class__.__name__}") from None
         if r.status_code == 404:

@@ -82,7 +82,7 @@ def run_pending_tasks(sessions: sessionmaker[Session], orthanc: OrthancClient) -
 
 def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
     sessions = make_sessionmaker(make_engine(cfg.database_url))
-    orthanc = OrthancClient(cfg.orthanc_url)
+    orthanc = OrthancClient(cfg)
     stop = threading.Event()
     if not once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

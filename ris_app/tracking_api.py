@@ -22,7 +22,7 @@ bp = Blueprint("tracking_api", __name__, url_prefix="/api")
 
 def orthanc_last_change() -> int | None:
     try:
-        return OrthancClient(settings().orthanc_url, timeout=1).changes_last()
+        return OrthancClient(settings(), timeout=1).changes_last()
     except (OrthancError, requests.RequestException, ValueError):
         return None
 
@@ -68,7 +68,7 @@ def post_reconcile():
     from flask import current_app
 
     try:
-        report = reconcile(current_app.extensions["ris_sessions"], OrthancClient(settings().orthanc_url))
+        report = reconcile(current_app.extensions["ris_sessions"], OrthancClient(settings()))
     except OrthancError as exc:
         raise ApiError(503, str(exc)) from None
     return jsonify(report.__dict__)

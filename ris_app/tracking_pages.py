@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from .auth import current_user, login_required
+from .auth import check_csrf, current_user, login_required
 from .corrections import link_study, merge_patients, undo
 from .errors import ApiError
 from .inbox import candidates
@@ -17,6 +17,7 @@ from .tracking_api import sync_summary
 from .web import db
 
 bp = Blueprint("tracking", __name__)
+bp.before_request(check_csrf)
 
 
 def _user() -> str:

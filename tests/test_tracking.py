@@ -8,7 +8,6 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from ris_app import mpps
-from ris_app.auth import create_user
 from ris_app.db import transaction
 from ris_app.models import Order, Study
 from ris_app.orthanc_client import OrthancError
@@ -217,25 +216,26 @@ def test_journey_and_sync_summary(client, auth):
     assert client.post("/api/internal/feed-status", json={"cursor": "x"}, headers=auth).status_code == 400
 
 
-def test_pages_need_a_login_and_render(client, auth, sessions):
+def test_pages_need_a_login_and_render(app, client, auth):
+    from tests.test_pages import _login, _post
+
     for url in ("/inbox", "/sync", "/patients/merge"):
         assert client.get(url).status_code in (302, 401)
-    with transaction(sessions) as s:
-        create_user(s, "clerk1", "pw-123456", "clerk")
-    assert client.post("/login", data={"username": "clerk1", "password": "pw-123456"}).status_code == 302
+    token = _login(app, client, "clerk")
     _patient(client, auth)
     order = _order(client, auth)
     _study(client, auth, pid="TMP", acc="WRONG")
     page = client.get("/inbox")
     assert page.status_code == 200 and order["accession_number"] in page.text
-    r = client.post("/inbox/link", data={"study_instance_uid": "1.2.3.4", "accession_number": order["accession_number"]})
-    assert r.status_code == 302
+    link = {"study_instance_uid": "1.2.3.4", "accession_number": order["accession_number"]}
+    assert client.post("/inbox/link", data=link).status_code == 400  # no CSRF token
+    assert _post(client, "/inbox/link", token, link).status_code == 302
     assert "Undo" in client.get("/inbox").text
     assert client.get("/sync").status_code == 200
     assert "Exam journey" in client.get(f"/orders/{order['accession_number']}/journey").text
     _patient(client, auth, mrn="T2")
-    assert client.post("/patients/merge", data={"survivor_mrn": "T1", "merged_mrn": "T2"}).status_code == 302
-    assert client.post("/patients/merge", data={"survivor_mrn": "T1", "merged_mrn": "NOPE"}).status_code == 400
+    assert _post(client, "/patients/merge", token, {"survivor_mrn": "T1", "merged_mrn": "T2"}).status_code == 302
+    assert _post(client, "/patients/merge", token, {"survivor_mrn": "T1", "merged_mrn": "NOPE"}).status_code == 400
 
 
 def test_coercion_queues_one_correction_for_a_stable_study_that_differs(client, auth, sessions):
