@@ -253,3 +253,14 @@ def test_coercion_queues_one_correction_for_a_stable_study_that_differs(client, 
         task = coerce_if_needed(s, study)
         assert task.replace["PatientName"] == "Doe^Jane"
         assert coerce_if_needed(s, study) is None  # one pending correction is enough
+
+
+def test_compose_runs_the_tracking_parts_on_the_ris_data():
+    from tests.test_docker_compose import compose, environment
+
+    services = compose()["services"]
+    for name in ("mpps-scp", "sync-worker"):
+        assert services[name]["command"] == ["orthanc-ris", name]
+        assert services[name]["image"] == services["ris"]["image"]
+        assert environment(services[name])["ORTHANC_RIS_HOME"] == environment(services["ris"])["ORTHANC_RIS_HOME"]
+    assert environment(services["sync-worker"])["ORTHANC_RIS_ORTHANC_URL"] == "http://orthanc:8042"
