@@ -41,6 +41,7 @@ def patient_tags(patient: Patient) -> dict[str, str]:
 def study_tags(study: Study) -> dict[str, str]:
     """What the study holds now in Orthanc (as last reported), for an undo."""
     return {"PatientID": study.patient_mrn, "PatientName": study.patient_name,
+            "PatientBirthDate": study.patient_birth_date, "PatientSex": study.patient_sex,
             "AccessionNumber": study.accession_number}
 
 
@@ -88,7 +89,8 @@ def undo(session: Session, correction: StudyCorrection, user: str = "api") -> St
         # Put the step back only if nothing else moved it since the link.
         if previous and step.status == correction.after.get("step_status") and step.status != previous:
             set_step_status(step, SPSStatus(previous), "undo")  # not a workflow move: no state table
-    replace = {k: before[k] for k in ("PatientID", "PatientName", "AccessionNumber") if k in before}
+    replace = {k: before[k] for k in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber")
+               if k in before}
     reverse = StudyCorrection(action="unlink", study=study, patient_id=correction.patient_id,
                               before=correction.after, after=before, performed_by=user)
     session.add(reverse)

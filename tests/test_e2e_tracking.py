@@ -37,6 +37,8 @@ def orthanc_study(system, suid):
                   for i in instances)
     return {"PatientID": study["PatientMainDicomTags"]["PatientID"],
             "PatientName": study["PatientMainDicomTags"]["PatientName"],
+            "PatientBirthDate": study["PatientMainDicomTags"].get("PatientBirthDate", ""),
+            "PatientSex": study["PatientMainDicomTags"].get("PatientSex", ""),
             "AccessionNumber": study["MainDicomTags"].get("AccessionNumber", ""), "sops": sops}
 
 
@@ -173,6 +175,7 @@ def test_misfiled_study_is_relinked_from_the_inbox_and_undone(system, tmp_path):
     fixed = orthanc_study(system, suid)
     assert fixed["PatientID"] == "INBOX-1" and fixed["AccessionNumber"] == acc
     assert fixed["PatientName"] == "Schröder^Anna"
+    assert (fixed["PatientBirthDate"], fixed["PatientSex"]) == ("19800506", "F")
     assert fixed["sops"] == original_sops  # UIDs kept, nothing lost or doubled
     body = wait_for(lambda: (b := order_of(system, acc))["study"]["accession_number"] == acc and b)
     assert body["study"]["instances"] == 4 and body["study"]["link_method"] == "manual"
@@ -184,6 +187,7 @@ def test_misfiled_study_is_relinked_from_the_inbox_and_undone(system, tmp_path):
     wait_tasks_done(system, r.json()["tasks"])
     restored = orthanc_study(system, suid)
     assert (restored["PatientID"], restored["AccessionNumber"]) == ("TMP123", "WRONG1")
+    assert (restored["PatientBirthDate"], restored["PatientSex"]) == ("", "")  # as the scanner sent them
     assert restored["sops"] == original_sops
     assert order_of(system, acc)["study"] is None
     assert wait_for(in_inbox)  # back in the inbox, and not relinked by the events of the undo

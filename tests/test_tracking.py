@@ -104,6 +104,7 @@ def test_link_undo_are_audited_and_queue_orthanc_changes(client, auth, sessions)
     undo = client.post(f"/api/corrections/{r.json['correction']['id']}/undo", headers=auth)
     assert undo.status_code == 201
     assert undo.json["tasks"][0]["replace"] == {"PatientID": "TMP1", "PatientName": "Schroder^Anna",
+                                                "PatientBirthDate": "19800506", "PatientSex": "",
                                                 "AccessionNumber": "WRONG"}
     body = client.get(f"/api/orders/{order['accession_number']}", headers=auth).json
     assert body["study"] is None and body["status"] == "SCHEDULED"
