@@ -258,3 +258,27 @@ def test_reconciliation_repairs_drift_and_health_shows_sync(system, tmp_path):
                       ["sync"]["backlog"] == 0 and h)
     assert health["sync"]["last_sync"] is not None
     assert health["sync"]["last_reconcile"] is not None
+
+
+def test_relinking_one_of_two_studies_of_a_patient_leaves_the_other(system, tmp_path):
+    """Orthanc 1.10 cannot change PatientID at study level: with another study under the
+    same wrong patient, the instances are moved one by one (UIDs kept)."""
+    register(system, "SPLIT-1", "Split", "Right")
+    order = place_order(system, "SPLIT-1")
+    moved = write_series(tmp_path / "a", 3, patient_id="SHARED", patient_name="Wrong^Patient", accession="W1")
+    stays = write_series(tmp_path / "b", 2, patient_id="SHARED", patient_name="Wrong^Patient", accession="W2")
+    assert system.storescu(moved + stays).returncode == 0
+    dcm = pytest.importorskip("pydicom")
+    moved_uid, stays_uid = dcm.dcmread(moved[0]).StudyInstanceUID, dcm.dcmread(stays[0]).StudyInstanceUID
+    wait_for(lambda: {s["study_instance_uid"] for s in system.api("GET", "/api/studies?unmatched=1").json()["items"]}
+             >= {moved_uid, stays_uid})
+    before = orthanc_study(system, moved_uid)["sops"]
+    r = system.api("POST", f"/api/studies/{moved_uid}/link", json={"accession_number": order["accession_number"]})
+    assert r.status_code == 201, r.text
+    wait_tasks_done(system, r.json()["tasks"])
+    after = orthanc_study(system, moved_uid)
+    assert (after["PatientID"], after["AccessionNumber"], after["sops"]) == ("SPLIT-1", order["accession_number"], before)
+    other = orthanc_study(system, stays_uid)
+    assert (other["PatientID"], other["AccessionNumber"], len(other["sops"])) == ("SHARED", "W2", 2)
+    body = wait_for(lambda: (b := order_of(system, order["accession_number"]))["study"]["instances"] == 3 and b)
+    assert body["study"]["patient_mrn"] == "SPLIT-1"
