@@ -133,8 +133,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=20)
     ap.add_argument("--per-study", type=int, default=10)
-    ap.add_argument("--instances", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--stable-age", default="1")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:

@@ -157,7 +157,8 @@ class ChangeFeed:
             self.ris.post_json("/api/internal/feed-status",
                                {"cursor": cursor, "last": self.last_seen, "delivered": self.delivered})
             self._reported_at, self._reported_cursor = now, cursor
-        except RisRejected as exc:  # an older RIS without the endpoint: not worth retrying
+        except RisRejected as exc:  # an older RIS without the endpoint: say so now and then
+            self._reported_at, self._reported_cursor = now, cursor
             log.warning("RIS refused the feed status: %s", exc)
 
     def _deliver(self, change: dict) -> None:
