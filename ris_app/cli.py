@@ -62,6 +62,15 @@ def up(start_timeout: float) -> None:
     sys.exit(run(cfg, start_timeout=start_timeout))
 
 
+@main.command("hl7-listener")
+def hl7_listener() -> None:
+    """Run the HL7 MLLP listener and outbound sender (`up` starts it; see docs/hl7-conformance.md)."""
+    from .hl7.listener import run
+
+    setup_logging(part="hl7")
+    sys.exit(run(Config.from_env()))
+
+
 @main.command("create-user")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["clerk", "technologist", "radiologist", "admin"]), required=True)
