@@ -29,6 +29,8 @@ def _location_er7(loc: str, d: Delimiters) -> list[str]:
     """'PID-3.1' -> ['PID', '1', '3', '1'] (ERL: segment^sequence^field^component)."""
     if not loc:
         return []
+    if "-" not in loc:  # a whole segment
+        return [loc[:3], "1"]
     try:
         seg, field, comp, _ = parse_location(loc)
     except ValueError:
