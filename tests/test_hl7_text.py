@@ -73,7 +73,7 @@ def test_parse_reads_by_position():
     (H.NO_MSH, 100, "MSH"),
     (H.BAD_ENCODING_CHARS, 102, "MSH-2"),
     (H.WRONG_VERSION, 203, "MSH-12"),
-    (H.UNKNOWN_SEGMENT, 100, ""),
+    (H.UNKNOWN_SEGMENT, 100, "XYZ"),
     (H.EMPTY_CONTROL_ID, 101, "MSH-10"),
     (H.UNKNOWN_CHARSET, 103, "MSH-18"),
 ])
