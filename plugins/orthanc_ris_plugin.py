@@ -2,6 +2,8 @@
 every event to the risbridge modules. Nothing else happens here."""
 import json
 import logging
+import os
+import sys
 
 import orthanc
 
@@ -11,20 +13,25 @@ from risbridge.ris_client import RisClient
 
 
 class _OrthancLogHandler(logging.Handler):
+    """Problems go to Orthanc's own log, where operators of Orthanc look for them."""
+
     def emit(self, record):
         msg = self.format(record)
-        if record.levelno >= logging.ERROR:
-            orthanc.LogError(msg)
-        elif record.levelno >= logging.WARNING:
-            orthanc.LogWarning(msg)
-        else:
-            orthanc.LogInfo(msg)
+        (orthanc.LogError if record.levelno >= logging.ERROR else orthanc.LogWarning)(msg)
 
 
-_handler = _OrthancLogHandler()
-_handler.setFormatter(logging.Formatter("orthanc-ris %(name)s: %(message)s"))
-logging.getLogger("risbridge").addHandler(_handler)
-logging.getLogger("risbridge").setLevel(logging.INFO)
+# Orthanc shows plugin INFO only with --verbose (which floods the console), so routine
+# lines go to stderr, the same console `orthanc-ris up` shows; WARNING and above to Orthanc.
+_routine = logging.StreamHandler(sys.stderr)
+_routine.addFilter(lambda record: record.levelno < logging.WARNING)
+_routine.setFormatter(logging.Formatter("%(asctime)s orthanc-plugin %(levelname)s %(name)s: %(message)s"))
+_problems = _OrthancLogHandler(logging.WARNING)
+_problems.setFormatter(logging.Formatter("orthanc-ris %(name)s: %(message)s"))
+_log = logging.getLogger("risbridge")
+_log.addHandler(_routine)
+_log.addHandler(_problems)
+_log.setLevel(os.environ.get("ORTHANC_RIS_LOG_LEVEL", "INFO").upper())
+_log.propagate = False
 
 _settings = json.loads(orthanc.GetConfiguration()).get("OrthancRIS", {})
 _ris = RisClient(_settings.get("RisUrl", "http://127.0.0.1:5000"), _settings.get("ApiToken", ""),

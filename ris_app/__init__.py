@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask, g
+from flask import Flask, g, request
 
 from .config import Config
 from .db import make_engine, make_sessionmaker
@@ -38,6 +39,22 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(hl7_api_bp)
     app.register_blueprint(hl7_pages_bp)
+
+    access = logging.getLogger("ris_app.access")
+
+    @app.before_request
+    def _start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _access_log(response):
+        # The route's pattern, never the concrete path: paths hold MRNs and accession
+        # numbers, which stay out of logs above DEBUG.
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        access.info("%s %s %d %.1f ms", request.method, rule, response.status_code,
+                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000)
+        access.debug("path %s", request.path)
+        return response
 
     @app.teardown_appcontext
     def _close_session(_exc):

@@ -28,6 +28,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKERS", "2", "RIS web server worker processes."),
     Setting("ORTHANC_RIS_ORTHANC_HTTP_PORT", "8042", "Port of Orthanc's REST API and Orthanc Explorer."),
     Setting("ORTHANC_RIS_ORTHANC_URL", "", "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT."),
+    Setting("ORTHANC_RIS_ORTHANC_PUBLIC_URL", "", "Orthanc's address as users' browsers reach it (Explorer links); empty means $ORTHANC_RIS_ORTHANC_URL."),
+    Setting("ORTHANC_RIS_ORTHANC_USERNAME", "", "User the RIS authenticates as when Orthanc has authentication enabled (Docker)."),
+    Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
     Setting("ORTHANC_RIS_API_TOKEN", "", "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token."),
@@ -35,6 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_RIS_URL", "", "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT."),
     Setting("ORTHANC_RIS_STABLE_AGE", "60", "Seconds without new instances before Orthanc calls a study stable (images complete)."),
     Setting("ORTHANC_RIS_ORTHANC_REMOTE_ACCESS", "false", "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first)."),
+    Setting("ORTHANC_RIS_ORTHANC_INDEX_URL", "", "PostgreSQL URI for Orthanc's index (postgresql://user:pw@host:5432/db, needs the orthanc-postgresql package); empty means Orthanc's SQLite index in the data folder. Several Orthanc processes may share one."),
     Setting("ORTHANC_RIS_ORTHANC_BINARY", "Orthanc", "Orthanc executable."),
     Setting("ORTHANC_RIS_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins", "Folder holding libOrthancPython.so and libOrthancDicomWeb.so."),
     Setting("ORTHANC_RIS_WORKLIST_STATUSES", "SCHEDULED,ARRIVED,READY", "Step statuses answered by worklist queries that do not ask for a status."),
@@ -87,6 +91,9 @@ class Config:
     workers: int
     orthanc_http_port: int
     orthanc_url: str
+    orthanc_public_url: str
+    orthanc_username: str
+    orthanc_password: str
     dicom_port: int
     aet: str
     api_token: str
@@ -94,6 +101,7 @@ class Config:
     ris_url: str
     stable_age: int
     orthanc_remote_access: bool
+    orthanc_index_url: str
     orthanc_binary: str
     orthanc_plugins: Path
     worklist_statuses: tuple[str, ...]
@@ -129,6 +137,10 @@ class Config:
             workers=int(_get(env, "ORTHANC_RIS_WORKERS")),
             orthanc_http_port=orthanc_http_port,
             orthanc_url=(_get(env, "ORTHANC_RIS_ORTHANC_URL") or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_public_url=(_get(env, "ORTHANC_RIS_ORTHANC_PUBLIC_URL") or _get(env, "ORTHANC_RIS_ORTHANC_URL")
+                                or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
+            orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
             aet=_get(env, "ORTHANC_RIS_AET"),
             api_token=token,
@@ -136,6 +148,7 @@ class Config:
             ris_url=(_get(env, "ORTHANC_RIS_RIS_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
             stable_age=int(_get(env, "ORTHANC_RIS_STABLE_AGE")),
             orthanc_remote_access=_get(env, "ORTHANC_RIS_ORTHANC_REMOTE_ACCESS").lower() in ("1", "true", "yes"),
+            orthanc_index_url=_get(env, "ORTHANC_RIS_ORTHANC_INDEX_URL"),
             orthanc_binary=_get(env, "ORTHANC_RIS_ORTHANC_BINARY"),
             orthanc_plugins=Path(_get(env, "ORTHANC_RIS_ORTHANC_PLUGINS")),
             worklist_statuses=tuple(s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()),

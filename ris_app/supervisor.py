@@ -66,7 +66,6 @@ def parts(cfg: Config) -> list[Part]:
             name="ris",
             argv=[gunicorn, "--workers", str(cfg.workers), "--threads", "4", "--worker-class", "gthread",
                   "--bind", f"{cfg.http_host}:{cfg.http_port}", "--timeout", "60",
-                  "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(L)ss',
                   "ris_app.wsgi:app"],
             health_url=f"http://127.0.0.1:{cfg.http_port}/api/health",
             env=env,

@@ -10,7 +10,7 @@ from tests.conftest import wait_for
 from tests.dicom_factory import write_series
 from tests.mwl import run_findscu, write_query
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 TODAY = date.today()
 
 
@@ -156,3 +156,12 @@ def test_write_without_token_is_refused_and_writes_nothing(system):
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthorized"
     assert system.api("GET", "/api/patients/NOTOKEN").status_code == 404
+
+
+def test_logs_hold_no_patient_data(system):
+    """Runs last in this module: everything above has been logged by now."""
+    log = (system.home / "up.log").read_text(errors="replace")
+    assert "worklist C-FIND" in log and "linked to order" in log  # the log does say what happens
+    for secret in ("Müller", "Jürgen", "E2E-001", "E2E-IMG", "19610203", "1961-02-03", "王", "Nobody",
+                   "WHO-KNOWS", system.token):
+        assert secret not in log, secret

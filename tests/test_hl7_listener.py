@@ -339,14 +339,21 @@ def test_messages_api_and_reprocess_after_fixing_data(hl7, client, auth):
 
 
 def test_messages_page_lists_and_reprocesses(hl7, client, app):
-    from ris_app.auth import create_user
+    from tests.test_pages import _login, _post
 
-    with transaction(app.extensions["ris_sessions"]) as s:
-        create_user(s, "clerk1", "password123", "clerk")
-    client.post("/login", data={"username": "clerk1", "password": "password123"})
-    ctl = ack_of(hl7, H.ADT_A01, mrn="")[3]
+    token = _login(app, client, "clerk")
+    code, _, _, ctl = ack_of(hl7, H.ORM_O01_NW, mrn="PAGE-1", acc="PAGE-ACC", code="PAGECODE", modality="")
+    assert code == "AE"
     page = client.get("/hl7?status=error")
     assert page.status_code == 200 and ctl.encode() in page.data and b"Reprocess" in page.data
+    [row] = stored(hl7, ctl)
+    with transaction(hl7.sessions) as s:
+        s.add(ProcedureCode(code="PAGECODE", description="Page", modality="CT"))
+    assert client.post(f"/hl7/messages/{row.id}/reprocess").status_code == 400  # no CSRF token
+    r = _post(client, f"/hl7/messages/{row.id}/reprocess", token, {})
+    assert r.status_code == 302
+    assert stored(hl7, ctl)[0].status == "processed"
+    assert b"HL7" in client.get("/").data  # in the navigation
 
 
 # ------------------------------------------------------------------ outbound

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ..auth import api_auth, login_required
+from ..auth import api_auth, check_csrf, login_required
 from ..errors import ApiError
 from ..web import db, settings
 from .models import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus, utcnow
@@ -13,6 +13,7 @@ from .store import InboundProcessor
 
 api = Blueprint("hl7_api", __name__, url_prefix="/api/hl7")
 pages = Blueprint("hl7_pages", __name__, template_folder="templates")
+pages.before_request(check_csrf)
 
 INBOUND_STATUSES = (InboundStatus.RECEIVED, InboundStatus.PROCESSED, InboundStatus.DUPLICATE,
                     InboundStatus.ERROR, InboundStatus.REJECTED)
