@@ -25,6 +25,8 @@ from tests import hl7_messages as H
 from tests.conftest import free_port, wait_for
 from tests.hl7_peer import Receiver, fields, msa, send, send_raw
 
+pytestmark = pytest.mark.db
+
 
 @pytest.fixture
 def receiver():
