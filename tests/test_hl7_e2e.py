@@ -11,7 +11,7 @@ from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, sto
 from tests.hl7_peer import Receiver, fields, msa, send
 from tests.mwl import run_findscu, write_query
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 TODAY = date.today().strftime("%Y%m%d")
 
 
