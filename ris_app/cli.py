@@ -67,7 +67,6 @@ def hl7_listener() -> None:
     """Run the HL7 MLLP listener and outbound sender (`up` starts it; see docs/hl7-conformance.md)."""
     from .hl7.listener import run
 
-    setup_logging(part="hl7")
     sys.exit(run(Config.from_env()))
 
 

@@ -161,6 +161,9 @@ def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
     try:
         for part in all_parts:
             log.info("starting %s", part.name)
+            if part.health_tcp is not None and _tcp_accepts(part.health_tcp):
+                # Someone else answers there: the health check would be fooled by them.
+                raise PartFailed(f"{part.name} cannot start: {part.health_tcp[0]}:{part.health_tcp[1]} is in use")
             part.proc = subprocess.Popen(part.argv, env=part.env, cwd=part.cwd, start_new_session=True)
             started.append(part)
             _wait_healthy(part, start_timeout)

@@ -442,3 +442,57 @@ def test_send_report_result_sends_oru(hl7, client, auth, receiver):
     obr, obx = fields(msgs[0], "OBR"), fields(msgs[0], "OBX")
     assert obr[18] == acc and obr[25] == "F" and obr[32] == "&Grey&Meredith"
     assert obx[2] == "FT" and obx[5] == "Findings: normal.\\.br\\Impression: no bleed \\F\\ ok" and obx[11] == "F"
+
+
+def test_a_trickling_frame_is_cut_at_the_read_timeout(hl7):
+    """A peer sending a byte at a time cannot hold a frame open past the read timeout."""
+    data = START + H.build(H.ADT_A01, ctl="SLOW-1")
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", hl7.port), timeout=10) as s:
+        reply = b""
+        for i in range(len(data)):
+            try:
+                s.sendall(data[i:i + 1])
+            except OSError:
+                break
+            time.sleep(0.05)
+            s.setblocking(False)
+            try:
+                reply += s.recv(4096)
+            except BlockingIOError:
+                pass
+            s.setblocking(True)
+            if reply.endswith(END):
+                break
+    assert msa(reply[1:-2])[0] == "AR" and b"read timeout" in reply
+    assert time.monotonic() - started < 5  # read timeout is 1 s here
+    _still_serving(hl7)
+
+
+def test_connections_beyond_the_limit_are_closed(config):
+    settings = Hl7Settings(port=free_port(), max_connections=1)
+    service = Hl7Service(config, settings).start()
+    try:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=5) as first:
+            time.sleep(0.2)
+            with socket.create_connection(("127.0.0.1", service.port), timeout=5) as second:
+                assert second.recv(10) == b""  # closed at once
+            first.sendall(START + H.build(H.ADT_A01, ctl="LIMIT-1") + END)
+            reply = b""
+            while not reply.endswith(END):
+                reply += first.recv(4096)
+            assert msa(reply[1:-2]) == ("AA", "LIMIT-1")
+    finally:
+        service.stop()
+        set_settings(None)
+
+
+def test_latin1_message_is_read_and_answered_in_latin1(hl7):
+    ctl = H.control_id()
+    raw = H.build(H.ADT_A01, encoding="latin-1", ctl=ctl, charset="8859/1", mrn="LAT-1", family="Müller",
+                  given="Zoë")
+    reply = send(hl7.port, raw)
+    assert msa(reply) == ("AA", ctl) and fields(reply, "MSH")[18] == "8859/1"
+    with hl7.sessions() as s:
+        p = find_patient(s, "LAT-1")
+        assert (p.family_name, p.given_name) == ("Müller", "Zoë")

@@ -316,8 +316,8 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     if "PID" not in g:
         raise reject(SEGMENT_SEQUENCE_ERROR, "required segment PID is missing", "PID")
     fields, _ = read_patient(g, fam)
-    patient = upsert_patient(ctx, fields) if lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) is None \
-        else lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", ""))
+    # A known patient's demographics are ADT's business: an order only registers the unknown.
+    patient = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) or upsert_patient(ctx, fields)
     assert patient is not None
     accession, acc_loc = _text(g, "accession_number", fam, 16)
     if accession and ctx.session.scalar(select(Order.id).where(Order.accession_number == accession)) is not None:

@@ -13,6 +13,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,18 @@ class _Connection(socketserver.BaseRequestHandler):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = f"{self.client_address[0]}:{self.client_address[1]}"
         reader = FrameReader(srv.max_bytes)
+        frame_deadline = 0.0
         while True:
-            sock.settimeout(srv.read_timeout if reader.in_frame else srv.idle_timeout)
+            # The read timeout bounds a whole frame, not each recv: a peer trickling a byte
+            # at a time cannot hold a connection thread forever.
+            if reader.in_frame:
+                timeout = frame_deadline - time.monotonic()
+                if timeout <= 0:
+                    self._reply(srv.on_broken(reader.partial, "truncated frame (read timeout)", peer))
+                    return
+            else:
+                timeout = srv.idle_timeout
+            sock.settimeout(timeout)
             try:
                 data = sock.recv(65536)
             except socket.timeout:
@@ -143,11 +154,14 @@ class _Connection(socketserver.BaseRequestHandler):
                     # The peer half-closed inside a frame: answer what we can, then close.
                     self._reply(srv.on_broken(reader.partial, "truncated frame (connection closed)", peer))
                 return
+            was_in_frame = reader.in_frame
             try:
                 payloads = reader.feed(data)
             except FrameError as exc:
                 self._reply(srv.on_broken(exc.partial, exc.reason, peer))
                 return
+            if reader.in_frame and (payloads or not was_in_frame):
+                frame_deadline = time.monotonic() + srv.read_timeout
             for payload in payloads:
                 if not self._reply(srv.handle_message(payload, peer)):
                     return
