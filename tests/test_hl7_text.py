@@ -104,3 +104,10 @@ def test_docs_show_the_mapping_table():
     doc = (REPO / "docs" / "hl7-conformance.md").read_text()
     assert mapping.markdown_table() in doc, "regenerate the table: python -c 'from ris_app.hl7.mapping " \
                                             "import markdown_table; print(markdown_table())'"
+
+
+def test_control_ids_are_unique_and_fit_msh10():
+    from ris_app.hl7.ack import new_control_id
+
+    ids = {new_control_id("S") for _ in range(20000)}
+    assert len(ids) == 20000 and all(len(i) <= 20 and i.startswith("S") for i in ids)

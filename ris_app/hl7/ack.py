@@ -1,8 +1,7 @@
 """ACK and NAK construction: MSA-2 echoes MSH-10; AE/AR carry an ERR naming the field."""
 from __future__ import annotations
 
-import itertools
-import threading
+import secrets
 import time
 from datetime import datetime
 
@@ -10,15 +9,18 @@ from .mapping import parse_location
 from .parse import ERROR_TEXT, Envelope, Hl7Error, Message
 from .text import DEFAULT, Delimiters, escape
 
-_counter = itertools.count(1)
-_lock = threading.Lock()
-
 
 def new_control_id(prefix: str = "R") -> str:
-    """A control ID unique across restarts of this process (time + counter), <= 20 chars."""
-    with _lock:
-        n = next(_counter) % 100000
-    return f"{prefix}{int(time.time() * 1000) % 10**13:013d}{n:05d}"[:20]
+    """A message control ID (MSH-10), unique across processes and restarts: several
+    processes make them (RIS workers queue status messages, the listener ACKs), so a
+    per-process counter is not enough. prefix + seconds (base 36) + 48 random bits, 19 chars
+    (2.3.1 allows 20)."""
+    seconds = int(time.time())
+    stamp = ""
+    while seconds:
+        seconds, digit = divmod(seconds, 36)
+        stamp = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[digit] + stamp
+    return f"{prefix[:1]}{stamp:0>6}{secrets.token_hex(6).upper()}"
 
 
 def hl7_now() -> str:

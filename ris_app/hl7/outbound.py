@@ -149,7 +149,7 @@ def build_status_message(step: ScheduledProcedureStep, dest: Destination, settin
 
 def _queue(session: Session, dest: Destination, message_type: str, control_id: str, payload: str,
            reference: str) -> Hl7Outbox:
-    row = Hl7Outbox(destination=dest.name, message_type=message_type.split("^")[0] + "^" + message_type.split("^")[1],
+    row = Hl7Outbox(destination=dest.name, message_type="^".join(message_type.split("^")[:2]),
                     control_id=control_id, reference=reference[:64], payload=payload,
                     status=OutboxStatus.PENDING, next_attempt_at=utcnow())
     session.add(row)

@@ -17,8 +17,9 @@ from ..config import Config
 from .ack import build_ack
 from .inbound import Context, handle
 from .models import Hl7Message, InboundStatus, utcnow
-from .parse import APPLICATION_INTERNAL_ERROR, Envelope, Hl7Error, Message, parse, read_envelope, reject
-from .parse import SEGMENT_SEQUENCE_ERROR
+from .parse import (
+    APPLICATION_INTERNAL_ERROR, SEGMENT_SEQUENCE_ERROR, Envelope, Hl7Error, Message, parse, read_envelope, reject,
+)
 from .settings import Hl7Settings
 
 log = logging.getLogger(__name__)
