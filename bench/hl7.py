@@ -22,11 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ris_app.hl7.mllp import MLLPClient  # noqa: E402
-from tests import hl7_messages as H  # noqa: E402
-from tests.conftest import start_system, stop_system  # noqa: E402
-from tests.hl7_peer import msa  # noqa: E402
-from tests.mwl import run_findscu, write_query  # noqa: E402
+from ris_app.hl7.mllp import MLLPClient
+from tests import hl7_messages as H
+from tests.conftest import start_system, stop_system
+from tests.hl7_peer import msa
+from tests.mwl import run_findscu, write_query
 
 TODAY = date.today().strftime("%Y%m%d")
 

@@ -7,7 +7,6 @@ import socketserver
 import threading
 
 from ris_app.hl7.mllp import END, START, MLLPClient
-
 from tests.hl7_messages import ACK_TEMPLATE, control_id
 
 
@@ -46,7 +45,7 @@ def send_raw(port: int, data: bytes, *, half_close: bool = False, timeout: float
                 chunks.append(chunk)
                 if b"".join(chunks).endswith(END):
                     break
-        except socket.timeout:
+        except TimeoutError:
             pass
         data = b"".join(chunks)
     return data[data.find(START) + 1: -len(END)] if data.startswith(START) else data

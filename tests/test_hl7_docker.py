@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ris_app.config import SETTINGS
-from tests.test_docker_compose import compose, environment, mounts, sentinel_env, published
+from tests.test_docker_compose import compose, environment, mounts, published, sentinel_env
 
 DEFAULTS = {s.env: s.default for s in SETTINGS}
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,16 +22,32 @@ from ..dicom_map import person_name
 from ..errors import ApiError
 from ..models import Order, Patient, ProcedureCode, ScheduledProcedureStep
 from ..orders import (
-    OrderData, PatientData, apply_action, create_order, create_patient, find_patient, primary_step,
+    OrderData,
+    PatientData,
+    apply_action,
+    create_order,
+    create_patient,
+    find_patient,
+    primary_step,
     update_patient,
 )
 from ..states import FINAL_STATES, SPSStatus
 from ..worklist import refresh_worklist_item
 from . import mapping as m
 from .parse import (
-    APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY_IDENTIFIER, REQUIRED_FIELD_MISSING,
-    SEGMENT_SEQUENCE_ERROR, TABLE_VALUE_NOT_FOUND, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE,
-    UNSUPPORTED_MESSAGE_TYPE, Message, Segment, content_error, reject,
+    APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    UNKNOWN_KEY_IDENTIFIER,
+    UNSUPPORTED_EVENT_CODE,
+    UNSUPPORTED_MESSAGE_TYPE,
+    Message,
+    Segment,
+    content_error,
+    reject,
 )
 from .settings import Hl7Settings
 from .stations import pick_station
@@ -206,7 +222,7 @@ def adt_merge(ctx: Context, msg: Message) -> str:
     for pid, mrg in zip(pids, mrgs):
         segs = {"PID": pid, "MRG": mrg}
         fields, _ = read_patient(segs, fam)
-        prior_mrn, loc = _text(segs, "prior_mrn", fam, 64)
+        prior_mrn, _ = _text(segs, "prior_mrn", fam, 64)
         if not prior_mrn:
             raise content_error(REQUIRED_FIELD_MISSING, "prior patient ID (MRG-1) is required", "MRG-1")
         prior_issuer, _ = _text(segs, "prior_issuer", fam, 64)

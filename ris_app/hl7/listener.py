@@ -38,7 +38,7 @@ class Hl7Service:
     def port(self) -> int:
         return self.server.port
 
-    def start(self) -> "Hl7Service":
+    def start(self) -> Hl7Service:
         self.thread = serve_in_thread(self.server)
         self.sender.start()
         return self

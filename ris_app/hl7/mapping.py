@@ -103,7 +103,7 @@ def locations(key: str, family: str) -> tuple[str, ...]:
 COMPOSITE_KINDS = ("xpn", "xcn", "xad")
 
 
-def read(segments: dict[str, "Segment"], key: str, family: str) -> tuple[str | list[str], str]:
+def read(segments: dict[str, Segment], key: str, family: str) -> tuple[str | list[str], str]:
     """(value, location) from the first location holding a value, unescaped. Composite
     kinds (xpn, xcn, xad) read whole fields and come back as their component list."""
     row = BY_KEY[key]

@@ -14,7 +14,8 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class _Connection(socketserver.BaseRequestHandler):
             sock.settimeout(timeout)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 if reader.in_frame:
                     self._reply(srv.on_broken(reader.partial, "truncated frame (read timeout)", peer))
                 return
@@ -202,7 +203,7 @@ class MLLPClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "MLLPClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, sessionmaker

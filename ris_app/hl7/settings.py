@@ -56,7 +56,7 @@ class Hl7Settings:
         return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Hl7Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Hl7Settings:
         env = dict(os.environ if env is None else env)
 
         def get(name: str) -> str:

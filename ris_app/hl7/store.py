@@ -18,7 +18,14 @@ from .ack import build_ack
 from .inbound import Context, handle
 from .models import Hl7Message, InboundStatus, utcnow
 from .parse import (
-    APPLICATION_INTERNAL_ERROR, SEGMENT_SEQUENCE_ERROR, Envelope, Hl7Error, Message, parse, read_envelope, reject,
+    APPLICATION_INTERNAL_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    Envelope,
+    Hl7Error,
+    Message,
+    parse,
+    read_envelope,
+    reject,
 )
 from .settings import Hl7Settings
 
