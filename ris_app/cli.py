@@ -55,7 +55,13 @@ def up(start_timeout: float) -> None:
     from . import migrate as m
     from .supervisor import run
 
+    from .hl7.settings import Hl7Settings
+
     cfg = Config.from_env()
+    try:
+        Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
     m.upgrade(cfg.database_url)
     _seed(cfg)

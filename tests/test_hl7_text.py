@@ -111,3 +111,18 @@ def test_control_ids_are_unique_and_fit_msh10():
 
     ids = {new_control_id("S") for _ in range(20000)}
     assert len(ids) == 20000 and all(len(i) <= 20 and i.startswith("S") for i in ids)
+
+
+@pytest.mark.parametrize("env", [
+    {"ORTHANC_RIS_HL7_STATION_RULES": "room:CT=CT1"},
+    {"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=nohostport"},
+    {"ORTHANC_RIS_HL7_STATUS_MESSAGE": "ADT^A08"},
+])
+def test_bad_hl7_settings_are_refused_by_up(tmp_path, env):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "up"], capture_output=True, text=True, check=False,
+                          env={**os.environ, "ORTHANC_RIS_HOME": str(tmp_path), **env}, timeout=60)
+    assert proc.returncode != 0 and "ORTHANC_RIS_HL7_" in proc.stderr and "Traceback" not in proc.stderr

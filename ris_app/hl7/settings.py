@@ -33,6 +33,22 @@ def parse_destinations(value: str) -> tuple[Destination, ...]:
     return tuple(out)
 
 
+def parse_rules(value: str) -> dict[tuple[str, str], str]:
+    """ORTHANC_RIS_HL7_STATION_RULES -> {(kind, key): AE titles} (see ris_app.hl7.stations)."""
+    rules: dict[tuple[str, str], str] = {}
+    for item in value.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        kind_key, _, aets = item.partition("=")
+        kind, _, key = kind_key.partition(":")
+        kind = kind.strip().lower()
+        if kind not in ("procedure", "modality") or not key.strip() or not aets.strip():
+            raise ValueError(f"ORTHANC_RIS_HL7_STATION_RULES: {item!r} is not procedure:CODE=AET or modality:MOD=AET")
+        rules[(kind, key.strip().upper())] = aets.strip()
+    return rules
+
+
 @dataclass(frozen=True)
 class Hl7Settings:
     host: str = "127.0.0.1"
@@ -62,6 +78,7 @@ class Hl7Settings:
         def get(name: str) -> str:
             return (env.get(name) or _DEFAULTS[name]).strip()
 
+        parse_rules(get("ORTHANC_RIS_HL7_STATION_RULES"))  # refuse a bad rule at start, not per message
         status_message = get("ORTHANC_RIS_HL7_STATUS_MESSAGE").upper()
         if status_message not in ("ORM^O01", "OMG^O19"):
             raise ValueError("ORTHANC_RIS_HL7_STATUS_MESSAGE: ORM^O01 or OMG^O19")

@@ -13,21 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Station
-
-
-def parse_rules(value: str) -> dict[tuple[str, str], str]:
-    rules: dict[tuple[str, str], str] = {}
-    for item in value.split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        kind_key, _, aets = item.partition("=")
-        kind, _, key = kind_key.partition(":")
-        kind = kind.strip().lower()
-        if kind not in ("procedure", "modality") or not key.strip() or not aets.strip():
-            raise ValueError(f"ORTHANC_RIS_HL7_STATION_RULES: {item!r} is not procedure:CODE=AET or modality:MOD=AET")
-        rules[(kind, key.strip().upper())] = aets.strip()
-    return rules
+from .settings import parse_rules
 
 
 def pick_station(session: Session, rules: str, *, modality: str, procedure_code: str) -> str:
