@@ -108,3 +108,16 @@ def test_status_from_the_pages_and_api_reaches_the_ehr(hl7_system, ehr):
     msgs = wait_for(lambda: (m := [x for x in ehr.messages("ORM") if b"HL7E2E7" in x]) and len(m) >= 3 and m,
                     timeout=20)
     assert [fields(m, "ORC")[5] for m in msgs] == ["SC", "IP", "CM"]
+
+
+def test_the_real_listener_refuses_garbage_and_keeps_serving(hl7_system):
+    from ris_app.hl7.mllp import END, START
+    from tests.hl7_peer import send_raw
+
+    assert msa(send(hl7_system.hl7_port, H.NO_MSH.encode()))[0] == "AR"
+    assert msa(send(hl7_system.hl7_port, H.build(H.WRONG_VERSION, ctl="E2E-BADV")))[0] == "AR"
+    huge = H.build(H.ADT_A01, ctl="E2E-HUGE") + b"NTE|1||" + b"x" * (1_100_000) + b"\r"
+    assert msa(send_raw(hl7_system.hl7_port, START + huge + END)) == ("AR", "E2E-HUGE")
+    hl7(hl7_system, H.ADT_A01, mrn="E2E-AFTER")
+    rejected = hl7_system.api("GET", "/api/hl7/messages?status=rejected").json()["items"]
+    assert {"E2E-BADV", "E2E-HUGE"} <= {m["control_id"] for m in rejected}
