@@ -496,3 +496,17 @@ def test_latin1_message_is_read_and_answered_in_latin1(hl7):
     with hl7.sessions() as s:
         p = find_patient(s, "LAT-1")
         assert (p.family_name, p.given_name) == ("Müller", "Zoë")
+
+
+def test_omg_o19_status_message_carries_ipc_and_tq1(hl7, client, auth, receiver):
+    """With ORTHANC_RIS_HL7_STATUS_MESSAGE=OMG^O19 the status goes out in HL7 2.5.1 form."""
+    from dataclasses import replace
+
+    set_settings(replace(hl7.settings, status_message="OMG^O19"))
+    acc = _place(client, auth, "OMG-1")
+    client.post(f"/api/orders/{acc}/status", json={"action": "start"}, headers=auth)
+    [msg] = wait_for(lambda: [m for m in receiver.messages("OMG") if acc.encode() in m], timeout=10)
+    msh, ipc, tq1, orc = fields(msg, "MSH"), fields(msg, "IPC"), fields(msg, "TQ1"), fields(msg, "ORC")
+    assert (msh[9], msh[12], msh[18]) == ("OMG^O19^OMG_O19", "2.5.1", "UNICODE UTF-8")
+    assert ipc[1] == acc and ipc[5] == "CT" and ipc[9] == "CT1" and ipc[3] == client.get(f"/api/orders/{acc}", headers=auth).get_json()["study_instance_uid"]
+    assert tq1[7] == "20300101100000" and orc[1] == "SC" and orc[5] == "IP"
