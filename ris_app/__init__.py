@@ -37,6 +37,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
+    from .hl7.views import api as hl7_api_bp, pages as hl7_pages_bp
+
+    app.register_blueprint(hl7_api_bp)
+    app.register_blueprint(hl7_pages_bp)
     app.register_blueprint(tracking_api_bp)
     app.register_blueprint(tracking_pages_bp)
 

@@ -123,6 +123,22 @@ def update_patient_everywhere(session: Session, patient: Patient, changes: dict,
     return [queue_orthanc_change(session, s, after, correction) for s in patient_studies(session, patient)]
 
 
+def sync_patient_studies(session: Session, patient: Patient, action: str, before: dict,
+                         user: str = "api", extra: list[Study] | None = None) -> list[OrthancTask]:
+    """Queue an Orthanc correction for each of the patient's studies (and `extra` ones)
+    whose patient tags differ from the RIS's, under one audited correction."""
+    target = patient_tags(patient)
+    studies = set(patient_studies(session, patient)) | set(extra or ())
+    stale = [s for s in studies if (s.patient_mrn, s.patient_name) != (target["PatientID"], target["PatientName"])
+             or (s.patient_birth_date, s.patient_sex) != (target["PatientBirthDate"], target["PatientSex"])]
+    if not stale:
+        return []
+    correction = StudyCorrection(action=action, patient_id=patient.id, before=before, after=target, performed_by=user)
+    session.add(correction)
+    session.flush()
+    return [queue_orthanc_change(session, s, target, correction) for s in stale]
+
+
 def merge_patients(session: Session, survivor: Patient, merged: Patient, user: str = "api") -> StudyCorrection:
     """Move every order (with its steps and studies) of `merged` to `survivor`; `merged`
     stays as a record pointing at the survivor (HL7 A40 semantics)."""

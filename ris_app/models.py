@@ -44,7 +44,7 @@ class Patient(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Set when this record was merged into another (the survivor keeps orders and studies).
-    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
 
     orders: Mapped[list["Order"]] = relationship(back_populates="patient")
 
@@ -221,3 +221,7 @@ __all__ = [
     "PerformedProcedureStep", "StudyCorrection", "OrthancTask", "SyncState",
     "ROLES", "PRIORITIES", "SEXES",
 ]
+
+# The HL7 interface keeps its tables in its own package; importing them here registers
+# them on Base.metadata wherever the model is loaded (Alembic, tests).
+from .hl7 import models as _hl7_models  # noqa: E402,F401

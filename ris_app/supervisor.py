@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ class Part:
     cwd: Path | None = None
     listens: str = ""
     proc: subprocess.Popen | None = None
-    health_port: int | None = None  # parts without HTTP: healthy once this TCP port accepts
+    health_tcp: tuple[str, int] | None = None  # healthy once this accepts a connection
 
 
 class PartFailed(RuntimeError):
@@ -83,6 +82,7 @@ def parts(cfg: Config) -> list[Part]:
             listens=(f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
                      f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"),
         ),
+        _hl7_part(env),
         *tracking_parts(cfg, env, bindir),
     ]
 
@@ -90,12 +90,38 @@ def parts(cfg: Config) -> list[Part]:
 def tracking_parts(cfg: Config, env: dict[str, str], bindir: Path) -> list[Part]:
     """The MPPS SCP and the sync worker (Orthanc modifications, reconciliation)."""
     cli = str(bindir / "orthanc-ris") if (bindir / "orthanc-ris").exists() else "orthanc-ris"
+    mpps_host = "127.0.0.1" if cfg.mpps_host in ("0.0.0.0", "::", "") else cfg.mpps_host
     return [
-        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env, health_port=cfg.mpps_port,
+        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env,
+             health_tcp=(mpps_host, cfg.mpps_port),
              listens=f"MPPS SCP               AE {cfg.mpps_aet} port {cfg.mpps_port}"),
         Part(name="sync-worker", argv=[cli, "sync-worker"], health_url=None, env=env,
              listens=f"sync worker            reconciles every {cfg.reconcile_seconds:.0f} s"),
     ]
+
+
+def _hl7_part(env: dict[str, str]) -> Part:
+    from .hl7.settings import Hl7Settings
+
+    h = Hl7Settings.from_env(env)
+    return Part(
+        name="hl7",
+        argv=[sys.executable, "-m", "ris_app.cli", "hl7-listener"],
+        health_url=None,
+        health_tcp=(h.connect_host, h.port),
+        env=env,
+        listens=f"HL7 MLLP listener      {h.host}:{h.port}",
+    )
+
+
+def _tcp_accepts(address: tuple[str, int]) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_healthy(part: Part, timeout: float) -> None:
@@ -103,11 +129,13 @@ def _wait_healthy(part: Part, timeout: float) -> None:
     while time.monotonic() < deadline:
         if part.proc is not None and part.proc.poll() is not None:
             raise PartFailed(f"{part.name} exited with status {part.proc.returncode} while starting")
-        if part.health_url is None:
-            if part.health_port is None or _accepts(part.health_port):
+        if part.health_tcp is not None:
+            if _tcp_accepts(part.health_tcp):
                 return
-            time.sleep(0.1)
+            time.sleep(0.2)
             continue
+        if part.health_url is None:
+            return
         try:
             r = requests.get(part.health_url, timeout=2)
             if r.status_code < 500 or part.name == "ris":
@@ -115,15 +143,8 @@ def _wait_healthy(part: Part, timeout: float) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise PartFailed(f"{part.name} did not answer {part.health_url} within {timeout:.0f} s")
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    target = part.health_url or (f"{part.health_tcp[0]}:{part.health_tcp[1]}" if part.health_tcp else "")
+    raise PartFailed(f"{part.name} did not answer {target} within {timeout:.0f} s")
 
 
 def _stop(all_parts: list[Part], grace: float = 15.0) -> None:
@@ -156,6 +177,9 @@ def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
     try:
         for part in all_parts:
             log.info("starting %s", part.name)
+            if part.health_tcp is not None and _tcp_accepts(part.health_tcp):
+                # Someone else answers there: the health check would be fooled by them.
+                raise PartFailed(f"{part.name} cannot start: {part.health_tcp[0]}:{part.health_tcp[1]} is in use")
             part.proc = subprocess.Popen(part.argv, env=part.env, cwd=part.cwd, start_new_session=True)
             started.append(part)
             _wait_healthy(part, start_timeout)

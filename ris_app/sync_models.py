@@ -48,7 +48,7 @@ class StudyCorrection(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     action: Mapped[str] = mapped_column(String(16))  # link, unlink, patient_update, merge
     study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id"), index=True)
-    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"), index=True)
     before: Mapped[dict] = mapped_column(JSON)
     after: Mapped[dict] = mapped_column(JSON)
     performed_by: Mapped[str] = mapped_column(String(64), default="api")  # user name or "api"

@@ -1,7 +1,7 @@
 """image tracking: MPPS, study corrections, Orthanc task queue, sync state, patient merge
 
 Revision ID: 0004_sync
-Revises: 0001
+Revises: 0003_hl7
 Create Date: 2026-11-28 20:59:39.608826
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0004_sync'
-down_revision = '0001'
+down_revision = '0003_hl7'
 branch_labels = None
 depends_on = None
 
@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.Column('performed_by', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('undone_by_id', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_study_correction_patient_id_patient')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_study_correction_patient_id_patient'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_study_correction_study_id_study')),
     sa.ForeignKeyConstraint(['undone_by_id'], ['study_correction.id'], name=op.f('fk_study_correction_undone_by_id_study_correction')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_study_correction'))
@@ -89,7 +89,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.add_column(sa.Column('merged_into_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_patient_merged_into_id_patient'), 'patient', ['merged_into_id'], ['id'])
+        batch_op.create_foreign_key(batch_op.f('fk_patient_merged_into_id_patient'), 'patient', ['merged_into_id'], ['id'],
+                                    ondelete='SET NULL')
 
 
 
