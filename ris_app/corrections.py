@@ -123,14 +123,20 @@ def update_patient_everywhere(session: Session, patient: Patient, changes: dict,
     return [queue_orthanc_change(session, s, after, correction) for s in patient_studies(session, patient)]
 
 
+def _stale(studies, target: dict[str, str]) -> list[Study]:
+    """The studies whose patient tags (as Orthanc last reported them) differ from `target`."""
+    return sorted((s for s in studies
+                   if (s.patient_mrn, s.patient_name, s.patient_birth_date, s.patient_sex)
+                   != (target["PatientID"], target["PatientName"], target["PatientBirthDate"], target["PatientSex"])),
+                  key=lambda s: s.id)
+
+
 def sync_patient_studies(session: Session, patient: Patient, action: str, before: dict,
                          user: str = "api", extra: list[Study] | None = None) -> list[OrthancTask]:
     """Queue an Orthanc correction for each of the patient's studies (and `extra` ones)
     whose patient tags differ from the RIS's, under one audited correction."""
     target = patient_tags(patient)
-    studies = set(patient_studies(session, patient)) | set(extra or ())
-    stale = [s for s in studies if (s.patient_mrn, s.patient_name) != (target["PatientID"], target["PatientName"])
-             or (s.patient_birth_date, s.patient_sex) != (target["PatientBirthDate"], target["PatientSex"])]
+    stale = _stale(set(patient_studies(session, patient)) | set(extra or ()), target)
     if not stale:
         return []
     correction = StudyCorrection(action=action, patient_id=patient.id, before=before, after=target, performed_by=user)
@@ -163,9 +169,8 @@ def merge_patients(session: Session, survivor: Patient, merged: Patient, user: s
     studies = set(patient_studies(session, survivor))
     # Unmatched studies filed under the merged MRN belong to the survivor too.
     studies |= set(session.scalars(select(Study).where(Study.patient_mrn == merged.mrn, Study.deleted_at.is_(None))))
-    for study in studies:
-        if study.patient_mrn != survivor.mrn or study.patient_name != target["PatientName"]:
-            queue_orthanc_change(session, study, target, correction)
+    for study in _stale(studies, target):
+        queue_orthanc_change(session, study, target, correction)
     log.info("patient %d merged into %d (%d orders)", merged.id, survivor.id, len(moved))
     return correction
 
