@@ -29,11 +29,13 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .pages import bp as pages_bp
+    from .worklist_api import bp as worklist_admin_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(worklist_admin_bp)
 
     @app.teardown_appcontext
     def _close_session(_exc):
