@@ -174,9 +174,10 @@ def attribute_value(step: SPS, attr: WorklistAttribute) -> str:
     """The value a step answers for `attr`: the RIS's own value, else the imported one
     (the imported one first when it was pinned at import)."""
     extra = step.extra_attributes
-    if extra and extra.get("pinned"):
-        key = f"{SPS_SEQUENCE_TAG}/{attr.json_tag}" if attr.in_sps else attr.json_tag
-        if key in extra["pinned"]:
-            return extra_value(step, attr)
+    key = f"{SPS_SEQUENCE_TAG}/{attr.json_tag}" if attr.in_sps else attr.json_tag
+    if extra and key in extra.get("pinned", ()):
+        return extra_value(step, attr)
     own = attr.value(step) if attr.value is not None else ""
+    if extra and own and extra.get("added", {}).get(key) == own:
+        return ""  # the imported item had no value and the RIS's has not changed since
     return own or extra_value(step, attr)

@@ -54,7 +54,9 @@ def build_item(step: SPS) -> bytes:
     for attr in WORKLIST_ATTRIBUTES:
         target = sps if attr.in_sps else ds
         if attr.vr == "SQ":
-            setattr(target, attr.keyword, [])
+            # Left out when empty: Orthanc 1.10 drops an SPS item whose empty sequence
+            # meets a sequence key of the query; a missing one answers empty anyway.
+            continue
         elif attr.value is not None:
             setattr(target, attr.keyword, attr.value(step) or "")
         else:
@@ -84,6 +86,11 @@ def apply_extra(ds: Dataset, extra: dict) -> None:
     the attributes pinned at import (see worklist_import)."""
     extra = dict(extra)
     pinned = set(extra.pop("pinned", []))
+    for path, value in extra.pop("added", {}).items():
+        holder = ds.ScheduledProcedureStepSequence[0] if path.startswith(SPS_SEQUENCE_TAG + "/") else ds
+        tag = int(path.rsplit("/", 1)[-1], 16)
+        if tag in holder and _as_text(holder[tag].value) == value:
+            holder[tag].value = None  # the original had no value, the RIS's is unchanged
     sps_extra = extra.pop(SPS_SEQUENCE_TAG, None)
     for elem in Dataset.from_json(extra):
         if elem.tag not in ds or _is_empty(ds[elem.tag]) or f"{elem.tag:08X}" in pinned:
@@ -457,6 +464,35 @@ def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[s
     return stmt.order_by(SPS.start_datetime, SPS.id)
 
 
+def _project(step: SPS, conditions: Sequence[Condition]) -> bytes | None:
+    """The item with each multi-valued SPS attribute the query matched reduced to the
+    values it matched, or None when nothing needs it.
+
+    Orthanc 1.10 re-checks every ScheduledProcedureStepSequence item of an answer against
+    the query with its own matcher, which compares a stored `CT1\\CT2` as one string and
+    would empty the sequence of a step scheduled on two stations queried for `CT2`."""
+    changes: dict[int, str] = {}
+    for cond in conditions:
+        attr = cond.attr
+        if not attr.in_sps or attr.vr == "SQ" or attr.vr in DATE_TIME_VRS or not attr.multi_valued:
+            continue
+        stored = attribute_value(step, attr)
+        if "\\" not in stored:
+            continue
+        kept = [v for v in stored.split("\\") if value_matches(cond.value, attr.vr, v)]
+        if kept:
+            changes[attr.tag] = "\\".join(kept)
+    if not changes:
+        return None
+    ds = pydicom.dcmread(io.BytesIO(step.worklist_item))
+    item = ds.ScheduledProcedureStepSequence[0]
+    for tag, value in changes.items():
+        item[tag].value = value
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def find(session: Session, query: bytes, *, default_statuses: Sequence[str], limit: int,
          calling_aet: str = "") -> WorklistResult:
     """Answer one C-FIND MWL query with stored worklist items."""
@@ -477,7 +513,7 @@ def find(session: Session, query: bytes, *, default_statuses: Sequence[str], lim
                 break
             if step.worklist_item is None:
                 refresh_worklist_item(step)
-            items.append(step.worklist_item)
+            items.append(_project(step, wq.conditions) or step.worklist_item)
     finally:
         result.close()
     # Key names only: values may be patient data, logged at DEBUG only.

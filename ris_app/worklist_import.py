@@ -151,9 +151,12 @@ def _element_text(elem) -> object:
     return str(v).strip()
 
 
-def _pinned(original: Dataset, built: Dataset) -> list[str]:
-    """Tags whose original value differs from the RIS's own non-empty value."""
-    pinned = []
+def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str, str]]:
+    """Tags whose original value differs from the RIS's own non-empty value (pinned), and
+    the values the RIS adds where the original had none (added: answered empty until
+    the RIS's value changes, e.g. the status once the patient arrives)."""
+    pinned: list[str] = []
+    added: dict[str, str] = {}
 
     def compare(orig: Dataset, ours: Dataset, prefix: str) -> None:
         for elem in orig:
@@ -164,10 +167,16 @@ def _pinned(original: Dataset, built: Dataset) -> list[str]:
                 continue  # filled from the extra attributes anyway
             if _element_text(mine) != _element_text(elem):
                 pinned.append(prefix + f"{elem.tag:08X}")
+        for elem in ours:
+            if elem.VR == "SQ" or elem.keyword == "SpecificCharacterSet" or _element_text(elem) == "":
+                continue
+            theirs = orig.get(elem.tag)
+            if theirs is None or _element_text(theirs) == "":
+                added[prefix + f"{elem.tag:08X}"] = _element_text(elem)
 
     compare(original, built, "")
     compare(original.ScheduledProcedureStepSequence[0], built.ScheduledProcedureStepSequence[0], SPS_SEQUENCE_TAG + "/")
-    return pinned
+    return pinned, added
 
 
 def _extra_json(ds: Dataset) -> dict:
@@ -234,9 +243,10 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
     extra = _extra_json(ds)
     step.extra_attributes = extra
     built = pydicom.dcmread(io.BytesIO(build_item(step)))
-    pinned = _pinned(ds, built)
+    pinned, added = _differences(ds, built)
+    step.extra_attributes = {**extra, "added": added}
     if pinned:
-        step.extra_attributes = {**extra, PINNED_KEY: pinned}
+        step.extra_attributes = {**extra, "added": added, PINNED_KEY: pinned}
         warnings.append(f"{len(pinned)} attribute(s) differ from the RIS records and answer as imported: "
                         + ", ".join(pinned))
     refresh_worklist_item(step)
