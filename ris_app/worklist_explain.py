@@ -45,7 +45,8 @@ def _charset_problems(step: SPS, charset: str) -> list[str]:
     terms = [t.strip() for t in charset.split("\\")] if charset else ["ISO_IR 6"]
     if "ISO_IR 192" in terms or "GB18030" in terms:
         return []
-    codecs = convert_encodings(terms)
+    # The default repertoire is ASCII (pydicom reads it leniently as Latin-1).
+    codecs = ["ascii"] if terms in (["ISO_IR 6"], [""]) else convert_encodings(terms)
     problems = []
     for attr in WORKLIST_ATTRIBUTES:
         if attr.vr not in ("PN", "LO", "SH", "LT", "ST", "UT"):
