@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom.datadict import tag_for_keyword
+from sqlalchemy import func, or_
 
 from .models import Order, Patient, RequestedProcedure, ScheduledProcedureStep as SPS
 
@@ -51,6 +52,7 @@ class WorklistAttribute:
     value: Callable[[SPS], str] | None = None  # None: from extra_attributes only
     column: Any = None  # SQL column for the prefilter
     matching: bool = True  # a query value on it restricts the answers
+    prefilter: Callable[[str], Any] | None = None  # SQL superset clause where no plain column fits
 
     @property
     def tag(self) -> int:
@@ -78,10 +80,27 @@ def _rp(s: SPS) -> RequestedProcedure:
     return s.requested_procedure
 
 
+def _name_prefilter(q: str):
+    """A superset of the steps a PN query on PatientName matches: the family name's
+    literal start, case-folded, when it is ASCII (SQLite folds ASCII only); None when
+    no such start exists. Imported steps may answer a pinned name: they always pass."""
+    family = q.split("=")[0].split("^")[0]
+    literal = family.split("*")[0].split("?")[0]
+    if not literal or not literal.isascii() or "\\" in q:
+        return None
+    name = func.lower(Patient.family_name)
+    if literal == family:
+        clause = name == literal.lower()
+    else:
+        escaped = literal.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clause = name.like(escaped + "%", escape="\\")
+    return or_(clause, SPS.extra_attributes.isnot(None))
+
+
 A = WorklistAttribute
 WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
     # Patient identification
-    A("PatientName", "PN", False, _patient_name),
+    A("PatientName", "PN", False, _patient_name, prefilter=_name_prefilter),
     A("PatientID", "LO", False, lambda s: _patient(s).mrn, Patient.mrn),
     A("IssuerOfPatientID", "LO", False, lambda s: _patient(s).issuer, Patient.issuer),
     A("IssuerOfPatientIDQualifiersSequence", "SQ", False, matching=False),

@@ -380,6 +380,8 @@ def _like_pattern(q: str) -> str:
 def _sql_filter(cond: Condition):
     """A SQL condition that keeps a superset of the rows the condition matches, or None."""
     col = cond.attr.column
+    if cond.attr.prefilter is not None:
+        return cond.attr.prefilter(cond.value)
     if col is None or cond.attr.vr == "SQ":
         return None
     values = cond.value.split("\\")

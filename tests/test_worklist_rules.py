@@ -230,3 +230,11 @@ def test_explainer_page(app, client, auth):
     page = client.get(f"/worklist/queries/{qid}")
     assert page.status_code == 200
     assert b"AE title" in page.data and b"CT9" in page.data
+
+
+@pytest.mark.parametrize("pattern, found", [("doe*", True), ("DOE^JANE", True), ("D?e^*", True), ("*oe", False),
+                                            ("*oe^Jane", True), ("Do", False), ("Dox*", False)])
+def test_name_prefilter_keeps_every_match(client, auth, pattern, found):
+    _patient(client, auth, "P1", family="Doe", given="Jane")
+    acc = _order(client, auth, "P1")["accession_number"]
+    assert accessions(find(client, auth, query(PatientName=pattern))[0]) == ([acc] if found else [])
