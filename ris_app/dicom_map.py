@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom.datadict import tag_for_keyword
-from sqlalchemy import func, or_
+from sqlalchemy import and_, func, select
 
 from .models import Order, Patient, RequestedProcedure, ScheduledProcedureStep as SPS
 
@@ -82,19 +82,22 @@ def _rp(s: SPS) -> RequestedProcedure:
 
 def _name_prefilter(q: str):
     """A superset of the steps a PN query on PatientName matches: the family name's
-    literal start, case-folded, when it is ASCII (SQLite folds ASCII only); None when
-    no such start exists. Imported steps may answer a pinned name: they always pass."""
+    literal start, case-folded, when it is ASCII (SQLite folds ASCII only), on the
+    indexed lower(family_name); None when no such start exists. (Attributes with a SQL
+    prefilter are never pinned at import, so the RIS's name is the answered one.)"""
     family = q.split("=")[0].split("^")[0]
     literal = family.split("*")[0].split("?")[0]
     if not literal or not literal.isascii() or "\\" in q:
         return None
     name = func.lower(Patient.family_name)
+    low = literal.lower()
     if literal == family:
-        clause = name == literal.lower()
-    else:
-        escaped = literal.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clause = name.like(escaped + "%", escape="\\")
-    return or_(clause, SPS.extra_attributes.isnot(None))
+        clause = name == low
+    else:  # a range on the indexed lower(family_name): "fam0042*" is fam0042 <= name < fam0043
+        clause = and_(name >= low, name < low[:-1] + chr(ord(low[-1]) + 1))
+    # As a subquery: SQLite then starts from the name index even without statistics.
+    return SPS.requested_procedure_id.in_(
+        select(RequestedProcedure.id).join(RequestedProcedure.order).join(Order.patient).where(clause))
 
 
 A = WorklistAttribute

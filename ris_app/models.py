@@ -9,10 +9,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -223,6 +225,11 @@ class IdSequence(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     next_value: Mapped[int] = mapped_column(Integer, default=1)
 
+
+# Worklist queries: steps by start within the answered statuses, patients by family name
+# whatever its case (PatientName matching ignores case).
+Index("ix_scheduled_procedure_step_start_status", ScheduledProcedureStep.start_datetime, ScheduledProcedureStep.status)
+Index("ix_patient_family_name_lower", func.lower(Patient.family_name))
 
 ROLES = ("clerk", "technologist", "radiologist", "admin")
 PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")

@@ -440,7 +440,14 @@ def effective_conditions(session: Session, wq: WorklistQuery, calling_aet: str) 
     return conditions, False
 
 
-def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[str]):
+def _answered_status(statuses: Sequence[str]):
+    """The default status filter, written so that no index serves it: nearly every step
+    is SCHEDULED, and SQLite without statistics would otherwise walk the status index
+    (every row) instead of the start time or name index."""
+    return (SPS.status + "").in_(list(statuses))
+
+
+def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[str], ordered: bool = True):
     """The SQL prefilter of a query: a superset of the matching steps, in schedule order."""
     stmt = (
         select(SPS)
@@ -450,7 +457,7 @@ def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[s
         .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order).contains_eager(Order.patient))
     )
     if not any(c.attr is STATUS for c in conditions):
-        stmt = stmt.where(SPS.status.in_(list(default_statuses)))
+        stmt = stmt.where(_answered_status(default_statuses))
     for cond in conditions:
         clause = _sql_filter(cond)
         if clause is not None:
@@ -463,7 +470,7 @@ def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[s
                     stmt = stmt.where(SPS.start_datetime >= lo)
                 if hi is not None:
                     stmt = stmt.where(SPS.start_datetime < hi)
-    return stmt.order_by(SPS.start_datetime, SPS.id)
+    return stmt.order_by(SPS.start_datetime, SPS.id) if ordered else stmt
 
 
 def _project(step: SPS, conditions: Sequence[Condition]) -> bytes | None:
@@ -495,18 +502,45 @@ def _project(step: SPS, conditions: Sequence[Condition]) -> bytes | None:
     return buf.getvalue()
 
 
+def _find_universal(session: Session, wq: WorklistQuery, default_statuses: Sequence[str], limit: int,
+                    calling_aet: str) -> WorklistResult:
+    """No key restricts the answer: the first `limit` stored items in schedule order,
+    read without loading steps (items missing are built on the slow path)."""
+    rows = session.execute(
+        select(SPS.id, SPS.worklist_item).where(_answered_status(default_statuses))
+        .order_by(SPS.start_datetime, SPS.id).limit(limit + 1)).all()
+    incomplete = len(rows) > limit
+    items = []
+    for step_id, item in rows[:limit]:
+        if item is None:
+            step = session.get(SPS, step_id)
+            refresh_worklist_item(step)
+            item = step.worklist_item
+        items.append(item)
+    log.info("worklist query from %s: universal, %d answer(s)%s", calling_aet or "?", len(items),
+             " (incomplete)" if incomplete else "")
+    return WorklistResult(items, incomplete, len(rows), wq, False)
+
+
 def find(session: Session, query: bytes, *, default_statuses: Sequence[str], limit: int,
          calling_aet: str = "") -> WorklistResult:
     """Answer one C-FIND MWL query with stored worklist items."""
     wq = read_worklist_query(query)
     conditions, station_rule = effective_conditions(session, wq, calling_aet)
-    stmt = base_statement(conditions, default_statuses).execution_options(yield_per=256)
+    if not conditions:
+        return _find_universal(session, wq, default_statuses, limit, calling_aet)
+    # A name prefilter is the selective one: SQLite (without statistics) would rather walk
+    # the start-time index to skip sorting, so those candidates are sorted here instead.
+    in_sql_order = not any(c.attr.prefilter is not None and c.attr.prefilter(c.value) is not None
+                           for c in conditions)
+    stmt = base_statement(conditions, default_statuses, ordered=in_sql_order)
     items: list[bytes] = []
     considered = 0
     incomplete = False
-    result = session.scalars(stmt)
+    result = session.scalars(stmt.execution_options(yield_per=256) if in_sql_order else stmt)
     try:
-        for step in result:
+        steps = result if in_sql_order else sorted(result, key=lambda st: (st.start_datetime, st.id))
+        for step in steps:
             considered += 1
             if not step_matches(step, conditions):
                 continue

@@ -151,12 +151,15 @@ def _element_text(elem) -> object:
     return str(v).strip()
 
 
-def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str, str]]:
-    """Tags whose original value differs from the RIS's own non-empty value (pinned), and
-    the values the RIS adds where the original had none (added: answered empty until
-    the RIS's value changes, e.g. the status once the patient arrives)."""
+def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str, str], list[str]]:
+    """Tags whose original value differs from the RIS's own non-empty value (pinned), the
+    values the RIS adds where the original had none (added: answered empty until the
+    RIS's value changes, e.g. the status once the patient arrives), and the differing
+    keys the RIS answers its own way: those it prefilters in SQL (PatientName, PatientSex…)
+    must answer what SQL sees, so the RIS's patient record wins there."""
     pinned: list[str] = []
     added: dict[str, str] = {}
+    overridden: list[str] = []
 
     def compare(orig: Dataset, ours: Dataset, prefix: str) -> None:
         for elem in orig:
@@ -166,7 +169,11 @@ def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str
             if mine is None or _element_text(mine) in ("", []):
                 continue  # filled from the extra attributes anyway
             if _element_text(mine) != _element_text(elem):
-                pinned.append(prefix + f"{elem.tag:08X}")
+                attr = BY_TAG.get(elem.tag)
+                if attr is not None and (attr.column is not None or attr.prefilter is not None):
+                    overridden.append(elem.keyword)
+                else:
+                    pinned.append(prefix + f"{elem.tag:08X}")
         for elem in ours:
             if elem.VR == "SQ" or elem.keyword == "SpecificCharacterSet" or _element_text(elem) == "":
                 continue
@@ -176,7 +183,7 @@ def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str
 
     compare(original, built, "")
     compare(original.ScheduledProcedureStepSequence[0], built.ScheduledProcedureStepSequence[0], SPS_SEQUENCE_TAG + "/")
-    return pinned, added
+    return pinned, added, overridden
 
 
 def _extra_json(ds: Dataset) -> dict:
@@ -243,7 +250,10 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
     extra = _extra_json(ds)
     step.extra_attributes = extra
     built = pydicom.dcmread(io.BytesIO(build_item(step)))
-    pinned, added = _differences(ds, built)
+    pinned, added, overridden = _differences(ds, built)
+    if overridden:
+        warnings.append("the RIS's records answer otherwise than the item for " + ", ".join(overridden)
+                        + " (patient registered before, or differing between items)")
     step.extra_attributes = {**extra, "added": added}
     if pinned:
         step.extra_attributes = {**extra, "added": added, PINNED_KEY: pinned}

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 
 from ris_app.models import Order, Patient, ScheduledProcedureStep
-from tests.test_worklist_rules import find, query
+from tests.test_worklist_rules import accessions, find, query
 from tests.worklist_data import sample_worklists
 
 pytestmark = pytest.mark.db
@@ -90,7 +90,7 @@ def test_imported_item_answers_every_original_attribute(client, auth):
 
 def test_dicom_json_import_and_several_items(client, auth):
     one = item(AccessionNumber="J1", sps_id="JS1", StudyInstanceUID="1.2.3.1").to_json_dict()
-    two = item(AccessionNumber="J2", sps_id="JS2", StudyInstanceUID="1.2.3.2", PatientName="王^小明",
+    two = item(AccessionNumber="J2", sps_id="JS2", StudyInstanceUID="1.2.3.2", PatientName="王^小明", PatientID="J-P2",
                charset="ISO_IR 192").to_json_dict()
     r = client.post("/api/worklist-items", data=json.dumps([one, two]),
                     headers={**auth, "Content-Type": "application/dicom+json"})
@@ -129,15 +129,19 @@ def test_bad_items_reported_one_by_one_and_nothing_half_imported(app, client, au
     assert counts(app) == (1, 1, 1)
 
 
-def test_existing_patient_spelled_otherwise_answers_as_imported(client, auth):
-    r = client.post("/api/patients", json={"mrn": "IMP-P1", "family_name": "Mueller", "given_name": "J"},
-                    headers=auth)
+def test_existing_patient_spelled_otherwise(client, auth):
+    """The RIS's patient record answers the keys it matches in SQL (name, sex); the others
+    keep the item's value (birth date here), and the import says so."""
+    r = client.post("/api/patients", json={"mrn": "IMP-P1", "family_name": "Mueller", "given_name": "J",
+                                           "birth_date": "1961-01-01", "sex": "M"}, headers=auth)
     assert r.status_code == 201
     r = post(client, auth, part10(item()))
-    assert r.status_code == 201 and "differ" in r.json["items"][0]["warnings"][0]
+    warnings = " ".join(r.json["items"][0]["warnings"])
+    assert r.status_code == 201 and "PatientName" in warnings and "00100030" in warnings
     answer = find(client, auth, query(AccessionNumber="IMP001"))[0][0]
-    assert str(answer.PatientName) == "Müller^Jürgen"
-    assert find(client, auth, query(PatientName="Müller*"))[0]  # matched as answered
+    assert str(answer.PatientName) == "Mueller^J" and answer.PatientBirthDate == "19610203"
+    assert accessions(find(client, auth, query(PatientName="mueller*"))[0]) == ["IMP001"]  # matched as answered
+    assert find(client, auth, query(PatientName="Müller*"))[0] == []
 
 
 def test_imported_step_without_status_answers_it_once_it_changes(client, auth):

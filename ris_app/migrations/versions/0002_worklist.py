@@ -31,9 +31,14 @@ def upgrade() -> None:
     with op.batch_alter_table('worklist_query_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_worklist_query_log_calling_aet'), ['calling_aet'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_query_log_received_at'), ['received_at'], unique=False)
+    op.create_index('ix_scheduled_procedure_step_start_status', 'scheduled_procedure_step',
+                    ['start_datetime', 'status'], unique=False)
+    op.create_index('ix_patient_family_name_lower', 'patient', [sa.text('lower(family_name)')], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_patient_family_name_lower', table_name='patient')
+    op.drop_index('ix_scheduled_procedure_step_start_status', table_name='scheduled_procedure_step')
     with op.batch_alter_table('worklist_query_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_worklist_query_log_received_at'))
         batch_op.drop_index(batch_op.f('ix_worklist_query_log_calling_aet'))
