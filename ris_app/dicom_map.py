@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom.datadict import tag_for_keyword
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from .models import Order, Patient, RequestedProcedure, ScheduledProcedureStep as SPS
 
@@ -80,6 +82,26 @@ def _rp(s: SPS) -> RequestedProcedure:
     return s.requested_procedure
 
 
+class bytewise_lower(FunctionElement):
+    """lower(x) compared byte by byte: on PostgreSQL `lower(x) COLLATE "C"` (a linguistic
+    collation may order `o'b` between `ob` and `oc`, which a prefix range must not see);
+    on SQLite plain lower(x), whose comparisons are bytewise already and which the
+    ix_patient_family_name_lower index serves."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(bytewise_lower)
+def _bytewise_lower_default(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(bytewise_lower, "postgresql")
+def _bytewise_lower_postgresql(element, compiler, **kw):
+    return f'lower({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
 def _name_prefilter(q: str):
     """A superset of the steps a PN query on PatientName matches: the family name's
     literal start, case-folded, when it is ASCII (SQLite folds ASCII only), on the
@@ -89,7 +111,7 @@ def _name_prefilter(q: str):
     literal = family.split("*")[0].split("?")[0]
     if not literal or not literal.isascii() or "\\" in q:
         return None
-    name = func.lower(Patient.family_name)
+    name = bytewise_lower(Patient.family_name)
     low = literal.lower()
     if literal == family:
         clause = name == low

@@ -283,7 +283,7 @@ def _pn_matches(q: str, v: str) -> bool:
         if wildcard:
             if _wildcard_regex(q, True).fullmatch(form):
                 return True
-        elif target.casefold() == form.casefold():
+        elif target.lower() == form.lower():  # lower(), as the SQL prefilter folds
             return True
     return False
 

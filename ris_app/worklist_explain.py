@@ -12,7 +12,7 @@ from typing import Sequence
 
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from .dicom_map import WORKLIST_ATTRIBUTES, attribute_value
@@ -25,6 +25,9 @@ from .worklist import (
 # What kind of rule each key is, in words a technologist understands.
 RULE_NAMES = {"DA": "date range", "TM": "time range", "AE": "AE title", "PN": "name", "SQ": "sequence"}
 CANDIDATE_CAP = 200
+LOG_KEEP_DAYS = 30  # the log serves "why not yesterday?", not an archive
+_PRUNE_EVERY = 500
+_logged_since_prune = 0
 
 
 def log_query(session: Session, wq: WorklistQuery, calling_aet: str, called_aet: str,
@@ -33,6 +36,12 @@ def log_query(session: Session, wq: WorklistQuery, calling_aet: str, called_aet:
                              query=wq.dataset.to_json_dict(), answers=len(result.items),
                              incomplete=result.incomplete, duration_ms=round(duration_ms, 2))
     session.add(entry)
+    global _logged_since_prune
+    _logged_since_prune += 1
+    if _logged_since_prune >= _PRUNE_EVERY:  # now and then, not on every scanner poll
+        _logged_since_prune = 0
+        session.execute(delete(WorklistQueryLog).where(
+            WorklistQueryLog.received_at < datetime.utcnow() - timedelta(days=LOG_KEEP_DAYS)))
     return entry
 
 

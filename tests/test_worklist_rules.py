@@ -238,3 +238,17 @@ def test_name_prefilter_keeps_every_match(client, auth, pattern, found):
     _patient(client, auth, "P1", family="Doe", given="Jane")
     acc = _order(client, auth, "P1")["accession_number"]
     assert accessions(find(client, auth, query(PatientName=pattern))[0]) == ([acc] if found else [])
+
+
+def test_query_log_is_pruned_after_its_keep_days(app, client, auth, monkeypatch):
+    from datetime import datetime, timedelta
+
+    from ris_app import worklist_explain
+    from ris_app.models import WorklistQueryLog
+
+    monkeypatch.setattr(worklist_explain, "_PRUNE_EVERY", 1)
+    with app.extensions["ris_sessions"]() as s:
+        s.add(WorklistQueryLog(calling_aet="OLD", query={}, received_at=datetime.utcnow() - timedelta(days=40)))
+        s.commit()
+    find(client, auth, query(), calling="NEW")
+    assert [e["calling_aet"] for e in client.get("/api/worklist/queries", headers=auth).json["items"]] == ["NEW"]
