@@ -151,6 +151,20 @@ def _element_text(elem) -> object:
     return str(v).strip()
 
 
+def _sql_sees_it(original, ours) -> bool:
+    """May the original value be answered although the RIS's differs? Only where the SQL
+    prefilter still finds it: never for a key matched on a plain column; for PatientName
+    when the family name of its first component group is the RIS's (so a name with
+    ideographic and phonetic groups keeps them)."""
+    attr = BY_TAG.get(original.tag)
+    if attr is None or (attr.column is None and attr.prefilter is None):
+        return True
+    if attr.keyword == "PatientName":
+        family = _name_parts(_element_text(original))["family_name"]
+        return family.lower() == _name_parts(_element_text(ours))["family_name"].lower()
+    return False
+
+
 def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str, str], list[str]]:
     """Tags whose original value differs from the RIS's own non-empty value (pinned), the
     values the RIS adds where the original had none (added: answered empty until the
@@ -169,11 +183,10 @@ def _differences(original: Dataset, built: Dataset) -> tuple[list[str], dict[str
             if mine is None or _element_text(mine) in ("", []):
                 continue  # filled from the extra attributes anyway
             if _element_text(mine) != _element_text(elem):
-                attr = BY_TAG.get(elem.tag)
-                if attr is not None and (attr.column is not None or attr.prefilter is not None):
-                    overridden.append(elem.keyword)
-                else:
+                if _sql_sees_it(elem, mine):
                     pinned.append(prefix + f"{elem.tag:08X}")
+                else:
+                    overridden.append(elem.keyword)
         for elem in ours:
             if elem.VR == "SQ" or elem.keyword == "SpecificCharacterSet" or _element_text(elem) == "":
                 continue

@@ -97,3 +97,18 @@ def test_answer_cap_through_orthanc(capped_system, tmp_path):
     assert len(answers) == 2
     logged = capped_system.api("GET", "/api/worklist/queries").json()["items"][0]
     assert logged["incomplete"] is True and logged["answers"] == 2
+
+
+def test_imported_iso_2022_item_through_orthanc(system, tmp_path):
+    from tests.test_worklist_import import item, part10
+
+    ds = item(AccessionNumber="E2EJP1", sps_id="E2EJPS1", StudyInstanceUID="1.2.7.1", PatientID="E2E-JP1",
+              PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう", aet="JPMR1")
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    r = system.api("POST", "/api/worklist-items", data=part10(ds), headers={"Content-Type": "application/dicom"})
+    assert r.status_code == 201, r.text
+    answers = run_findscu(system.dicom_port, system.aet,
+                          write_query(tmp_path / "q.dcm", PatientName="山田*", sps={"ScheduledStationAETitle": "JPMR1"}),
+                          tmp_path / "r")
+    assert [str(a.PatientName) for a in answers] == ["Yamada^Tarou=山田^太郎=やまだ^たろう"]
+    assert answers[0].ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "JPMR1"

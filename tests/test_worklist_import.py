@@ -163,3 +163,44 @@ def test_cli_import_reports_and_exits_nonzero_on_bad_files(config, tmp_path):
     assert proc.returncode == 1
     assert "10 imported, 1 skipped" in proc.stdout
     assert "broken.wl" in proc.stderr
+
+
+def test_japanese_item_in_iso_2022_keeps_every_name_group(client, auth):
+    ds = item(charset=["", "ISO 2022 IR 87"], AccessionNumber="JP1", sps_id="JPS1", StudyInstanceUID="1.2.5.1",
+              PatientID="JP-P1", PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう")
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    r = post(client, auth, part10(ds))
+    assert r.status_code == 201, r.json
+    for pattern in ("Yamada*", "山田*", "やまだ^たろう", "yamada^tarou"):
+        answers = find(client, auth, query(PatientName=pattern))[0]
+        assert [str(a.PatientName) for a in answers] == ["Yamada^Tarou=山田^太郎=やまだ^たろう"], pattern
+
+
+def test_sequence_matching_on_protocol_and_procedure_codes(client, auth):
+    from pydicom.dataset import Dataset as D
+
+    post(client, auth, part10(item()))  # ScheduledProtocolCodeSequence MRHEAD / 99LOCAL
+
+    def ask(code_value, scheme=""):
+        q = pydicom.dcmread(io.BytesIO(query()), force=True)
+        code = D()
+        code.CodeValue, code.CodingSchemeDesignator = code_value, scheme
+        q.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence = [code]
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, q, implicit_vr=False, little_endian=True)
+        return accessions(find(client, auth, buf.getvalue())[0])
+
+    assert ask("MRHEAD") == ["IMP001"]
+    assert ask("MRHEAD", "99LOCAL") == ["IMP001"]
+    assert ask("MRHEAD", "DCM") == []  # every key of the item must match the same stored item
+    assert ask("MR*") == ["IMP001"]
+    assert ask("CTHEAD") == []
+
+
+def test_multipart_upload_of_files(client, auth):
+    files = {"a": (io.BytesIO(part10(item(AccessionNumber="M1", sps_id="MS1", StudyInstanceUID="1.2.6.1"))), "a.wl"),
+             "b": (io.BytesIO(b"garbage"), "b.wl")}
+    r = client.post("/api/worklist-items", data=files, headers=auth, content_type="multipart/form-data")
+    assert r.status_code == 207, r.json
+    assert [(i["source"], i["ok"]) for i in r.json["items"]] == [("a.wl", True), ("b.wl", False)]
+    assert client.post("/api/worklist-items", data=b"x", headers={"Content-Type": "application/dicom"}).status_code == 401
