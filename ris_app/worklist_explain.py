@@ -7,6 +7,7 @@ DICOM JSON, answer count); the log files only ever get the key names.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Sequence
 
@@ -76,6 +77,18 @@ def _encodes(value: str, codec: str) -> bool:
         return False
 
 
+def _misdecoded(cond, view: StepView, conditions) -> str:
+    """The value a key would have had if its bytes, declared Latin-1 or default, were
+    read as UTF-8 (a common scanner misconfiguration), when that value matches; else ""."""
+    if cond.attr.vr == "SQ" or cond.value.isascii():
+        return ""
+    try:
+        fixed = cond.value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return ""
+    return fixed if condition_matches(view, replace(cond, value=fixed), conditions) else ""
+
+
 def candidates(session: Session, entry: WorklistQueryLog, wq: WorklistQuery,
                accession: str = "", sps_id: str = "") -> Sequence[SPS]:
     """The steps the scanner may have expected: those named, else the ones scheduled on
@@ -122,7 +135,12 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
                 continue
             reason = {"rule": "station rule" if cond.added_by else _rule(cond.attr), "key": cond.attr.keyword,
                       "asked": cond.value, "step_has": view.value(cond.attr) if cond.attr.vr != "SQ" else "(sequence)"}
-            if cond.added_by:
+            misread = _misdecoded(cond, view, conditions)
+            if misread:
+                reason["rule"] = "charset"
+                reason["why"] = (f"the query declares {wq.charset or 'no character set'} but its {cond.attr.keyword} "
+                                 f"bytes are UTF-8: read as UTF-8 it is {misread!r}, which matches")
+            elif cond.added_by:
                 reason["why"] = (f"station {entry.calling_aet} answers only its own steps when the query names "
                                  "no ScheduledStationAETitle")
             elif cond.attr.keyword in ("ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"):

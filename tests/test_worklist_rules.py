@@ -252,3 +252,17 @@ def test_query_log_is_pruned_after_its_keep_days(app, client, auth, monkeypatch)
         s.commit()
     find(client, auth, query(), calling="NEW")
     assert [e["calling_aet"] for e in client.get("/api/worklist/queries", headers=auth).json["items"]] == ["NEW"]
+
+
+def test_explainer_spots_utf8_sent_as_latin1(client, auth):
+    _patient(client, auth, "P1", family="Müller", given="Jürgen")
+    acc = _order(client, auth, "P1", aet="CT1")["accession_number"]
+    q = pydicom.dcmread(io.BytesIO(query(charset="ISO_IR 100")), force=True)
+    q.PatientName = "Müller*".encode("utf-8").decode("latin-1")  # what a misconfigured scanner sends
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, q, implicit_vr=False, little_endian=True)
+    assert find(client, auth, buf.getvalue(), calling="CT1")[0] == []
+    qid = client.get("/api/worklist/queries", headers=auth).json["items"][0]["id"]
+    x = client.get(f"/api/worklist/queries/{qid}/explain?accession_number={acc}", headers=auth).json
+    reason = x["steps"][0]["reasons"][0]
+    assert reason["rule"] == "charset" and "Müller*" in reason["why"]
