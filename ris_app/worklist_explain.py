@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from .dicom_map import WORKLIST_ATTRIBUTES, attribute_value
 from .models import Order, RequestedProcedure, ScheduledProcedureStep as SPS, WorklistQueryLog
 from .worklist import (
-    START_DATE, STATION_AET, STATUS, StepView, WorklistQuery, WorklistResult, condition_matches,
-    effective_conditions, query_from_dataset, step_matches,
+    START_DATE, STATUS, StepView, WorklistQuery, WorklistResult, condition_matches,
+    effective_conditions, query_from_dataset,
 )
 
 # What kind of rule each key is, in words a technologist understands.
@@ -174,4 +174,4 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
     }
 
 
-__all__ = ["log_query", "explain", "candidates", "step_matches"]
+__all__ = ["log_query", "explain", "candidates"]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from .dicom_map import BY_TAG, SPS_SEQUENCE_TAG
 from .errors import ApiError
-from .models import Patient, RequestedProcedure, ScheduledProcedureStep as SPS
+from .models import ScheduledProcedureStep as SPS
 from .orders import OrderData, PatientData, create_order, create_patient, find_patient
 from .states import SPSStatus
 from .worklist import build_item, refresh_worklist_item
