@@ -448,14 +448,20 @@ def _answered_status(statuses: Sequence[str]):
 
 
 def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[str], ordered: bool = True):
-    """The SQL prefilter of a query: a superset of the matching steps, in schedule order."""
-    stmt = (
-        select(SPS)
-        .join(SPS.requested_procedure)
-        .join(RequestedProcedure.order)
-        .join(Order.patient)
-        .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order).contains_eager(Order.patient))
-    )
+    """The SQL prefilter of a query: a superset of the matching steps, in schedule order.
+    Steps are loaded with their order and patient, unless every key is a step attribute
+    (a scanner's AE title and date): then the step alone, which halves the loading."""
+    if all(c.attr.in_sps and c.attr.vr != "SQ" for c in conditions):
+        stmt = select(SPS)
+    else:
+        stmt = (
+            select(SPS)
+            .join(SPS.requested_procedure)
+            .join(RequestedProcedure.order)
+            .join(Order.patient)
+            .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
+                     .contains_eager(Order.patient))
+        )
     if not any(c.attr is STATUS for c in conditions):
         stmt = stmt.where(_answered_status(default_statuses))
     for cond in conditions:
