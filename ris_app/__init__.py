@@ -30,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .pages import bp as pages_bp
+    from .worklist_api import bp as worklist_admin_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
@@ -39,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(hl7_api_bp)
     app.register_blueprint(hl7_pages_bp)
+    app.register_blueprint(worklist_admin_bp)
 
     access = logging.getLogger("ris_app.access")
 
