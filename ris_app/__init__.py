@@ -30,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .pages import bp as pages_bp
+    from .worklist_api import bp as worklist_admin_bp
     from .tracking_api import bp as tracking_api_bp
     from .tracking_pages import bp as tracking_pages_bp
 
@@ -41,6 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(hl7_api_bp)
     app.register_blueprint(hl7_pages_bp)
+    app.register_blueprint(worklist_admin_bp)
     app.register_blueprint(tracking_api_bp)
     app.register_blueprint(tracking_pages_bp)
 

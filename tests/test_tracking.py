@@ -265,3 +265,16 @@ def test_compose_runs_the_tracking_parts_on_the_ris_data():
         assert services[name]["image"] == services["ris"]["image"]
         assert environment(services[name])["ORTHANC_RIS_HOME"] == environment(services["ris"])["ORTHANC_RIS_HOME"]
     assert environment(services["sync-worker"])["ORTHANC_RIS_ORTHANC_URL"] == "http://orthanc:8042"
+
+
+def test_migration_0004_keeps_the_expression_index_of_0002(database_url):
+    """0004 adds columns to patient; a batch rebuild on SQLite used to drop this index."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    query = ("SELECT name FROM sqlite_master WHERE name = 'ix_patient_family_name_lower'"
+             if engine.dialect.name == "sqlite"
+             else "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_patient_family_name_lower'")
+    with engine.connect() as conn:
+        assert conn.execute(text(query)).scalar() == "ix_patient_family_name_lower"
+    engine.dispose()

@@ -82,27 +82,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_performed_procedure_step_step_id'), ['step_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_performed_procedure_step_study_instance_uid'), ['study_instance_uid'], unique=False)
 
-    with op.batch_alter_table('study', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('patient_birth_date', sa.String(length=8), nullable=False, server_default=''))
-        batch_op.add_column(sa.Column('patient_sex', sa.String(length=16), nullable=False, server_default=''))
-        batch_op.add_column(sa.Column('station_aet', sa.String(length=16), nullable=False, server_default=''))
-
-    with op.batch_alter_table('patient', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('merged_into_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_patient_merged_into_id_patient'), 'patient', ['merged_into_id'], ['id'],
-                                    ondelete='SET NULL')
+    # Plain ADD COLUMN, not batch mode: on SQLite a batch rebuilds the table and loses the
+    # expression index ix_patient_family_name_lower (0002), which reflection cannot see.
+    op.add_column('study', sa.Column('patient_birth_date', sa.String(length=8), nullable=False, server_default=''))
+    op.add_column('study', sa.Column('patient_sex', sa.String(length=16), nullable=False, server_default=''))
+    op.add_column('study', sa.Column('station_aet', sa.String(length=16), nullable=False, server_default=''))
+    if op.get_bind().dialect.name == 'sqlite':  # no ALTER ... ADD CONSTRAINT: inline REFERENCES
+        op.execute('ALTER TABLE patient ADD COLUMN merged_into_id INTEGER '
+                   'CONSTRAINT fk_patient_merged_into_id_patient REFERENCES patient (id) ON DELETE SET NULL')
+    else:
+        op.add_column('patient', sa.Column('merged_into_id', sa.Integer(), nullable=True))
+        op.create_foreign_key(op.f('fk_patient_merged_into_id_patient'), 'patient', 'patient',
+                              ['merged_into_id'], ['id'], ondelete='SET NULL')
 
 
 
 def downgrade() -> None:
+    # Batch mode on SQLite rebuilds patient: recreate 0002's expression index afterwards.
     with op.batch_alter_table('study', schema=None) as batch_op:
         batch_op.drop_column('station_aet')
         batch_op.drop_column('patient_sex')
         batch_op.drop_column('patient_birth_date')
 
     with op.batch_alter_table('patient', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_patient_merged_into_id_patient'), type_='foreignkey')
+        if op.get_bind().dialect.name != 'sqlite':  # SQLite's inline constraint has no name to drop
+            batch_op.drop_constraint(batch_op.f('fk_patient_merged_into_id_patient'), type_='foreignkey')
         batch_op.drop_column('merged_into_id')
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('CREATE INDEX IF NOT EXISTS ix_patient_family_name_lower ON patient (lower(family_name))')
 
     with op.batch_alter_table('performed_procedure_step', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_performed_procedure_step_study_instance_uid'))
