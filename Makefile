@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What running the system needs.
-RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv npm
+# OHIF's prebuilt viewer (npm @ohif/app), served by `orthanc-ris up` from build/ohif.
+OHIF_VERSION := 3.13.2
 # What the tests add: a browser for the pages, PostgreSQL for the portability run.
 TEST_DEBS := chromium chromium-driver postgresql dicom3tools fonts-dejavu-core
 PYTEST_ARGS ?=
@@ -29,6 +31,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup:
 	scripts/install-debian-packages.sh $(RUN_DEBS)
 	@$(MAKE) --no-print-directory $(VENV)/.installed
+	scripts/install-ohif.sh $(OHIF_VERSION)
 	$(BIN)/orthanc-ris migrate
 
 setup-test: setup

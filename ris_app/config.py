@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKLIST_LIMIT", "500", "Most answers to one worklist query; more are marked incomplete."),
     Setting("ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."),
     Setting("ORTHANC_RIS_UID_ROOT", "", "UID root for generated StudyInstanceUIDs; empty means 2.25 (UUID-derived)."),
+    Setting("ORTHANC_RIS_VIEWER_PORT", "3000", "Port of the image viewer (OHIF) and the Orthanc Explorer proxy; both need a RIS login."),
+    Setting("ORTHANC_RIS_VIEWER_URL", "", "URL browsers use to reach the viewer; empty means the RIS page's host name with $ORTHANC_RIS_VIEWER_PORT."),
+    Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
+    Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
 
@@ -86,6 +90,10 @@ class Config:
     uid_root: str
     log_level: str
     extra: dict[str, object] = field(default_factory=dict)
+    viewer_port: int = 3000
+    viewer_url: str = ""
+    ohif_dir: Path = REPO_ROOT / "build" / "ohif" / "dist"
+    institution: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
@@ -127,4 +135,8 @@ class Config:
             accession_prefix=prefix,
             uid_root=_get(env, "ORTHANC_RIS_UID_ROOT"),
             log_level=_get(env, "ORTHANC_RIS_LOG_LEVEL").upper(),
+            viewer_port=int(_get(env, "ORTHANC_RIS_VIEWER_PORT")),
+            viewer_url=_get(env, "ORTHANC_RIS_VIEWER_URL").rstrip("/"),
+            ohif_dir=Path(_get(env, "ORTHANC_RIS_OHIF_DIR") or REPO_ROOT / "build" / "ohif" / "dist"),
+            institution=_get(env, "ORTHANC_RIS_INSTITUTION"),
         )

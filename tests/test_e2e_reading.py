@@ -1,0 +1,192 @@
+"""A radiologist's day, in a real browser (Playwright driving Debian's chromium) against
+the real system: the reading worklist, OHIF showing the study's images, a report written
+from its template, signed, amended; then the PDF and the Encapsulated PDF in Orthanc."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+import requests
+from pypdf import PdfReader
+
+from tests.conftest import TEST_OUTPUT, wait_for
+from tests.dicom_factory import write_series
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "reader-pass-123"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make setup-test`")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def radiologist(system):
+    env = {**system.env, "RIS_TEST_PASSWORD": PASSWORD}
+    subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "create-user", "ada", "--role", "radiologist",
+                    "--full-name", "Dr Ada Reader", "--password-env", "RIS_TEST_PASSWORD"],
+                   env=env, check=True, capture_output=True)
+    return "ada"
+
+
+@pytest.fixture(scope="module")
+def ct_order(system, tmp_path_factory):
+    """A STAT head CT with its images in Orthanc, linked to its order."""
+    r = system.api("POST", "/api/patients", json={"mrn": "READ-001", "family_name": "Lindqvist", "given_name": "Åsa",
+                                                   "birth_date": "1958-03-14", "sex": "F"})
+    assert r.status_code == 201, r.text
+    r = system.api("POST", "/api/orders", json={"mrn": "READ-001", "procedure_code": "CTHEAD", "modality": "CT",
+                                                 "station_aet": "CT1", "priority": "STAT",
+                                                 "reason_for_exam": "Fall, headache, on anticoagulants",
+                                                 "scheduled_start": f"{date.today().isoformat()}T10:00"})
+    assert r.status_code == 201, r.text
+    order = r.json()
+    files = write_series(tmp_path_factory.mktemp("ct"), 8, patient_id="READ-001", patient_name="Lindqvist^Åsa",
+                         accession=order["accession_number"], size=128)
+    assert system.storescu(files).returncode == 0
+    body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
+                    and b["study"]["instances"] == 8 and b, timeout=30)
+    return body
+
+
+def _shot(page, name: str) -> Path:
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    path = TEST_OUTPUT / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _canvas_drawn(page) -> bool:
+    """True when a cornerstone canvas holds more than a blank frame."""
+    return page.evaluate("""() => {
+      for (const c of document.querySelectorAll('canvas')) {
+        if (c.width < 32 || c.height < 32) continue;
+        let ctx; try { ctx = c.getContext('2d'); } catch (e) { continue; }
+        if (!ctx) continue;
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        let lit = 0;
+        for (let i = 0; i < d.length; i += 16) if (d[i] + d[i + 1] + d[i + 2] > 30) lit++;
+        if (lit > 200) return true;
+      }
+      return false;
+    }""")
+
+
+def test_viewer_is_closed_without_a_ris_login(system):
+    viewer = f"http://127.0.0.1:{system.env['ORTHANC_RIS_VIEWER_PORT']}"
+    assert requests.get(f"{viewer}/dicom-web/studies", timeout=10).status_code == 401
+    assert requests.get(f"{viewer}/orthanc/studies", timeout=10).status_code == 401
+    assert requests.get(f"{viewer}/viewer", timeout=10, allow_redirects=False).status_code == 302
+
+
+def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_order, tmp_path):
+    accession = ct_order["accession_number"]
+    study_uid = ct_order["study"]["study_instance_uid"]
+    context = browser.new_context(viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    page.goto(f"{system.ris_url}/login")
+    page.fill("input[name=username]", radiologist)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], form button")
+
+    # The reading worklist: the STAT study is there, first.
+    page.goto(f"{system.ris_url}/reading")
+    row = page.locator(f"tr[data-study-uid='{study_uid}']")
+    assert row.count() == 1
+    assert "STAT" in row.inner_text() and accession in row.inner_text()
+    assert page.locator("#reading-worklist tbody tr").first.get_attribute("data-study-uid") == study_uid
+    _shot(page, "reading-worklist.png")
+
+    # The report page, then OHIF on this study.
+    row.locator("a", has_text="Report").click()
+    page.wait_for_selector("#report-form")
+    assert "Fall, headache, on anticoagulants" in page.input_value("textarea[name=indication]")
+    assert "Haemorrhage" in page.input_value("textarea[name=findings]")
+    with context.expect_page() as popup:
+        page.click("#open-ohif")
+    ohif = popup.value
+    ohif.wait_for_load_state()
+    assert ohif.url.split("?")[0].endswith("/viewer") and study_uid in ohif.url
+    try:
+        wait_for(lambda: _canvas_drawn(ohif), timeout=90, step=1)
+    finally:
+        _shot(ohif, "ohif-study.png")
+    ohif.close()
+
+    # Orthanc Explorer, through the same login.
+    with context.expect_page() as popup:
+        page.click("#open-explorer")
+    explorer = popup.value
+    explorer.wait_for_load_state()
+    wait_for(lambda: "Lindqvist" in explorer.inner_text("body"), timeout=30, step=0.5)
+    explorer.close()
+
+    # Write from the template, sign.
+    page.fill("textarea[name=findings]", "Brain parenchyma: normal.\nHaemorrhage: none.")
+    page.fill("textarea[name=impression]", "No acute intracranial abnormality.")
+    page.click("#sign")
+    page.wait_for_selector("#add-addendum")
+    assert page.inner_text("#report-status") == "FINAL"
+    assert "Signed by Dr Ada Reader" in page.inner_text("#version-1")
+    assert "PACS: stored" in page.inner_text("#version-1")
+
+    # An addendum: a new version; the original stays as it was.
+    page.click("#add-addendum")
+    page.fill("textarea[name=addendum]", "On review: small left parietal scalp haematoma.")
+    page.click("#sign")
+    page.wait_for_selector("#version-2")
+    assert "No acute intracranial abnormality." in page.inner_text("#version-1")
+    assert "scalp haematoma" in page.inner_text("#version-2")
+    page.fill("input[name=communicated_to]", "Dr Ward, emergency department")
+    page.click("#critical button")
+    page.wait_for_selector("#critical p")
+    _shot(page, "report-page.png")
+
+    # The PDFs hold the report text (the amended one the addendum too).
+    links = page.locator("a.pdf-link")
+    assert links.count() == 2
+    pdf = context.request.get(system.ris_url + links.nth(1).get_attribute("href"))
+    assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages)
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    (TEST_OUTPUT / "report-v2.pdf").write_bytes(pdf.body())
+    for expected in ("Lindqvist, Åsa", "READ-001", accession, "No acute intracranial abnormality.",
+                     "scalp haematoma", "Dr Ada Reader"):
+        assert expected in text, expected
+
+    # The order page shows the report.
+    page.goto(f"{system.ris_url}/orders/{accession}")
+    assert page.inner_text("#report-status") == "FINAL"
+    context.close()
+
+    # Orthanc's study holds both PDFs, valid for dciodvfy.
+    instances = system.orthanc("POST", "/tools/find", json={
+        "Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": "DOC"}, "Expand": True}).json()
+    assert len(instances) == 2, instances
+    assert shutil.which("dciodvfy"), "dciodvfy is missing: run `make setup-test`"
+    for inst in instances:
+        data = system.orthanc("GET", f"/instances/{inst['ID']}/file").content
+        path = tmp_path / f"{inst['ID']}.dcm"
+        path.write_bytes(data)
+        tags = system.orthanc("GET", f"/instances/{inst['ID']}/simplified-tags").json()
+        assert tags["SOPClassUID"] == ENCAPSULATED_PDF and tags["AccessionNumber"] == accession
+        proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        assert "Error" not in proc.stderr and "EncapsulatedPDF" in proc.stderr, proc.stderr

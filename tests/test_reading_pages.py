@@ -1,0 +1,106 @@
+"""The reading pages and the viewer's gate, through the Flask test client."""
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ris_app.auth import create_user
+from ris_app.db import transaction
+from ris_app.models import Study
+from ris_app.viewer import create_viewer_app
+from tests.test_reporting import _patient, _study
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def study_id(app):
+    with transaction(app.extensions["ris_sessions"]) as s:
+        for name, role in (("rad", "radiologist"), ("clerk", "clerk"), ("tech", "technologist")):
+            create_user(s, name, "password-123", role, full_name=name.upper())
+        study = _study(s, _patient(s), priority="STAT")
+        return study.id
+
+
+def _login(client, name):
+    r = client.post("/login", data={"username": name, "password": "password-123"})
+    assert r.status_code == 302
+
+
+@pytest.mark.parametrize("path", ["/reading", "/reading/studies/1"])
+def test_reading_pages_need_a_login(client, path):
+    r = client.get(path)
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_a_clerk_cannot_write_reports(client, study_id):
+    _login(client, "clerk")
+    assert client.get("/reading").status_code == 403
+    assert client.post(f"/reading/studies/{study_id}/report", data={"action": "draft"}).status_code == 403
+
+
+def test_write_sign_and_amend_through_the_pages(client, study_id, app):
+    _login(client, "rad")
+    page = client.get("/reading").get_data(as_text=True)
+    assert "STAT" in page and "Müller" in page and f"/reading/studies/{study_id}" in page
+    page = client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
+    assert "CT head without contrast" in page and "Haemorrhage" in page and "headache" in page
+    r = client.post(f"/reading/studies/{study_id}/report",
+                    data={"indication": "headache", "technique": "t", "findings": "No bleed.",
+                          "impression": "Normal.", "action": "sign"}, follow_redirects=True)
+    page = r.get_data(as_text=True)
+    assert "Report signed." in page and "Signed by RAD" in page and "PACS: error" in page
+    assert "Add an addendum" in page
+    assert f"/reading/studies/{study_id}" not in client.get("/reading").get_data(as_text=True)  # read: off the list
+    client.post(f"/reading/studies/{study_id}/addendum")
+    r = client.post(f"/reading/studies/{study_id}/report", data={"addendum": "Also a sinusitis.", "action": "sign"},
+                    follow_redirects=True)
+    page = r.get_data(as_text=True)
+    assert "Addendum 1 signed." in page and "Also a sinusitis." in page and "Normal." in page
+    r = client.post(f"/reading/studies/{study_id}/critical",
+                    data={"communicated_to": "Dr Ward", "method": "phone", "communicated_at": "2026-11-28T10:05"},
+                    follow_redirects=True)
+    assert "Told <strong>Dr Ward</strong> by phone at 2026-11-28 10:05" in r.get_data(as_text=True)
+    pdf = client.get("/reading/versions/2/report.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    # The order page shows the report.
+    with transaction(app.extensions["ris_sessions"]) as s:
+        accession = s.get(Study, study_id).order.accession_number
+    page = client.get(f"/orders/{accession}").get_data(as_text=True)
+    assert 'id="report-status">FINAL' in page and "Normal." in page and "Also a sinusitis." in page
+
+
+def test_viewer_hand_over_and_gate(client, study_id, config, tmp_path):
+    ohif = tmp_path / "ohif"
+    ohif.mkdir()
+    (ohif / "index.html").write_text("<html>OHIF</html>")
+    (ohif / "app-config.js").write_text("window.config = {};")
+    viewer = create_viewer_app(config.__class__(**{**config.__dict__, "ohif_dir": ohif})).test_client()
+    assert viewer.get("/healthz").status_code == 200
+    assert viewer.get("/dicom-web/studies").status_code == 401  # no session: Orthanc stays closed
+    assert viewer.get("/viewer").status_code == 302  # to the RIS login
+    assert viewer.get("/ris-login?token=forged").status_code == 302
+    assert viewer.get("/dicom-web/studies").status_code == 401
+
+    _login(client, "clerk")
+    assert client.get(f"/reading/studies/{study_id}/open/ohif").status_code == 403
+    _login(client, "rad")
+    r = client.get(f"/reading/studies/{study_id}/open/ohif")
+    target = urlsplit(r.headers["Location"])
+    assert target.port == config.viewer_port and target.path == "/ris-login"
+    assert parse_qs(target.query)["next"] == ["/viewer?StudyInstanceUIDs=1.2.3.1"]
+    r = viewer.get(f"/ris-login?{target.query}")
+    assert r.status_code == 302 and r.headers["Location"] == "/viewer?StudyInstanceUIDs=1.2.3.1"
+    assert "OHIF" in viewer.get("/viewer?StudyInstanceUIDs=1.2.3.1").get_data(as_text=True)
+    config_js = viewer.get("/app-config.js").get_data(as_text=True)
+    assert "window.location.origin + '/dicom-web'" in config_js
+    # Logged in, the proxy is open; Orthanc is not running here: a gateway error, not a crash.
+    assert viewer.get("/dicom-web/studies").status_code == 502
+
+
+def test_technologist_may_view_but_not_explore(client, study_id, config):
+    _login(client, "tech")
+    assert client.get(f"/reading/studies/{study_id}/open/ohif").status_code == 302
+    assert client.get(f"/reading/studies/{study_id}/open/explorer").status_code == 403
