@@ -26,6 +26,12 @@ bp = Blueprint("reading", __name__, url_prefix="/reading")
 READERS = ("radiologist",)  # admin may too (login_required lets admin through)
 
 
+@bp.app_template_filter("image_modalities")
+def image_modalities(modalities: str) -> str:
+    """A study's modalities as a reader wants them: without DOC, the report PDFs we stored."""
+    return ", ".join(m for m in (modalities or "").split("\\") if m and m != "DOC") or "—"
+
+
 @bp.app_template_global()
 def report_for_order(order: Order) -> Report | None:
     """For the order page's report box (templates/report_summary.html)."""

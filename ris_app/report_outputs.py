@@ -57,8 +57,8 @@ class ReportHeader:
 
 
 def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeader:
-    """The header from the RIS (order and patient when linked), overlaid by what Orthanc
-    holds for the study so the new instance matches the images it joins."""
+    """The header from the RIS (order and patient when linked), overlaid by the values
+    Orthanc holds for the study so the new instance matches the images it joins."""
     study = report.study
     order = study.order
     _code, description, modality = study_procedure(study)
@@ -83,7 +83,7 @@ def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeade
                               ("accession_number", "AccessionNumber"), ("study_date", "StudyDate"),
                               ("study_time", "StudyTime"), ("study_id", "StudyID"),
                               ("referring_physician", "ReferringPhysicianName")):
-            if keyword in tags:
+            if tags.get(keyword):  # an empty tag in the images does not blank the RIS's value
                 setattr(header, attr, tags[keyword])
     return header
 

@@ -47,24 +47,55 @@ def radiologist(system):
     return "ada"
 
 
-@pytest.fixture(scope="module")
-def ct_order(system, tmp_path_factory):
-    """A STAT head CT with its images in Orthanc, linked to its order."""
-    r = system.api("POST", "/api/patients", json={"mrn": "READ-001", "family_name": "Lindqvist", "given_name": "Åsa",
-                                                   "birth_date": "1958-03-14", "sex": "F"})
+def _patient(system, mrn, family, given, birth, sex):
+    r = system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
+                                                   "birth_date": birth, "sex": sex})
     assert r.status_code == 201, r.text
-    r = system.api("POST", "/api/orders", json={"mrn": "READ-001", "procedure_code": "CTHEAD", "modality": "CT",
-                                                 "station_aet": "CT1", "priority": "STAT",
-                                                 "reason_for_exam": "Fall, headache, on anticoagulants",
+
+
+def _imaged_order(system, folder, mrn, name, code, priority, reason, modality="CT", count=8):
+    """An order whose images are in Orthanc, linked to it."""
+    r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": code, "modality": modality,
+                                                 "station_aet": f"{modality}1", "priority": priority,
+                                                 "reason_for_exam": reason,
                                                  "scheduled_start": f"{date.today().isoformat()}T10:00"})
     assert r.status_code == 201, r.text
     order = r.json()
-    files = write_series(tmp_path_factory.mktemp("ct"), 8, patient_id="READ-001", patient_name="Lindqvist^Åsa",
+    files = write_series(folder, count, patient_id=mrn, patient_name=name, modality=modality,
                          accession=order["accession_number"], size=128)
     assert system.storescu(files).returncode == 0
-    body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
-                    and b["study"]["instances"] == 8 and b, timeout=30)
-    return body
+    return wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
+                    and b["study"]["instances"] == count and b, timeout=30)
+
+
+def _sign_over_http(system, user, study_uid, **sections):
+    """Sign a report the way the page's form does (for a prior with a signed report)."""
+    s = requests.Session()
+    assert s.post(f"{system.ris_url}/login", data={"username": user, "password": PASSWORD}).ok
+    page = s.get(f"{system.ris_url}/reading/by-uid/{study_uid}")
+    assert page.ok
+    r = s.post(page.url.rstrip("/") + "/report", data={**sections, "action": "sign"})
+    assert r.ok and "Report signed." in r.text
+
+
+@pytest.fixture(scope="module")
+def ct_order(system, radiologist, tmp_path_factory):
+    """A STAT head CT with its images, among a department's other work: the same patient's
+    prior head CT (signed), an urgent chest CT of another patient, and an unmatched MR."""
+    tmp = tmp_path_factory.mktemp("department")
+    _patient(system, "READ-001", "Lindqvist", "Åsa", "1958-03-14", "F")
+    _patient(system, "READ-002", "Okafor", "Chidi", "1971-09-30", "M")
+    prior = _imaged_order(system, tmp / "prior", "READ-001", "Lindqvist^Åsa", "CTHEAD", "ROUTINE",
+                          "Dizziness", count=4)
+    _sign_over_http(system, radiologist, prior["study"]["study_instance_uid"], indication="Dizziness",
+                    technique="Axial CT of the head.", findings="Normal.",
+                    impression="No intracranial abnormality. Mild small-vessel change.")
+    unmatched = write_series(tmp / "mr", 3, patient_id="READ-001", patient_name="Lindqvist^Åsa",
+                             accession="EXT4411", modality="MR")
+    assert system.storescu(unmatched).returncode == 0
+    _imaged_order(system, tmp / "chest", "READ-002", "Okafor^Chidi", "CTCHEST", "HIGH", "Suspected PE", count=5)
+    return _imaged_order(system, tmp / "ct", "READ-001", "Lindqvist^Åsa", "CTHEAD", "STAT",
+                         "Fall, headache, on anticoagulants")
 
 
 def _shot(page, name: str) -> Path:
@@ -112,12 +143,17 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     row = page.locator(f"tr[data-study-uid='{study_uid}']")
     assert row.count() == 1
     assert "STAT" in row.inner_text() and accession in row.inner_text()
-    assert page.locator("#reading-worklist tbody tr").first.get_attribute("data-study-uid") == study_uid
+    rows = page.locator("#reading-worklist tbody tr")
+    assert rows.first.get_attribute("data-study-uid") == study_uid
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())][:2] == ["STAT", "HIGH"]
+    assert "final" in row.locator("ul.priors").inner_text()  # the signed prior, with its status
     _shot(page, "reading-worklist.png")
 
     # The report page, then OHIF on this study.
     row.locator("a", has_text="Report").click()
     page.wait_for_selector("#report-form")
+    assert "Mild small-vessel change." in page.inner_text("#priors")
+    _shot(page, "report-draft.png")
     assert "Fall, headache, on anticoagulants" in page.input_value("textarea[name=indication]")
     assert "Haemorrhage" in page.input_value("textarea[name=findings]")
     with context.expect_page() as popup:
@@ -190,3 +226,12 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
         assert tags["SOPClassUID"] == ENCAPSULATED_PDF and tags["AccessionNumber"] == accession
         proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         assert "Error" not in proc.stderr and "EncapsulatedPDF" in proc.stderr, proc.stderr
+
+
+def test_logs_hold_no_patient_data(system):
+    """Runs last in this module: everything above has been logged by now."""
+    log = (system.home / "up.log").read_text(errors="replace")
+    assert "saved as FINAL" in log and "stored in Orthanc" in log
+    for secret in ("Lindqvist", "Åsa", "Okafor", "READ-001", "READ-002", "1958", "anticoagulants",
+                   "haematoma", "Dr Ward", PASSWORD):
+        assert secret not in log, secret

@@ -194,7 +194,9 @@ def test_pdf_holds_patient_exam_report_and_signature(s):
 def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
     report, v = _signed(s)
     header = out.header_for(report, {"MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
-                                     "PatientMainDicomTags": {"PatientName": "Müller^Anna"}})
+                                     "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": ""}})
+    # The images' values win (the instance joins their study), but empty ones do not blank the RIS's.
+    assert (header.patient_name, header.sex, header.birth_date) == ("MÜLLER^ANNA", "F", "19600504")
     pdf = out.render_pdf(report, v, header)
     ds = out.encapsulated_pdf(pdf, header, v)
     path = tmp_path / "report.dcm"
