@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What running the system needs.
-RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv npm
-# OHIF's prebuilt viewer (npm @ohif/app), served by `orthanc-ris up` from build/ohif.
+RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv fonts-dejavu-core
+# OHIF's prebuilt viewer (npm @ohif/app), served by `orthanc-ris up` from build/ohif;
+# scripts/install-ohif.sh installs Debian's npm only when no npm is there (a NodeSource
+# nodejs ships its own npm and conflicts with Debian's).
 OHIF_VERSION := 3.13.2
 # What the tests add: a browser for the pages, PostgreSQL for the portability run.
 TEST_DEBS := chromium chromium-driver postgresql dicom3tools fonts-dejavu-core

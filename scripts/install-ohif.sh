@@ -8,7 +8,7 @@ dest="${2:-build/ohif}"
 if [ -f "$dest/VERSION" ] && [ "$(cat "$dest/VERSION")" = "$version" ] && [ -f "$dest/dist/index.html" ]; then
   exit 0
 fi
-command -v npm >/dev/null || { echo "npm is needed to fetch OHIF (Debian package npm)" >&2; exit 1; }
+command -v npm >/dev/null || "$(dirname "$0")/install-debian-packages.sh" npm
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "fetching OHIF viewer @ohif/app@$version"
