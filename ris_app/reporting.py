@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from .errors import ApiError
@@ -116,8 +117,15 @@ def start_report(session: Session, study: Study, user: User) -> Report:
         indication=(order.reason_for_exam if order is not None and order.reason_for_exam else template.indication),
         technique=template.technique, findings=template.findings, impression=template.impression,
     ))
-    session.add(report)
-    session.flush()
+    try:
+        with session.begin_nested():  # two readers opening the same study at once
+            session.add(report)
+            session.flush()
+    except IntegrityError:
+        existing = report_of(session, study)
+        if existing is None:
+            raise
+        return existing
     log.info("report %d started from template %r", report.id, template.name)
     return report
 

@@ -132,6 +132,8 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     accession = ct_order["accession_number"]
     study_uid = ct_order["study"]["study_instance_uid"]
     context = browser.new_context(viewport={"width": 1360, "height": 860})
+    # OHIF's first-visit tour would cover the image in the screenshot: mark it seen.
+    context.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
     page = context.new_page()
     page.goto(f"{system.ris_url}/login")
     page.fill("input[name=username]", radiologist)

@@ -219,3 +219,36 @@ def test_publish_records_an_unreachable_pacs_and_keeps_the_signature(s, config):
     assert v.status == FINAL and v.pdf.startswith(b"%PDF")
     assert v.pacs_status.startswith("error:") and v.sop_instance_uid
     assert v.result_status.startswith("pending")
+
+
+def test_two_readers_opening_one_study_share_its_report(app, monkeypatch):
+    factory = app.extensions["ris_sessions"]
+    with transaction(factory) as s1:
+        user, study = _user(s1), _study(s1, _patient(s1))
+    with transaction(factory) as s1:
+        first = r.start_report(s1, s1.get(Study, study.id), s1.get(type(user), user.id))
+    # The second reader looked before the first one's report existed.
+    real, looked = r.report_of, []
+
+    def stale_first_look(s, st):
+        looked.append(st.id)
+        return None if len(looked) == 1 else real(s, st)
+
+    monkeypatch.setattr(r, "report_of", stale_first_look)
+    with transaction(factory) as s2:
+        second = r.start_report(s2, s2.get(Study, study.id), s2.get(type(user), user.id))
+        assert second.id == first.id and len(looked) == 2
+
+
+def test_a_refused_signature_leaves_nothing_half_written(app):
+    factory = app.extensions["ris_sessions"]
+    with transaction(factory) as s:
+        user, study = _user(s), _study(s, _patient(s))
+    s = factory()
+    with pytest.raises(ApiError):
+        report = r.start_report(s, s.get(Study, study.id), s.get(type(user), user.id))
+        r.save_report(s, report, s.get(type(user), user.id), {"impression": ""}, "sign")
+    s.rollback()
+    s.close()
+    with transaction(factory) as s:
+        assert r.report_of(s, s.get(Study, study.id)) is None
