@@ -31,12 +31,14 @@ def create_app(config: Config | None = None) -> Flask:
     from .auth import bp as auth_bp
     from .pages import bp as pages_bp
     from .reading import bp as reading_bp
+    from .report_api import bp as report_api_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(reading_bp)
+    app.register_blueprint(report_api_bp)
 
     access = logging.getLogger("ris_app.access")
 

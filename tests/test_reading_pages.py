@@ -104,3 +104,23 @@ def test_technologist_may_view_but_not_explore(client, study_id, config):
     _login(client, "tech")
     assert client.get(f"/reading/studies/{study_id}/open/ohif").status_code == 302
     assert client.get(f"/reading/studies/{study_id}/open/explorer").status_code == 403
+
+
+def test_report_api_reads_signed_reports(client, study_id, app, auth):
+    with transaction(app.extensions["ris_sessions"]) as s:
+        study = s.get(Study, study_id)
+        uid, accession = study.study_instance_uid, study.order.accession_number
+    assert client.get(f"/api/studies/{uid}/report").status_code == 401
+    r = client.get(f"/api/studies/{uid}/report", headers=auth)
+    assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
+    _login(client, "rad")
+    client.post(f"/reading/studies/{study_id}/report", data={"impression": "Normal.", "action": "sign"})
+    client.get("/logout")
+    body = client.get(f"/api/orders/{accession}/report", headers=auth).json
+    assert body["status"] == "FINAL" and body["study_instance_uid"] == uid
+    (v1,) = body["versions"]
+    assert v1["impression"] == "Normal." and v1["signed_by"]["full_name"] == "RAD" and v1["pdf"]
+    assert client.get(f"/api/studies/{uid}/report", headers=auth).json == body
+    pdf = client.get(v1["pdf"], headers=auth)
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    assert client.get(f"/api/reports/{body['id']}/versions/9/pdf", headers=auth).status_code == 404
