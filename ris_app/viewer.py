@@ -10,6 +10,7 @@ the user still exists, is active, and has a role allowed to see images.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -29,6 +30,7 @@ EXPLORER_ROLES = ("radiologist", "admin")  # Orthanc Explorer reads everything: 
 EXPLORER_WRITE_ROLES = ("admin",)  # deletes, modifications, uploads through Explorer
 TOKEN_SALT = "orthanc-ris-viewer-login"
 TOKEN_MAX_AGE = 120  # seconds between the click in the RIS and the viewer's answer
+SESSION_MAX_AGE = 12 * 3600  # a viewer session outlives no working day; the RIS hands over again
 COOKIE_NAME = "orthanc_ris_viewer"
 # Response headers worth passing back from Orthanc; hop-by-hop ones are not.
 PASS_HEADERS = ("Content-Type", "Content-Length", "Content-Disposition", "ETag", "Last-Modified",
@@ -63,6 +65,14 @@ CONFIG_OVERRIDE = """
   window.config.investigationalUseDialog = { option: 'never' };
 })();
 """
+
+
+def _local_path(target: str) -> str:
+    """`target` when it is a path on this host, else "/" (no open redirect: browsers read
+    "//host" and "/\\host" as another host)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
@@ -104,7 +114,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
 
     def user_role() -> str | None:
         uid = session.get("uid")
-        if not uid:
+        if not uid or time.time() - session.get("since", 0) > SESSION_MAX_AGE:
             return None
         with sessions() as s:
             user = s.scalar(select(User).where(User.id == uid))
@@ -149,8 +159,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             return ris_login_redirect()
         session.clear()
         session["uid"] = int(data["uid"])
-        target = request.args.get("next", "/")
-        return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+        session["since"] = int(time.time())
+        return redirect(_local_path(request.args.get("next", "/")))
 
     @app.route("/dicom-web/<path:path>", methods=["GET", "HEAD"])
     def dicom_web(path: str):

@@ -123,6 +123,8 @@ def _canvas_drawn(page) -> bool:
 
 def test_viewer_is_closed_without_a_ris_login(system):
     viewer = f"http://127.0.0.1:{system.env['ORTHANC_RIS_VIEWER_PORT']}"
+    if not requests.get(f"{viewer}/healthz", timeout=10).json()["ohif"]:
+        pytest.fail("the OHIF viewer is not installed: run `make setup` (scripts/install-ohif.sh)")
     assert requests.get(f"{viewer}/dicom-web/studies", timeout=10).status_code == 401
     assert requests.get(f"{viewer}/orthanc/studies", timeout=10).status_code == 401
     assert requests.get(f"{viewer}/viewer", timeout=10, allow_redirects=False).status_code == 302

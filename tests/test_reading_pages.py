@@ -124,3 +124,29 @@ def test_report_api_reads_signed_reports(client, study_id, app, auth):
     pdf = client.get(v1["pdf"], headers=auth)
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     assert client.get(f"/api/reports/{body['id']}/versions/9/pdf", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("target, landing", [
+    ("/viewer?StudyInstanceUIDs=1.2", "/viewer?StudyInstanceUIDs=1.2"),
+    ("//evil.example/x", "/"), ("/\\evil.example/x", "/"), ("https://evil.example/", "/"),
+])
+def test_viewer_login_lands_only_on_its_own_pages(config, target, landing):
+    from ris_app.viewer import viewer_login_url
+
+    viewer = create_viewer_app(config).test_client()
+    url = urlsplit(viewer_login_url(config, "http://127.0.0.1:5000/", 1, target))
+    r = viewer.get(f"/ris-login?{url.query}")
+    assert r.status_code == 302 and r.headers["Location"] == landing
+
+
+def test_viewer_session_expires(client, study_id, config, monkeypatch):
+    import ris_app.viewer as viewer_module
+
+    viewer = create_viewer_app(config).test_client()
+    _login(client, "rad")
+    target = urlsplit(client.get(f"/reading/studies/{study_id}/open/ohif").headers["Location"])
+    viewer.get(f"/ris-login?{target.query}")
+    assert viewer.get("/app-config.js").status_code == 200
+    later = viewer_module.time.time() + viewer_module.SESSION_MAX_AGE + 1
+    monkeypatch.setattr(viewer_module.time, "time", lambda: later)
+    assert viewer.get("/app-config.js").status_code == 401
