@@ -28,8 +28,9 @@ READERS = ("radiologist",)  # admin may too (login_required lets admin through)
 
 @bp.app_template_filter("image_modalities")
 def image_modalities(modalities: str) -> str:
-    """A study's modalities as a reader wants them: without DOC, the report PDFs we stored."""
-    return ", ".join(m for m in (modalities or "").split("\\") if m and m != "DOC") or "—"
+    """A study's modalities as a reader wants them: without DOC and SR, the documents
+    (our stored reports among them) that travel with the images."""
+    return ", ".join(m for m in (modalities or "").split("\\") if m and m not in ("DOC", "SR")) or "—"
 
 
 @bp.app_template_global()

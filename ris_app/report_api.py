@@ -33,7 +33,8 @@ def version_json(v: ReportVersion) -> dict:
         "author": _who(v.author), "created_at": _iso(v.created_at), "updated_at": _iso(v.updated_at),
         "preliminary_by": _who(v.preliminary_by), "preliminary_at": _iso(v.preliminary_at),
         "signed_by": _who(v.signed_by), "signed_at": _iso(v.signed_at),
-        "sop_instance_uid": v.sop_instance_uid or None, "pacs_status": v.pacs_status or None,
+        "sop_instance_uid": v.sop_instance_uid or None, "sr_instance_uid": v.sr_instance_uid or None,
+        "pacs_status": v.pacs_status or None,
         "result_status": v.result_status or None,
         "pdf": url_for("report_api.version_pdf", report_id=v.report_id, version=v.version) if v.pdf else None,
     }

@@ -88,7 +88,8 @@ class ReportVersion(Base):
     signed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Outputs made when the version is signed.
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
-    sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")  # the Encapsulated PDF
+    sr_instance_uid: Mapped[str] = mapped_column(String(64), default="")  # the Basic Text SR
     orthanc_instance_id: Mapped[str] = mapped_column(String(64), default="")
     pacs_status: Mapped[str] = mapped_column(String(255), default="")  # "", stored, error: ...
     result_status: Mapped[str] = mapped_column(String(255), default="")  # the EHR message

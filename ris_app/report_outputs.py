@@ -1,5 +1,6 @@
-"""What signing a report sends out: the PDF (reportlab), the same PDF stored into the study
-in Orthanc as an Encapsulated PDF instance, and the result message to the EHR.
+"""What signing a report sends out: the PDF (reportlab); the same report stored into the
+study in Orthanc twice, as an Encapsulated PDF (what people read) and as a Basic Text SR
+(what systems read); and the result message to the EHR.
 
 `publish_signed_version` runs after the signature is committed: a PACS or EHR that is down
 leaves the signature in place, records the error on the version and can be retried.
@@ -49,6 +50,7 @@ class ReportHeader:
     referring_physician: str
     procedure: str
     modality: str
+    institution: str = ""
 
     @property
     def display_name(self) -> str:
@@ -169,17 +171,152 @@ def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion,
                      when: datetime | None = None) -> Dataset:
     """An Encapsulated PDF instance (PS3.3 A.45.1) in the report's study, own series."""
     when = when or version.signed_at or datetime.now()
+    ds = _new_instance(ENCAPSULATED_PDF_STORAGE, version.sop_instance_uid, header, when)
+    # Encapsulated Document Series, General Equipment, SC Equipment.
+    ds.Modality = "DOC"
+    ds.SeriesInstanceUID = report_series_uid(header.study_instance_uid, "pdf")
+    ds.SeriesNumber = REPORT_SERIES_NUMBER
+    ds.SeriesDescription = "Radiology report (PDF)"
+    ds.Manufacturer = "orthanc-ris"
+    ds.ConversionType = "WSD"  # workstation: made by software, not scanned
+    # Encapsulated Document module.
+    ds.InstanceNumber = version.version
+    ds.ContentDate = when.strftime("%Y%m%d")
+    ds.ContentTime = when.strftime("%H%M%S")
+    ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation = "YES"  # the PDF shows the patient's name and ID
+    ds.DocumentTitle = "Radiology report" if version.version == 1 else f"Radiology report, addendum {version.version - 1}"
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = DOCUMENT_CONCEPT
+    ds.ConceptNameCodeSequence = Sequence([concept])
+    ds.VerificationFlag = "VERIFIED"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(pdf)
+    return ds
+
+
+BASIC_TEXT_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.11"
+SR_SERIES_NUMBER = 9902
+# TID 2000 (Basic Diagnostic Imaging Report): headings from CID 7001, text items from CID 7002.
+SR_TITLE = ("18748-4", "LN", "Diagnostic Imaging Report")
+SR_SECTIONS = {
+    "indication": (("121109", "DCM", "Indications for Procedure"), ("121109", "DCM", "Indications for Procedure")),
+    "technique": (("121064", "DCM", "Current Procedure Descriptions"), ("121065", "DCM", "Procedure Description")),
+    "findings": (("121070", "DCM", "Findings"), ("121071", "DCM", "Finding")),
+    "impression": (("121072", "DCM", "Impressions"), ("121073", "DCM", "Impression")),
+}
+SR_ADDENDUM = (("121078", "DCM", "Addendum"), ("121078", "DCM", "Addendum"))
+
+
+def _code(value: tuple[str, str, str]) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value
+    return item
+
+
+def _text_item(concept: tuple[str, str, str], text: str) -> Dataset:
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = "TEXT"
+    item.ConceptNameCodeSequence = Sequence([_code(concept)])
+    item.TextValue = text
+    return item
+
+
+def _section(heading: tuple[str, str, str], concept: tuple[str, str, str], text: str) -> Dataset:
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = "CONTAINER"
+    item.ConceptNameCodeSequence = Sequence([_code(heading)])
+    item.ContinuityOfContent = "SEPARATE"
+    item.ContentSequence = Sequence([_text_item(concept, text)])
+    return item
+
+
+def report_series_uid(study_instance_uid: str, kind: str) -> str:
+    """One series per study for each kind of report instance ("pdf", "sr"): the same UID
+    every time, so every version of a report lands in one series."""
+    return generate_uid(entropy_srcs=[study_instance_uid, "orthanc-ris", kind])
+
+
+def basic_text_sr(report: Report, version: ReportVersion, header: ReportHeader,
+                  predecessor_sop_uid: str = "") -> Dataset:
+    """The signed report as a Basic Text SR (TID 2000 headings), VERIFIED by its signer.
+    An addendum's SR holds the whole amended report and names the one it amends."""
+    when = version.signed_at or datetime.now()
+    ds = _new_instance(BASIC_TEXT_SR_STORAGE, version.sr_instance_uid, header, when)
+    ds.Modality = "SR"
+    ds.SeriesInstanceUID = report_series_uid(header.study_instance_uid, "sr")
+    ds.SeriesNumber = SR_SERIES_NUMBER
+    ds.SeriesDescription = "Radiology report (SR)"
+    ds.ReferencedPerformedProcedureStepSequence = Sequence([])
+    ds.Manufacturer = "orthanc-ris"
+    ds.InstanceNumber = version.version
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "VERIFIED"
+    ds.ContentDate, ds.ContentTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
+    signer = version.signed_by
+    observer = Dataset()
+    observer.VerifyingObserverName = (signer.full_name or signer.username).replace(" ", "^", 1) if signer else "UNKNOWN"
+    observer.VerifyingObserverIdentificationCodeSequence = Sequence([])
+    observer.VerifyingOrganization = header.institution or "Radiology"
+    observer.VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
+    ds.VerifyingObserverSequence = Sequence([observer])
+    request_item = Dataset()
+    request_item.ReferencedStudySequence = Sequence([])
+    request_item.StudyInstanceUID = header.study_instance_uid
+    request_item.AccessionNumber = header.accession_number
+    request_item.RequestedProcedureID = ""
+    request_item.RequestedProcedureDescription = header.procedure[:64]
+    request_item.RequestedProcedureCodeSequence = Sequence([])
+    request_item.PlacerOrderNumberImagingServiceRequest = ""
+    request_item.FillerOrderNumberImagingServiceRequest = ""
+    ds.ReferencedRequestSequence = Sequence([request_item])
+    ds.PerformedProcedureCodeSequence = Sequence([])
+    if predecessor_sop_uid:
+        sop = Dataset()
+        sop.ReferencedSOPClassUID, sop.ReferencedSOPInstanceUID = BASIC_TEXT_SR_STORAGE, predecessor_sop_uid
+        series = Dataset()
+        series.SeriesInstanceUID = ds.SeriesInstanceUID
+        series.ReferencedSOPSequence = Sequence([sop])
+        study = Dataset()
+        study.StudyInstanceUID = header.study_instance_uid
+        study.ReferencedSeriesSequence = Sequence([series])
+        ds.PredecessorDocumentsSequence = Sequence([study])
+    template = Dataset()
+    template.MappingResource, template.TemplateIdentifier = "DCMR", "2000"
+    ds.ContentTemplateSequence = Sequence([template])
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = Sequence([_code(SR_TITLE)])
+    ds.ContinuityOfContent = "SEPARATE"
+    original = report.versions[0]
+    content = [_section(*SR_SECTIONS[name], getattr(original, name).strip())
+               for name in SR_SECTIONS if getattr(original, name).strip()]
+    content += [_section(*SR_ADDENDUM, v.addendum.strip()) for v in report.versions[1:]
+                if v.version <= version.version and v.status == FINAL and v.addendum.strip()]
+    ds.ContentSequence = Sequence(content)
+    return ds
+
+
+def _new_instance(sop_class: str, sop_instance_uid: str, header: ReportHeader, when: datetime) -> Dataset:
+    """SOP Common, file meta, and the Patient and General Study modules with the study's own
+    values. A version keeps its SOP Instance UID, so a retry stores the same instance."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
-    ds.SOPInstanceUID = version.sop_instance_uid or generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_instance_uid or generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
-    ds.InstanceCreationDate = when.strftime("%Y%m%d")
-    ds.InstanceCreationTime = when.strftime("%H%M%S")
-    # Patient and General Study modules: the study's own values.
+    ds.SOPClassUID = sop_class
+    ds.InstanceCreationDate, ds.InstanceCreationTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
+    _patient_and_study(ds, header)
+    return ds
+
+
+def _patient_and_study(ds: Dataset, header: ReportHeader) -> None:
+    """Patient and General Study modules: the study's own values."""
     ds.PatientName = header.patient_name
     ds.PatientID = header.patient_id
     ds.PatientBirthDate = header.birth_date
@@ -190,28 +327,6 @@ def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion,
     ds.ReferringPhysicianName = header.referring_physician
     ds.StudyID = header.study_id
     ds.AccessionNumber = header.accession_number
-    # Encapsulated Document Series, General Equipment, SC Equipment.
-    ds.Modality = "DOC"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = REPORT_SERIES_NUMBER
-    ds.SeriesDescription = "Radiology report" if version.version == 1 else f"Radiology report, addendum {version.version - 1}"
-    ds.Manufacturer = "orthanc-ris"
-    ds.ConversionType = "WSD"  # workstation: made by software, not scanned
-    # Encapsulated Document module.
-    ds.InstanceNumber = version.version
-    ds.ContentDate = when.strftime("%Y%m%d")
-    ds.ContentTime = when.strftime("%H%M%S")
-    ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
-    ds.BurnedInAnnotation = "YES"  # the PDF shows the patient's name and ID
-    ds.DocumentTitle = "Radiology report"
-    concept = Dataset()
-    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = DOCUMENT_CONCEPT
-    ds.ConceptNameCodeSequence = Sequence([concept])
-    ds.VerificationFlag = "VERIFIED"
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
-    ds.EncapsulatedDocumentLength = len(pdf)
-    return ds
 
 
 def dicom_bytes(ds: Dataset) -> bytes:
@@ -240,7 +355,9 @@ def orthanc_study(orthanc_url: str, orthanc_id: str) -> dict | None:
 def notify_report_result(session: Session, report_version: ReportVersion) -> str:
     """Send the signed version to the EHR as an ORU^R01 (amendments send the amended
     report). The one place the HL7 interface is called from; until it is wired in, the
-    version records that its result message is waiting. Returns the status recorded."""
+    version records that its result message is waiting. Record a status starting with
+    "sent" once the message is out: a PACS retry then does not send it twice. Returns the
+    status recorded."""
     status = "pending: HL7 interface not configured"
     report_version.result_status = status
     log.info("report %d version %d: result message %s", report_version.report_id, report_version.version, status)
@@ -250,18 +367,25 @@ def notify_report_result(session: Session, report_version: ReportVersion) -> str
 # --------------------------------------------------------------------------- all of it
 def publish_signed_version(session: Session, version: ReportVersion, orthanc_url: str,
                            institution: str = "") -> ReportVersion:
-    """Make the PDF, store it into the study in Orthanc, send the result to the EHR.
-    Failures are recorded on the version (pacs_status) and do not raise."""
+    """Make the PDF, store it and the SR into the study in Orthanc, send the result to the
+    EHR. Failures are recorded on the version (pacs_status, result_status) and do not
+    raise; a retry sends the result again only if it was not sent."""
     if version.status != FINAL:
         raise ValueError("only a signed (FINAL) version is published")
     report = version.report
     o_study = orthanc_study(orthanc_url, report.study.orthanc_id) if report.study.orthanc_id else None
     header = header_for(report, o_study)
+    header.institution = institution
     version.pdf = render_pdf(report, version, header, institution)
-    ds = encapsulated_pdf(version.pdf, header, version)
-    version.sop_instance_uid = ds.SOPInstanceUID
+    pdf_ds = encapsulated_pdf(version.pdf, header, version)
+    version.sop_instance_uid = pdf_ds.SOPInstanceUID
+    previous = [v for v in report.versions if v.version < version.version and v.sr_instance_uid]
+    sr_ds = basic_text_sr(report, version, header, previous[-1].sr_instance_uid if previous else "")
+    version.sr_instance_uid = sr_ds.SOPInstanceUID
     try:
-        version.orthanc_instance_id = store_in_orthanc(orthanc_url, dicom_bytes(ds))
+        # Storing the same SOP instance again is harmless (a retry after a partial failure).
+        version.orthanc_instance_id = store_in_orthanc(orthanc_url, dicom_bytes(pdf_ds))
+        store_in_orthanc(orthanc_url, dicom_bytes(sr_ds))
         version.pacs_status = "stored"
         log.info("report %d version %d stored in Orthanc as %s", report.id, version.version,
                  version.orthanc_instance_id)
@@ -269,6 +393,7 @@ def publish_signed_version(session: Session, version: ReportVersion, orthanc_url
         version.pacs_status = f"error: {type(exc).__name__}: {exc}"[:255]
         log.warning("report %d version %d not stored in Orthanc: %s", report.id, version.version,
                     type(exc).__name__)
-    notify_report_result(session, version)
+    if not version.result_status.startswith("sent"):
+        notify_report_result(session, version)
     session.flush()
     return version

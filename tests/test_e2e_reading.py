@@ -24,6 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "reader-pass-123"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 @pytest.fixture(scope="module")
@@ -217,19 +218,19 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     assert page.inner_text("#report-status") == "FINAL"
     context.close()
 
-    # Orthanc's study holds both PDFs, valid for dciodvfy.
-    instances = system.orthanc("POST", "/tools/find", json={
-        "Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": "DOC"}, "Expand": True}).json()
-    assert len(instances) == 2, instances
+    # Orthanc's study holds both PDFs and both SRs (original, amended), valid for dciodvfy.
     assert shutil.which("dciodvfy"), "dciodvfy is missing: run `make setup-test`"
-    for inst in instances:
-        data = system.orthanc("GET", f"/instances/{inst['ID']}/file").content
-        path = tmp_path / f"{inst['ID']}.dcm"
-        path.write_bytes(data)
-        tags = system.orthanc("GET", f"/instances/{inst['ID']}/simplified-tags").json()
-        assert tags["SOPClassUID"] == ENCAPSULATED_PDF and tags["AccessionNumber"] == accession
-        proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-        assert "Error" not in proc.stderr and "EncapsulatedPDF" in proc.stderr, proc.stderr
+    for modality, sop_class, iod in (("DOC", ENCAPSULATED_PDF, "EncapsulatedPDF"), ("SR", BASIC_TEXT_SR, "BasicTextSR")):
+        instances = system.orthanc("POST", "/tools/find", json={
+            "Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}, "Expand": True}).json()
+        assert len(instances) == 2, instances
+        for inst in instances:
+            path = tmp_path / f"{inst['ID']}.dcm"
+            path.write_bytes(system.orthanc("GET", f"/instances/{inst['ID']}/file").content)
+            tags = system.orthanc("GET", f"/instances/{inst['ID']}/simplified-tags").json()
+            assert tags["SOPClassUID"] == sop_class and tags["AccessionNumber"] == accession
+            proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+            assert "Error" not in proc.stderr and iod in proc.stderr, proc.stderr
 
 
 def test_logs_hold_no_patient_data(system):

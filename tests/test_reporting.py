@@ -219,6 +219,9 @@ def test_publish_records_an_unreachable_pacs_and_keeps_the_signature(s, config):
     assert v.status == FINAL and v.pdf.startswith(b"%PDF")
     assert v.pacs_status.startswith("error:") and v.sop_instance_uid
     assert v.result_status.startswith("pending")
+    v.result_status = "sent: ORU^R01 MSG0001"  # as the HL7 interface records it
+    out.publish_signed_version(s, v, config.orthanc_url)  # the PACS retry
+    assert v.result_status == "sent: ORU^R01 MSG0001"  # not sent twice
 
 
 def test_two_readers_opening_one_study_share_its_report(app, monkeypatch):
@@ -252,3 +255,25 @@ def test_a_refused_signature_leaves_nothing_half_written(app):
     s.close()
     with transaction(factory) as s:
         assert r.report_of(s, s.get(Study, study.id)) is None
+
+
+def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
+    report, v1 = _signed(s)
+    user = report.versions[0].signed_by
+    header = out.header_for(report)
+    v1.sr_instance_uid = out.basic_text_sr(report, v1, header).SOPInstanceUID
+    r.start_addendum(s, report, user)
+    v2 = r.save_report(s, report, user, {"addendum": "Incidental sinus mucosal thickening."}, "sign")
+    ds = out.basic_text_sr(report, v2, header, predecessor_sop_uid=v1.sr_instance_uid)
+    assert ds.SOPClassUID == out.BASIC_TEXT_SR_STORAGE and ds.VerificationFlag == "VERIFIED"
+    assert ds.SeriesInstanceUID == out.report_series_uid(report.study.study_instance_uid, "sr")
+    texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.ContentSequence[0].TextValue
+             for item in ds.ContentSequence}
+    assert texts["Impressions"] == "Normal CT of the head."
+    assert texts["Addendum"] == "Incidental sinus mucosal thickening."
+    predecessor = ds.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert predecessor.ReferencedSOPInstanceUID == v1.sr_instance_uid
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(out.dicom_bytes(ds))
+    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    assert "Error" not in proc.stderr and "BasicTextSR" in proc.stderr, proc.stderr

@@ -84,6 +84,7 @@ def upgrade() -> None:
     sa.Column('signed_at', sa.DateTime(), nullable=True),
     sa.Column('pdf', sa.LargeBinary(), nullable=True),
     sa.Column('sop_instance_uid', sa.String(length=64), nullable=False),
+    sa.Column('sr_instance_uid', sa.String(length=64), nullable=False),
     sa.Column('orthanc_instance_id', sa.String(length=64), nullable=False),
     sa.Column('pacs_status', sa.String(length=255), nullable=False),
     sa.Column('result_status', sa.String(length=255), nullable=False),
