@@ -9,7 +9,7 @@ RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv fonts-dej
 # nodejs ships its own npm and conflicts with Debian's).
 OHIF_VERSION := 3.13.2
 # What the tests add: a browser for the pages, PostgreSQL for the portability run.
-TEST_DEBS := chromium chromium-driver postgresql dicom3tools fonts-dejavu-core
+TEST_DEBS := chromium chromium-driver postgresql orthanc-postgresql dicom3tools fonts-dejavu-core
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-test run test test-postgres bench clean help
@@ -46,7 +46,7 @@ test: setup-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: setup-test
-	scripts/with-postgres.sh $(BIN)/python -m pytest -m db $(PYTEST_ARGS)
+	scripts/with-postgres.sh $(BIN)/python -m pytest -m "db or postgres_e2e" $(PYTEST_ARGS)
 
 bench: setup-test
 	$(BIN)/python bench/mwl.py

@@ -13,6 +13,7 @@ from sqlalchemy.orm import contains_eager
 
 from . import validation as v
 from .auth import api_auth
+from .orthanc_client import orthanc_request
 from .errors import ApiError
 from .models import (
     PRIORITIES, SEXES, Order, Patient, ProcedureCode, RequestedProcedure,
@@ -53,7 +54,7 @@ def health():
         status.update(status="error", database=f"error: {exc.__class__.__name__}")
         code = 503
     try:
-        r = requests.get(f"{settings().orthanc_url}/system", timeout=1)
+        r = orthanc_request(settings(), "GET", "/system", timeout=1)
         status["orthanc"] = "ok" if r.ok else f"http {r.status_code}"
     except requests.RequestException:
         status["orthanc"] = "unreachable"

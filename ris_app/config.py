@@ -28,6 +28,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKERS", "2", "RIS web server worker processes."),
     Setting("ORTHANC_RIS_ORTHANC_HTTP_PORT", "8042", "Port of Orthanc's REST API and Orthanc Explorer."),
     Setting("ORTHANC_RIS_ORTHANC_URL", "", "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT."),
+    Setting("ORTHANC_RIS_ORTHANC_PUBLIC_URL", "", "Orthanc's address as users' browsers reach it (Explorer links); empty means $ORTHANC_RIS_ORTHANC_URL."),
+    Setting("ORTHANC_RIS_ORTHANC_USERNAME", "", "User the RIS authenticates as when Orthanc has authentication enabled (Docker)."),
+    Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
     Setting("ORTHANC_RIS_API_TOKEN", "", "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token."),
@@ -35,6 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_RIS_URL", "", "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT."),
     Setting("ORTHANC_RIS_STABLE_AGE", "60", "Seconds without new instances before Orthanc calls a study stable (images complete)."),
     Setting("ORTHANC_RIS_ORTHANC_REMOTE_ACCESS", "false", "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first)."),
+    Setting("ORTHANC_RIS_ORTHANC_INDEX_URL", "", "PostgreSQL URI for Orthanc's index (postgresql://user:pw@host:5432/db, needs the orthanc-postgresql package); empty means Orthanc's SQLite index in the data folder. Several Orthanc processes may share one."),
     Setting("ORTHANC_RIS_ORTHANC_BINARY", "Orthanc", "Orthanc executable."),
     Setting("ORTHANC_RIS_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins", "Folder holding libOrthancPython.so and libOrthancDicomWeb.so."),
     Setting("ORTHANC_RIS_WORKLIST_STATUSES", "SCHEDULED,ARRIVED,READY", "Step statuses answered by worklist queries that do not ask for a status."),
@@ -44,6 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_VIEWER_PORT", "3000", "Port of the image viewer (OHIF) and the Orthanc Explorer proxy; both need a RIS login."),
     Setting("ORTHANC_RIS_VIEWER_URL", "", "URL browsers use to reach the viewer; empty means the RIS page's host name with $ORTHANC_RIS_VIEWER_PORT."),
     Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
+    Setting("ORTHANC_RIS_OHIF_URL", "", "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part."),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
@@ -75,6 +80,9 @@ class Config:
     workers: int
     orthanc_http_port: int
     orthanc_url: str
+    orthanc_public_url: str
+    orthanc_username: str
+    orthanc_password: str
     dicom_port: int
     aet: str
     api_token: str
@@ -82,6 +90,7 @@ class Config:
     ris_url: str
     stable_age: int
     orthanc_remote_access: bool
+    orthanc_index_url: str
     orthanc_binary: str
     orthanc_plugins: Path
     worklist_statuses: tuple[str, ...]
@@ -94,6 +103,7 @@ class Config:
     viewer_url: str = ""
     ohif_dir: Path = REPO_ROOT / "build" / "ohif" / "dist"
     institution: str = ""
+    ohif_url: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
@@ -121,6 +131,10 @@ class Config:
             workers=int(_get(env, "ORTHANC_RIS_WORKERS")),
             orthanc_http_port=orthanc_http_port,
             orthanc_url=(_get(env, "ORTHANC_RIS_ORTHANC_URL") or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_public_url=(_get(env, "ORTHANC_RIS_ORTHANC_PUBLIC_URL") or _get(env, "ORTHANC_RIS_ORTHANC_URL")
+                                or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
+            orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
             aet=_get(env, "ORTHANC_RIS_AET"),
             api_token=token,
@@ -128,6 +142,7 @@ class Config:
             ris_url=(_get(env, "ORTHANC_RIS_RIS_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
             stable_age=int(_get(env, "ORTHANC_RIS_STABLE_AGE")),
             orthanc_remote_access=_get(env, "ORTHANC_RIS_ORTHANC_REMOTE_ACCESS").lower() in ("1", "true", "yes"),
+            orthanc_index_url=_get(env, "ORTHANC_RIS_ORTHANC_INDEX_URL"),
             orthanc_binary=_get(env, "ORTHANC_RIS_ORTHANC_BINARY"),
             orthanc_plugins=Path(_get(env, "ORTHANC_RIS_ORTHANC_PLUGINS")),
             worklist_statuses=tuple(s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()),
@@ -139,4 +154,5 @@ class Config:
             viewer_url=_get(env, "ORTHANC_RIS_VIEWER_URL").rstrip("/"),
             ohif_dir=Path(_get(env, "ORTHANC_RIS_OHIF_DIR") or REPO_ROOT / "build" / "ohif" / "dist"),
             institution=_get(env, "ORTHANC_RIS_INSTITUTION"),
+            ohif_url=_get(env, "ORTHANC_RIS_OHIF_URL").rstrip("/"),
         )

@@ -29,6 +29,12 @@ def render(cfg: Config) -> dict:
         "Plugins": [str(cfg.orthanc_plugins / lib) for lib in PLUGIN_LIBRARIES
                     if (cfg.orthanc_plugins / lib).exists()],
     })
+    if cfg.orthanc_index_url:
+        # Orthanc's index in PostgreSQL (images stay on disk): what lets several Orthanc
+        # processes share one archive. Lock off, so they can run side by side.
+        conf["Plugins"].append(str(cfg.orthanc_plugins / "libOrthancPostgreSQLIndex.so"))
+        conf["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": False,
+                              "ConnectionUri": cfg.orthanc_index_url, "Lock": False}
     conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.api_token)
     return conf
 

@@ -3,15 +3,15 @@ preliminary, sign, addenda, critical results, priors), report PDFs, and the hand
 to the viewers (OHIF, Orthanc Explorer) behind the RIS login."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from . import report_outputs
-from .auth import current_user, login_required
+from .auth import check_csrf, current_user, login_required
 from .errors import ApiError
-from .models import Order, Study, utcnow
+from .models import Order, Study
 from .report_models import (
     COMMUNICATION_METHODS, FINAL, PRELIMINARY, DRAFT, SECTIONS, Report, ReportVersion,
 )
@@ -23,6 +23,7 @@ from .viewer import explorer_study_path, ohif_study_path, viewer_login_url
 from .web import db, settings
 
 bp = Blueprint("reading", __name__, url_prefix="/reading")
+bp.before_request(check_csrf)  # every form here carries the session's token
 READERS = ("radiologist",)  # admin may too (login_required lets admin through)
 
 
@@ -62,6 +63,11 @@ def worklist():
                            radiologists=radiologists(s), statuses=(UNREAD, DRAFT, PRELIMINARY))
 
 
+def _local_to_utc(value: str) -> datetime:
+    """A time typed in the page (local wall-clock time) as stored: naive UTC."""
+    return datetime.fromisoformat(value).astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _study(study_id: int) -> Study:
     study = db().get(Study, study_id)
     if study is None or study.deleted_at is not None:
@@ -95,12 +101,11 @@ def report_page(study_id: int):
         "reading_report.html", study=study, report=report, draft=draft, template=template, procedure=procedure,
         modality=modality, procedure_code=code, priors=priors_of(s, study), sections=SECTIONS,
         methods=COMMUNICATION_METHODS, FINAL=FINAL, can_write=current_user().role in (*READERS, "admin"),
-        now=utcnow().strftime("%Y-%m-%dT%H:%M"))
+        now=datetime.now().strftime("%Y-%m-%dT%H:%M"))
 
 
 def _publish(version: ReportVersion) -> None:
-    cfg = settings()
-    report_outputs.publish_signed_version(db(), version, cfg.orthanc_url, cfg.institution)
+    report_outputs.publish_signed_version(db(), version, settings())
     db().commit()
     if version.pacs_status != "stored":
         flash("Signed. The report could not be stored in the PACS yet: retry from the report page.", "error")
@@ -157,7 +162,7 @@ def critical(study_id: int):
         record_critical_result(
             s, report, current_user(), communicated_to=request.form.get("communicated_to", ""),
             method=request.form.get("method", ""),
-            communicated_at=datetime.fromisoformat(when) if when else None, note=request.form.get("note", ""))
+            communicated_at=_local_to_utc(when) if when else None, note=request.form.get("note", ""))
         s.commit()
         flash("Critical result recorded.", "ok")
     except ValueError:
@@ -196,16 +201,17 @@ def republish(version_id: int):
 @login_required("radiologist", "technologist")
 def open_viewer(study_id: int, viewer: str):
     """Hand the logged-in user over to the viewer part, on this study."""
-    study = _study(study_id)
-    if viewer == "ohif":
-        target = ohif_study_path(study.study_instance_uid)
-    elif viewer == "explorer":
-        if current_user().role not in ("radiologist", "admin"):
-            abort(403)
-        target = explorer_study_path(study.orthanc_id)
-    else:
+    study, cfg = _study(study_id), settings()
+    if viewer not in ("ohif", "explorer"):
         abort(404)
-    return redirect(viewer_login_url(settings(), request.host_url, current_user().id, target))
+    if viewer == "explorer" and current_user().role not in ("radiologist", "admin"):
+        abort(403)
+    if cfg.ohif_url:  # Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's login
+        if viewer == "ohif":
+            return redirect(cfg.ohif_url + ohif_study_path(study.study_instance_uid))
+        return redirect(cfg.orthanc_public_url + explorer_study_path(study.orthanc_id).removeprefix("/orthanc"))
+    target = ohif_study_path(study.study_instance_uid) if viewer == "ohif" else explorer_study_path(study.orthanc_id)
+    return redirect(viewer_login_url(cfg, request.host_url, current_user().id, target))
 
 
 @bp.get("/by-uid/<study_instance_uid>")

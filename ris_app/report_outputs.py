@@ -21,6 +21,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
+from .config import Config
+from .orthanc_client import orthanc_request
 from .report_models import FINAL, Report, ReportVersion
 from .reporting import report_text, study_procedure
 
@@ -335,17 +337,17 @@ def dicom_bytes(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def store_in_orthanc(orthanc_url: str, data: bytes, timeout: float = 30) -> str:
+def store_in_orthanc(cfg: Config, data: bytes, timeout: float = 30) -> str:
     """POST one DICOM instance to Orthanc; returns its Orthanc ID."""
-    r = requests.post(f"{orthanc_url}/instances", data=data, timeout=timeout,
-                      headers={"Content-Type": "application/dicom"})
+    r = orthanc_request(cfg, "POST", "/instances", data=data, timeout=timeout,
+                        headers={"Content-Type": "application/dicom"})
     r.raise_for_status()
     return r.json()["ID"]
 
 
-def orthanc_study(orthanc_url: str, orthanc_id: str) -> dict | None:
+def orthanc_study(cfg: Config, orthanc_id: str) -> dict | None:
     try:
-        r = requests.get(f"{orthanc_url}/studies/{orthanc_id}", timeout=10)
+        r = orthanc_request(cfg, "GET", f"/studies/{orthanc_id}", timeout=10)
         return r.json() if r.status_code == 200 else None
     except requests.RequestException:
         return None
@@ -365,18 +367,17 @@ def notify_report_result(session: Session, report_version: ReportVersion) -> str
 
 
 # --------------------------------------------------------------------------- all of it
-def publish_signed_version(session: Session, version: ReportVersion, orthanc_url: str,
-                           institution: str = "") -> ReportVersion:
+def publish_signed_version(session: Session, version: ReportVersion, cfg: Config) -> ReportVersion:
     """Make the PDF, store it and the SR into the study in Orthanc, send the result to the
     EHR. Failures are recorded on the version (pacs_status, result_status) and do not
     raise; a retry sends the result again only if it was not sent."""
     if version.status != FINAL:
         raise ValueError("only a signed (FINAL) version is published")
     report = version.report
-    o_study = orthanc_study(orthanc_url, report.study.orthanc_id) if report.study.orthanc_id else None
+    o_study = orthanc_study(cfg, report.study.orthanc_id) if report.study.orthanc_id else None
     header = header_for(report, o_study)
-    header.institution = institution
-    version.pdf = render_pdf(report, version, header, institution)
+    header.institution = cfg.institution
+    version.pdf = render_pdf(report, version, header, cfg.institution)
     pdf_ds = encapsulated_pdf(version.pdf, header, version)
     version.sop_instance_uid = pdf_ds.SOPInstanceUID
     previous = [v for v in report.versions if v.version < version.version and v.sr_instance_uid]
@@ -384,8 +385,8 @@ def publish_signed_version(session: Session, version: ReportVersion, orthanc_url
     version.sr_instance_uid = sr_ds.SOPInstanceUID
     try:
         # Storing the same SOP instance again is harmless (a retry after a partial failure).
-        version.orthanc_instance_id = store_in_orthanc(orthanc_url, dicom_bytes(pdf_ds))
-        store_in_orthanc(orthanc_url, dicom_bytes(sr_ds))
+        version.orthanc_instance_id = store_in_orthanc(cfg, dicom_bytes(pdf_ds))
+        store_in_orthanc(cfg, dicom_bytes(sr_ds))
         version.pacs_status = "stored"
         log.info("report %d version %d stored in Orthanc as %s", report.id, version.version,
                  version.orthanc_instance_id)

@@ -30,8 +30,11 @@ def text(body: dict, name: str, *, required: bool = False, max_len: int = 64, de
         raise ApiError(400, "is required", field=name)
     if len(value) > max_len:
         raise ApiError(400, f"is longer than {max_len} characters", field=name)
-    if any(ch in value for ch in forbid) or any(ord(ch) < 32 for ch in value):
-        raise ApiError(400, "holds a character that is not allowed (control character or backslash)", field=name)
+    if any(ord(ch) < 32 for ch in value):
+        raise ApiError(400, "holds a control character", field=name)
+    bad = sorted({ch for ch in value if ch in forbid})
+    if bad:
+        raise ApiError(400, f"holds {' and '.join(repr(ch) for ch in bad)}, which is not allowed here (a DICOM separator)", field=name)
     return value
 
 

@@ -110,6 +110,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     sessions = make_sessionmaker(make_engine(cfg.database_url))
     orthanc = requests.Session()
+    if cfg.orthanc_username:  # Orthanc with authentication (Docker): the proxy logs in, users never do
+        orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
 
     def user_role() -> str | None:

@@ -149,6 +149,13 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         **(extra_env or {}),
     }
     env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    pg = os.environ.get("ORTHANC_RIS_TEST_DATABASE_URL")
+    if pg and not (extra_env or {}).get("ORTHANC_RIS_DATABASE_URL"):
+        # The PostgreSQL pass of .ci/run: the RIS and Orthanc's index each get a fresh
+        # database on the test cluster.
+        ris_db, orthanc_db = _create_databases(pg, home.name)
+        env["ORTHANC_RIS_DATABASE_URL"] = ris_db
+        env["ORTHANC_RIS_ORTHANC_INDEX_URL"] = orthanc_db
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "up.log", "ab")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "orthanc-ris"), "up"], env=env,
@@ -165,6 +172,24 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         time.sleep(0.2)
     stop_system(system)
     raise RuntimeError(f"orthanc-ris up did not start:\n{(home / 'up.log').read_text()[-4000:]}")
+
+
+def _create_databases(server_url: str, tag: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = "".join(ch for ch in tag.lower() if ch.isalnum())[:40]
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for db in (f"ris_{name}", f"orthanc_{name}"):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    engine.dispose()
+    url = make_url(server_url)
+    ris = url.set(database=f"ris_{name}").render_as_string(hide_password=False)
+    orthanc = (f"postgresql://{url.username}{':' + url.password if url.password else ''}@{url.host}:{url.port}"
+               f"/orthanc_{name}")
+    return ris, orthanc
 
 
 def stop_system(system: System) -> None:

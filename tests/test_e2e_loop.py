@@ -10,7 +10,7 @@ from tests.conftest import wait_for
 from tests.dicom_factory import write_series
 from tests.mwl import run_findscu, write_query
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 TODAY = date.today()
 
 

@@ -1,10 +1,11 @@
 """A radiologist's day, in a real browser (Playwright driving Debian's chromium) against
 the real system: the reading worklist, OHIF showing the study's images, a report written
-from its template, signed, amended; then the PDF and the Encapsulated PDF in Orthanc."""
+from its template, signed, amended; then the PDF, and the Encapsulated PDF and Basic Text SR
+in Orthanc."""
 from __future__ import annotations
 
 import io
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,27 +17,13 @@ import requests
 from pypdf import PdfReader
 
 from tests.conftest import TEST_OUTPUT, wait_for
+from tests.test_pages_browser import browser  # noqa: F401  (one Debian-chromium fixture for all)
 from tests.dicom_factory import write_series
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "reader-pass-123"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: run `make setup-test`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +59,19 @@ def _imaged_order(system, folder, mrn, name, code, priority, reason, modality="C
 def _sign_over_http(system, user, study_uid, **sections):
     """Sign a report the way the page's form does (for a prior with a signed report)."""
     s = requests.Session()
-    assert s.post(f"{system.ris_url}/login", data={"username": user, "password": PASSWORD}).ok
+    login = s.get(f"{system.ris_url}/login")
+    assert s.post(login.url, data={"username": user, "password": PASSWORD, "csrf_token": _csrf(login.text)}).ok
     page = s.get(f"{system.ris_url}/reading/by-uid/{study_uid}")
     assert page.ok
-    r = s.post(page.url.rstrip("/") + "/report", data={**sections, "action": "sign"})
+    r = s.post(page.url.rstrip("/") + "/report", data={**sections, "action": "sign", "csrf_token": _csrf(page.text)})
     assert r.ok and "Report signed." in r.text
+
+
+def _csrf(html: str) -> str:
+    """The form token of the session, as the page's forms carry it."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The reading pages and the viewer's gate, through the Flask test client."""
 from __future__ import annotations
 
-from datetime import datetime
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,9 +24,21 @@ def study_id(app):
         return study.id
 
 
+def _token(client, path: str = "/login") -> str:
+    """The session's CSRF token, read from a page's form as a browser has it."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True))
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
 def _login(client, name):
-    r = client.post("/login", data={"username": name, "password": "password-123"})
+    r = client.post("/login", data={"username": name, "password": "password-123", "csrf_token": _token(client)})
     assert r.status_code == 302
+    return _token(client, "/reading/studies/1")
+
+
+def _post(client, path, token, data=None, **kw):
+    return client.post(path, data={**(data or {}), "csrf_token": token}, **kw)
 
 
 @pytest.mark.parametrize("path", ["/reading", "/reading/studies/1"])
@@ -36,32 +48,34 @@ def test_reading_pages_need_a_login(client, path):
 
 
 def test_a_clerk_cannot_write_reports(client, study_id):
-    _login(client, "clerk")
+    token = _login(client, "clerk")
     assert client.get("/reading").status_code == 403
-    assert client.post(f"/reading/studies/{study_id}/report", data={"action": "draft"}).status_code == 403
+    assert _post(client, f"/reading/studies/{study_id}/report", token, {"action": "draft"}).status_code == 403
 
 
 def test_write_sign_and_amend_through_the_pages(client, study_id, app):
-    _login(client, "rad")
+    token = _login(client, "rad")
+    r = client.post(f"/reading/studies/{study_id}/report", data={"impression": "x", "action": "sign"})
+    assert r.status_code == 400  # no CSRF token: refused, nothing signed
     page = client.get("/reading").get_data(as_text=True)
     assert "STAT" in page and "Müller" in page and f"/reading/studies/{study_id}" in page
     page = client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
     assert "CT head without contrast" in page and "Haemorrhage" in page and "headache" in page
-    r = client.post(f"/reading/studies/{study_id}/report",
-                    data={"indication": "headache", "technique": "t", "findings": "No bleed.",
-                          "impression": "Normal.", "action": "sign"}, follow_redirects=True)
+    r = _post(client, f"/reading/studies/{study_id}/report", token,
+              {"indication": "headache", "technique": "t", "findings": "No bleed.",
+               "impression": "Normal.", "action": "sign"}, follow_redirects=True)
     page = r.get_data(as_text=True)
     assert "Report signed." in page and "Signed by RAD" in page and "PACS: error" in page
     assert "Add an addendum" in page
     assert f"/reading/studies/{study_id}" not in client.get("/reading").get_data(as_text=True)  # read: off the list
-    client.post(f"/reading/studies/{study_id}/addendum")
-    r = client.post(f"/reading/studies/{study_id}/report", data={"addendum": "Also a sinusitis.", "action": "sign"},
-                    follow_redirects=True)
+    _post(client, f"/reading/studies/{study_id}/addendum", token)
+    r = _post(client, f"/reading/studies/{study_id}/report", token, {"addendum": "Also a sinusitis.", "action": "sign"},
+              follow_redirects=True)
     page = r.get_data(as_text=True)
     assert "Addendum 1 signed." in page and "Also a sinusitis." in page and "Normal." in page
-    r = client.post(f"/reading/studies/{study_id}/critical",
-                    data={"communicated_to": "Dr Ward", "method": "phone", "communicated_at": "2026-11-28T10:05"},
-                    follow_redirects=True)
+    r = _post(client, f"/reading/studies/{study_id}/critical", token,
+              {"communicated_to": "Dr Ward", "method": "phone", "communicated_at": "2026-11-28T10:05"},
+              follow_redirects=True)
     assert "Told <strong>Dr Ward</strong> by phone at 2026-11-28 10:05" in r.get_data(as_text=True)
     pdf = client.get("/reading/versions/2/report.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
@@ -72,7 +86,7 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app):
     assert 'id="report-status">FINAL' in page and "Normal." in page and "Also a sinusitis." in page
 
 
-def test_viewer_hand_over_and_gate(client, study_id, config, tmp_path):
+def test_viewer_hand_over_and_gate(app, client, study_id, config, tmp_path):
     ohif = tmp_path / "ohif"
     ohif.mkdir()
     (ohif / "index.html").write_text("<html>OHIF</html>")
@@ -84,8 +98,9 @@ def test_viewer_hand_over_and_gate(client, study_id, config, tmp_path):
     assert viewer.get("/ris-login?token=forged").status_code == 302
     assert viewer.get("/dicom-web/studies").status_code == 401
 
-    _login(client, "clerk")
-    assert client.get(f"/reading/studies/{study_id}/open/ohif").status_code == 403
+    clerk = app.test_client()
+    _login(clerk, "clerk")
+    assert clerk.get(f"/reading/studies/{study_id}/open/ohif").status_code == 403
     _login(client, "rad")
     r = client.get(f"/reading/studies/{study_id}/open/ohif")
     target = urlsplit(r.headers["Location"])
@@ -113,9 +128,9 @@ def test_report_api_reads_signed_reports(client, study_id, app, auth):
     assert client.get(f"/api/studies/{uid}/report").status_code == 401
     r = client.get(f"/api/studies/{uid}/report", headers=auth)
     assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
-    _login(client, "rad")
-    client.post(f"/reading/studies/{study_id}/report", data={"impression": "Normal.", "action": "sign"})
-    client.get("/logout")
+    token = _login(client, "rad")
+    _post(client, f"/reading/studies/{study_id}/report", token, {"impression": "Normal.", "action": "sign"})
+    _post(client, "/logout", token)
     body = client.get(f"/api/orders/{accession}/report", headers=auth).json
     assert body["status"] == "FINAL" and body["study_instance_uid"] == uid
     (v1,) = body["versions"]
@@ -150,3 +165,15 @@ def test_viewer_session_expires(client, study_id, config, monkeypatch):
     later = viewer_module.time.time() + viewer_module.SESSION_MAX_AGE + 1
     monkeypatch.setattr(viewer_module.time, "time", lambda: later)
     assert viewer.get("/app-config.js").status_code == 401
+
+
+def test_with_an_external_ohif_links_go_straight_to_it(app, client, study_id):
+    """Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's own login."""
+    cfg = app.config["RIS"]
+    app.config["RIS"] = cfg.__class__(**{**cfg.__dict__, "ohif_url": "http://pacs:8042/ohif",
+                                         "orthanc_public_url": "http://pacs:8042"})
+    _login(client, "rad")
+    r = client.get(f"/reading/studies/{study_id}/open/ohif")
+    assert r.headers["Location"] == "http://pacs:8042/ohif/viewer?StudyInstanceUIDs=1.2.3.1"
+    r = client.get(f"/reading/studies/{study_id}/open/explorer")
+    assert r.headers["Location"] == "http://pacs:8042/app/explorer.html#study?uuid=orthanc-1"

@@ -215,12 +215,12 @@ def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
 
 def test_publish_records_an_unreachable_pacs_and_keeps_the_signature(s, config):
     report, v = _signed(s)
-    out.publish_signed_version(s, v, config.orthanc_url)  # nothing listens there
+    out.publish_signed_version(s, v, config)  # nothing listens at its Orthanc URL
     assert v.status == FINAL and v.pdf.startswith(b"%PDF")
     assert v.pacs_status.startswith("error:") and v.sop_instance_uid
     assert v.result_status.startswith("pending")
     v.result_status = "sent: ORU^R01 MSG0001"  # as the HL7 interface records it
-    out.publish_signed_version(s, v, config.orthanc_url)  # the PACS retry
+    out.publish_signed_version(s, v, config)  # the PACS retry
     assert v.result_status == "sent: ORU^R01 MSG0001"  # not sent twice
 
 
