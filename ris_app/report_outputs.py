@@ -355,15 +355,43 @@ def orthanc_study(cfg: Config, orthanc_id: str) -> dict | None:
 
 # --------------------------------------------------------------------------- EHR
 def notify_report_result(session: Session, report_version: ReportVersion) -> str:
-    """Send the signed version to the EHR as an ORU^R01 (amendments send the amended
-    report). The one place the HL7 interface is called from; until it is wired in, the
-    version records that its result message is waiting. Record a status starting with
-    "sent" once the message is out: a PACS retry then does not send it twice. Returns the
-    status recorded."""
-    status = "pending: HL7 interface not configured"
+    """Send the signed version to the EHR as an ORU^R01 (an addendum sends the amended
+    report, result status C). The one place the HL7 interface is called from: it queues
+    the message in the HL7 outbox (ris_app.hl7.outbound.send_report_result), which
+    delivers it. Records and returns the status: "sent: ..." once queued (a PACS retry then
+    does not queue it twice), "pending: ..." when it cannot be yet."""
+    report = report_version.report
+    order = report.study.order
+    try:
+        from .hl7.outbound import send_report_result  # the HL7 interface (issue 5)
+    except ImportError:
+        status = "pending: HL7 interface not configured"
+    else:
+        if order is None:
+            status = "pending: the study has no order to report to"
+        else:
+            signer = report_version.signed_by
+            rows = send_report_result(
+                session, order, report_plain_text(report, report_version), amended=report_version.version > 1,
+                radiologist=_person_name(signer.full_name or signer.username) if signer else "",
+                signed_at=report_version.signed_at, report_id=f"{report.id}.{report_version.version}")
+            status = (f"sent: ORU^R01 queued for {len(rows)} destination(s)" if rows
+                      else "pending: no HL7 destination configured")
     report_version.result_status = status
-    log.info("report %d version %d: result message %s", report_version.report_id, report_version.version, status)
+    log.info("report %d version %d: result message %s", report.id, report_version.version, status)
     return status
+
+
+def report_plain_text(report: Report, upto: ReportVersion) -> str:
+    """The report as the EHR shows it: headed sections, then the signed addenda."""
+    return "\n\n".join(f"{heading.upper()}:\n{text.strip()}" for heading, text in report_text(report, upto)
+                        if text.strip())
+
+
+def _person_name(full_name: str) -> str:
+    """A user's display name ("Ada Reader") as a DICOM PN (Reader^Ada)."""
+    parts = full_name.split()
+    return f"{parts[-1]}^{' '.join(parts[:-1])}".rstrip("^") if parts else ""
 
 
 # --------------------------------------------------------------------------- all of it
