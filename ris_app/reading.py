@@ -3,7 +3,7 @@ preliminary, sign, addenda, critical results, priors), report PDFs, and the hand
 to the viewers (OHIF, Orthanc Explorer) behind the RIS login."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -13,11 +13,29 @@ from .auth import check_csrf, current_user, login_required
 from .errors import ApiError
 from .models import Order, Study
 from .report_models import (
-    COMMUNICATION_METHODS, FINAL, PRELIMINARY, DRAFT, SECTIONS, Report, ReportVersion,
+    COMMUNICATION_METHODS,
+    DRAFT,
+    FINAL,
+    PRELIMINARY,
+    SECTIONS,
+    Report,
+    ReportVersion,
 )
 from .reporting import (
-    UNREAD, ReadingFilters, current_version, priors_of, radiologists, reading_worklist, record_critical_result,
-    report_of, report_of_order, save_report, start_addendum, start_report, study_procedure, template_for,
+    UNREAD,
+    ReadingFilters,
+    current_version,
+    priors_of,
+    radiologists,
+    reading_worklist,
+    record_critical_result,
+    report_of,
+    report_of_order,
+    save_report,
+    start_addendum,
+    start_report,
+    study_procedure,
+    template_for,
 )
 from .viewer import explorer_study_path, ohif_study_path, viewer_login_url
 from .web import db, settings
@@ -65,7 +83,7 @@ def worklist():
 
 def _local_to_utc(value: str) -> datetime:
     """A time typed in the page (local wall-clock time) as stored: naive UTC."""
-    return datetime.fromisoformat(value).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
 
 
 def _study(study_id: int) -> Study:

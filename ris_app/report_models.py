@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base
@@ -56,9 +65,9 @@ class Report(Base):
 
     study: Mapped[Study] = relationship()
     author: Mapped[User | None] = relationship()
-    versions: Mapped[list["ReportVersion"]] = relationship(
+    versions: Mapped[list[ReportVersion]] = relationship(
         back_populates="report", cascade="all, delete-orphan", order_by="ReportVersion.version")
-    critical_results: Mapped[list["CriticalResult"]] = relationship(
+    critical_results: Mapped[list[CriticalResult]] = relationship(
         back_populates="report", cascade="all, delete-orphan", order_by="CriticalResult.id")
 
 
@@ -119,6 +128,16 @@ class CriticalResult(Base):
 
 
 __all__ = [
-    "ReportTemplate", "Report", "ReportVersion", "CriticalResult", "DRAFT", "PRELIMINARY", "FINAL",
-    "REPORT_STATUSES", "ORIGINAL", "ADDENDUM", "SECTIONS", "COMMUNICATION_METHODS",
+    "ADDENDUM",
+    "COMMUNICATION_METHODS",
+    "DRAFT",
+    "FINAL",
+    "ORIGINAL",
+    "PRELIMINARY",
+    "REPORT_STATUSES",
+    "SECTIONS",
+    "CriticalResult",
+    "Report",
+    "ReportTemplate",
+    "ReportVersion",
 ]

@@ -18,8 +18,17 @@ from sqlalchemy.orm import Session, joinedload
 from .errors import ApiError
 from .models import Order, Patient, Study, User, utcnow
 from .report_models import (
-    ADDENDUM, COMMUNICATION_METHODS, DRAFT, FINAL, ORIGINAL, PRELIMINARY, SECTIONS,
-    CriticalResult, Report, ReportTemplate, ReportVersion,
+    ADDENDUM,
+    COMMUNICATION_METHODS,
+    DRAFT,
+    FINAL,
+    ORIGINAL,
+    PRELIMINARY,
+    SECTIONS,
+    CriticalResult,
+    Report,
+    ReportTemplate,
+    ReportVersion,
 )
 
 log = logging.getLogger(__name__)
