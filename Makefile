@@ -49,7 +49,8 @@ test-postgres: setup-test
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m "db or postgres_e2e" $(PYTEST_ARGS)
 
 bench: setup-test
-	$(BIN)/python bench/mwl.py
+	@if [ -f bench/mwl.py ]; then $(BIN)/python bench/mwl.py; fi
+	$(BIN)/python bench/hl7.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

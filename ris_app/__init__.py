@@ -39,6 +39,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(pages_bp)
     app.register_blueprint(reading_bp)
     app.register_blueprint(report_api_bp)
+    from .hl7.views import api as hl7_api_bp, pages as hl7_pages_bp
+
+    app.register_blueprint(hl7_api_bp)
+    app.register_blueprint(hl7_pages_bp)
 
     access = logging.getLogger("ris_app.access")
 

@@ -55,11 +55,25 @@ def up(start_timeout: float) -> None:
     from . import migrate as m
     from .supervisor import run
 
+    from .hl7.settings import Hl7Settings
+
     cfg = Config.from_env()
+    try:
+        Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
     m.upgrade(cfg.database_url)
     _seed(cfg)
     sys.exit(run(cfg, start_timeout=start_timeout))
+
+
+@main.command("hl7-listener")
+def hl7_listener() -> None:
+    """Run the HL7 MLLP listener and outbound sender (`up` starts it; see docs/hl7-conformance.md)."""
+    from .hl7.listener import run
+
+    sys.exit(run(Config.from_env()))
 
 
 @main.command("create-user")

@@ -50,6 +50,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
     Setting("ORTHANC_RIS_OHIF_URL", "", "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part."),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
+    # HL7 v2 (ris_app/hl7, docs/hl7-conformance.md)
+    Setting("ORTHANC_RIS_HL7_HOST", "127.0.0.1", "Address the HL7 MLLP listener binds to (0.0.0.0 to accept the EHR from other hosts)."),
+    Setting("ORTHANC_RIS_HL7_PORT", "2575", "Port of the HL7 MLLP listener (ADT, ORM, OMI in; ACK out)."),
+    Setting("ORTHANC_RIS_HL7_MAX_MESSAGE_BYTES", "1048576", "Largest inbound HL7 message; larger frames get AR and the connection is closed."),
+    Setting("ORTHANC_RIS_HL7_READ_TIMEOUT", "30", "Seconds a started MLLP frame may take to complete before it is refused as truncated."),
+    Setting("ORTHANC_RIS_HL7_IDLE_TIMEOUT", "600", "Seconds an MLLP connection may stay idle between messages before it is closed."),
+    Setting("ORTHANC_RIS_HL7_MAX_CONNECTIONS", "64", "Most simultaneous MLLP connections; more are closed at once."),
+    Setting("ORTHANC_RIS_HL7_DEFAULT_CHARSET", "UNICODE UTF-8", "Character set of inbound messages whose MSH-18 is empty (HL7 table 0211 name, e.g. 8859/1)."),
+    Setting("ORTHANC_RIS_HL7_APPLICATION", "ORTHANC_RIS", "Our MSH-3 (sending application) in ACKs and outbound messages."),
+    Setting("ORTHANC_RIS_HL7_FACILITY", "RADIOLOGY", "Our MSH-4 (sending facility) in ACKs and outbound messages."),
+    Setting("ORTHANC_RIS_HL7_STATION_RULES", "", "Station for orders naming none: 'procedure:MRKNEE=MR2;modality:CT=CT1\\CT2'. Unruled modalities get every station of that modality; none leaves the AE title empty (any scanner finds it)."),
+    Setting("ORTHANC_RIS_HL7_DESTINATIONS", "", "Peers receiving status (ORM/OMG) and result (ORU) messages: 'EHR=host:port;OTHER=host:port'. Empty sends nothing."),
+    Setting("ORTHANC_RIS_HL7_STATUS_MESSAGE", "ORM^O01", "Outbound status message: ORM^O01 (HL7 2.3.1) or OMG^O19 (2.5.1)."),
+    Setting("ORTHANC_RIS_HL7_RETRY_SECONDS", "2", "First delay before re-sending an outbound message; doubles on each failure."),
+    Setting("ORTHANC_RIS_HL7_RETRY_MAX_SECONDS", "300", "Longest delay between re-sends (outbound messages are retried until acknowledged)."),
+    Setting("ORTHANC_RIS_HL7_SEND_TIMEOUT", "10", "Seconds to wait for a peer's ACK to an outbound message."),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
 

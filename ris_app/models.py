@@ -212,3 +212,7 @@ __all__ = [
     "ScheduledProcedureStep", "StepStatusChange", "Study", "User", "IdSequence",
     "ROLES", "PRIORITIES", "SEXES",
 ]
+
+# The HL7 interface keeps its tables in its own package; importing them here registers
+# them on Base.metadata wherever the model is loaded (Alembic, tests).
+from .hl7 import models as _hl7_models  # noqa: E402,F401

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import ApiError
+from .hl7.outbound import on_step_status
 from .models import (
     IdSequence, Order, Patient, ProcedureCode, RequestedProcedure,
     ScheduledProcedureStep, Station, StepStatusChange, utcnow,
@@ -182,6 +183,7 @@ def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str
     step.status = target
     step.status_changed_at = utcnow()
     refresh_worklist_item(step)
+    on_step_status(step, target, source)  # HL7 status messages, queued in this transaction
     return True
 
 

@@ -31,6 +31,7 @@ class Part:
     cwd: Path | None = None
     listens: str = ""
     proc: subprocess.Popen | None = None
+    health_tcp: tuple[str, int] | None = None  # healthy once this accepts a connection
 
 
 class PartFailed(RuntimeError):
@@ -89,7 +90,32 @@ def parts(cfg: Config) -> list[Part]:
             env={**env, "ORTHANC_RIS_VIEWER_PORT": str(cfg.viewer_port)},
             listens=f"Viewer (OHIF, Explorer) http://{cfg.http_host}:{cfg.viewer_port}/",
         ),
+        _hl7_part(env),
     ]
+
+
+def _hl7_part(env: dict[str, str]) -> Part:
+    from .hl7.settings import Hl7Settings
+
+    h = Hl7Settings.from_env(env)
+    return Part(
+        name="hl7",
+        argv=[sys.executable, "-m", "ris_app.cli", "hl7-listener"],
+        health_url=None,
+        health_tcp=(h.connect_host, h.port),
+        env=env,
+        listens=f"HL7 MLLP listener      {h.host}:{h.port}",
+    )
+
+
+def _tcp_accepts(address: tuple[str, int]) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_healthy(part: Part, timeout: float) -> None:
@@ -97,6 +123,11 @@ def _wait_healthy(part: Part, timeout: float) -> None:
     while time.monotonic() < deadline:
         if part.proc is not None and part.proc.poll() is not None:
             raise PartFailed(f"{part.name} exited with status {part.proc.returncode} while starting")
+        if part.health_tcp is not None:
+            if _tcp_accepts(part.health_tcp):
+                return
+            time.sleep(0.2)
+            continue
         if part.health_url is None:
             return
         try:
@@ -106,7 +137,8 @@ def _wait_healthy(part: Part, timeout: float) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise PartFailed(f"{part.name} did not answer {part.health_url} within {timeout:.0f} s")
+    target = part.health_url or (f"{part.health_tcp[0]}:{part.health_tcp[1]}" if part.health_tcp else "")
+    raise PartFailed(f"{part.name} did not answer {target} within {timeout:.0f} s")
 
 
 def _stop(all_parts: list[Part], grace: float = 15.0) -> None:
@@ -139,6 +171,9 @@ def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
     try:
         for part in all_parts:
             log.info("starting %s", part.name)
+            if part.health_tcp is not None and _tcp_accepts(part.health_tcp):
+                # Someone else answers there: the health check would be fooled by them.
+                raise PartFailed(f"{part.name} cannot start: {part.health_tcp[0]}:{part.health_tcp[1]} is in use")
             part.proc = subprocess.Popen(part.argv, env=part.env, cwd=part.cwd, start_new_session=True)
             started.append(part)
             _wait_healthy(part, start_timeout)

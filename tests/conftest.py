@@ -109,6 +109,7 @@ class System:
     token: str
     proc: subprocess.Popen
     env: dict
+    hl7_port: int = 0  # the MLLP listener
 
     def api(self, method: str, path: str, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
@@ -134,7 +135,7 @@ class System:
 
 
 def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90) -> System:
-    http_port, orthanc_port, dicom_port = free_port(), free_port(), free_port()
+    http_port, orthanc_port, dicom_port, hl7_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "ORTHANC_RIS_HOME": str(home),
@@ -142,6 +143,7 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(orthanc_port),
         "ORTHANC_RIS_DICOM_PORT": str(dicom_port),
         "ORTHANC_RIS_VIEWER_PORT": str(free_port()),
+        "ORTHANC_RIS_HL7_PORT": str(hl7_port),
         "ORTHANC_RIS_AET": "RISPACS",
         "ORTHANC_RIS_API_TOKEN": TOKEN,
         "ORTHANC_RIS_STABLE_AGE": "1",
@@ -162,7 +164,7 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     system = System(home=home, ris_url=f"http://127.0.0.1:{http_port}",
                     orthanc_url=f"http://127.0.0.1:{orthanc_port}", dicom_port=dicom_port,
-                    aet="RISPACS", token=TOKEN, proc=proc, env=env)
+                    aet="RISPACS", token=TOKEN, proc=proc, env=env, hl7_port=int(env["ORTHANC_RIS_HL7_PORT"]))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

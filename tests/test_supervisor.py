@@ -69,5 +69,33 @@ def test_a_taken_port_is_reported(tmp_path):
 def test_help_lists_every_command():
     out = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for command in ("up", "migrate", "create-user", "settings", "orthanc-config"):
+    for command in ("up", "migrate", "create-user", "settings", "orthanc-config", "hl7-listener"):
         assert command in out
+
+
+def test_a_taken_hl7_port_is_reported(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    env = {**os.environ, "ORTHANC_RIS_HOME": str(tmp_path / "h"), "ORTHANC_RIS_HTTP_PORT": str(free_port()),
+           "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()), "ORTHANC_RIS_DICOM_PORT": str(free_port()),
+           "ORTHANC_RIS_HL7_PORT": str(port), "ORTHANC_RIS_API_TOKEN": TOKEN}
+    env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "up", "--start-timeout", "30"],
+                          env=env, capture_output=True, text=True, timeout=90)
+    busy.close()
+    assert proc.returncode == 1
+    assert f"hl7 cannot start: 127.0.0.1:{port} is in use" in proc.stderr
+
+
+def test_the_hl7_listener_is_a_supervised_part(tmp_path):
+    system = start_system(tmp_path / "home")
+    try:
+        listener = next(p for p in _children(system.proc.pid) if "hl7-listener" in _cmdline(p))
+        os.kill(listener, signal.SIGKILL)
+        system.proc.wait(30)
+        assert system.proc.returncode == 1
+        assert "hl7 stopped unexpectedly" in (system.home / "up.log").read_text()
+    finally:
+        stop_system(system)

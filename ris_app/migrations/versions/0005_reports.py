@@ -1,7 +1,7 @@
 """reports: templates, reports, versions (original + addenda), critical results
 
 Revision ID: 0005_reports
-Revises: 0001
+Revises: 0003_hl7
 Create Date: 2026-11-28 21:01:48.252146
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_reports'
-down_revision = '0001'  # the lead re-chains this when merging
+down_revision = '0003_hl7'  # after the HL7 tables (main), so main has one head
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,66 @@
+"""The `orthanc-ris hl7-listener` process: the MLLP listener and the outbox sender."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from ..config import Config
+from ..db import make_engine, make_sessionmaker
+from .mllp import MLLPServer, serve_in_thread
+from .outbound import OutboxSender, set_settings
+from .settings import Hl7Settings
+from .store import InboundProcessor
+
+log = logging.getLogger("ris_app.hl7.listener")
+
+
+class Hl7Service:
+    """Listener + outbox sender over one database; start() returns once accepting."""
+
+    def __init__(self, config: Config, settings: Hl7Settings, *, outbox_poll: float = 0.5) -> None:
+        self.engine = make_engine(config.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.settings = settings
+        set_settings(settings)
+        self.processor = InboundProcessor(self.sessions, settings, config)
+        self.server = MLLPServer(
+            (settings.host, settings.port),
+            lambda raw, peer: self.processor.receive(raw, peer).ack,
+            lambda partial, reason, peer: self.processor.receive_broken(partial, reason, peer).ack,
+            max_bytes=settings.max_message_bytes, read_timeout=settings.read_timeout,
+            idle_timeout=settings.idle_timeout, max_connections=settings.max_connections,
+        )
+        self.sender = OutboxSender(self.sessions, settings, poll=outbox_poll)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> Hl7Service:
+        self.thread = serve_in_thread(self.server)
+        self.sender.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.sender.stop()
+        self.sender.join(5)
+        self.engine.dispose()
+
+
+def run(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT."""
+    settings = Hl7Settings.from_env()
+    service = Hl7Service(config, settings).start()
+    log.info("HL7 MLLP listener on %s:%d; %d outbound destination(s)", settings.host, service.port,
+             len(settings.destinations))
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    log.info("HL7 listener stopping")
+    service.stop()
+    return 0

@@ -1,0 +1,307 @@
+"""Outbound HL7: order status (ORM^O01 / OMG^O19) when a step is arrived, started,
+completed, canceled or discontinued, and results (ORU^R01) when a report is signed or
+amended. Messages are written to the outbox in the caller's transaction (nothing is lost
+when a peer is down, nothing is sent for a change that rolls back) and sent by
+OutboxSender, which re-sends until the peer's ACK echoes our control ID in MSA-2.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session, sessionmaker
+
+from ..models import Order, ScheduledProcedureStep
+from ..states import SPSStatus
+from . import mapping as m
+from .ack import hl7_now, new_control_id, read_ack
+from .mllp import MLLPClient
+from .models import Hl7Outbox, OutboxStatus, utcnow
+from .settings import Destination, Hl7Settings
+from .text import DEFAULT, PersonName, escape, name_to_xpn, pn_to_name
+
+log = logging.getLogger(__name__)
+
+# Step statuses the EHR hears about.
+NOTIFY = frozenset({SPSStatus.ARRIVED, SPSStatus.STARTED, SPSStatus.COMPLETED, SPSStatus.CANCELED,
+                    SPSStatus.DISCONTINUED})
+
+_settings: Hl7Settings | None = None
+
+
+def current_settings() -> Hl7Settings:
+    """HL7 settings of this process (from the environment, read once)."""
+    global _settings
+    if _settings is None:
+        _settings = Hl7Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Hl7Settings | None) -> None:
+    """Use these settings in this process (tests; None re-reads the environment)."""
+    global _settings
+    _settings = settings
+
+
+# ----------------------------------------------------------------------------- building
+class SegmentWriter:
+    """Fields of one message, written by mapping location, rendered as ER7."""
+
+    def __init__(self, order: Sequence[str]) -> None:
+        self.order = list(order)
+        self.fields: dict[str, dict[int, dict[int, str]]] = {name: {} for name in order}
+
+    def put(self, loc: str, value: str, *, escaped: bool = False) -> None:
+        """Write a value at 'SEG-f[.c]'; a whole-field location takes an escaped composite."""
+        if not value:
+            return
+        seg, field, comp, _ = m.parse_location(loc)
+        if seg not in self.fields:
+            return
+        v = value if escaped else escape(value)
+        if comp:
+            self.fields[seg].setdefault(field, {})[comp] = v
+        else:
+            self.fields[seg][field] = {1: v}
+
+    def put_key(self, key: str, family: str, value: str, *, escaped: bool = False) -> None:
+        locs = m.locations(key, family)
+        if locs:
+            self.put(locs[0], value, escaped=escaped)
+
+    def render(self, msh: str) -> str:
+        """The message: `msh` then the segments, CR-terminated."""
+        lines = [msh]
+        for name in self.order:
+            fields = self.fields[name]
+            top = max(fields, default=0)
+            values = []
+            for n in range(1, top + 1):
+                comps = fields.get(n, {})
+                ctop = max(comps, default=0)
+                values.append("^".join(comps.get(c, "") for c in range(1, ctop + 1)))
+            lines.append("|".join([name, *values]))
+        return "\r".join(lines) + "\r"
+
+
+def _msh(settings: Hl7Settings, dest: Destination, message_type: str, control_id: str, version: str) -> str:
+    return "|".join(["MSH", DEFAULT.encoding_characters, escape(settings.application), escape(settings.facility),
+                     escape(dest.name), escape(dest.name), hl7_now(), "", message_type, control_id, "P", version,
+                     "", "", "", "", "", "UNICODE UTF-8"])
+
+
+def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family: str) -> None:
+    order = step.requested_procedure.order
+    rp = step.requested_procedure
+    p = order.patient
+    w.put_key("mrn", family, p.mrn)
+    w.put_key("issuer", family, p.issuer)
+    w.put_key("name", family, name_to_xpn(PersonName(p.family_name, p.given_name, p.middle_name, p.name_prefix,
+                                                     p.name_suffix)), escaped=True)
+    w.put_key("birth_date", family, p.birth_date.strftime("%Y%m%d") if p.birth_date else "")
+    w.put_key("sex", family, p.sex)
+    w.put("PV1-2", "U")
+    w.put_key("placer_order_number", family, order.placer_order_number)
+    w.put_key("filler_order_number", family, order.filler_order_number)
+    w.put("OBR-2", order.placer_order_number)
+    w.put("OBR-3", order.filler_order_number)
+    w.put("OBR-1", "1")
+    w.put_key("accession_number", family, order.accession_number)
+    w.put_key("requested_procedure_id", family, rp.requested_procedure_id)
+    w.put_key("study_instance_uid", family, rp.study_instance_uid)
+    w.put_key("sps_id", family, step.sps_id)
+    if rp.procedure_code is not None:
+        w.put_key("procedure_code", family, rp.procedure_code.code)
+        w.put("OBR-4.3", rp.procedure_code.coding_scheme)
+    w.put_key("procedure_text", family, rp.description)
+    w.put_key("modality", family, step.modality)
+    w.put_key("station_aet", family, step.station_aet.split("\\")[0])
+    w.put_key("station_name", family, step.station_name)
+    w.put_key("location", family, step.location)
+    w.put_key("scheduled_start", family, step.start_datetime.strftime("%Y%m%d%H%M%S"))
+    w.put_key("priority", family, m.PRIORITY_OUT.get(order.priority, "R"))
+    if order.referring_physician:
+        w.put_key("referring_physician", family, "^" + name_to_xpn(pn_to_name(order.referring_physician)), escaped=True)
+    if family == "2.3.1":
+        w.put("ZDS-1", f"{escape(rp.study_instance_uid)}^{escape('ORTHANC_RIS')}^Application^DICOM", escaped=True)
+
+
+def build_status_message(step: ScheduledProcedureStep, dest: Destination, settings: Hl7Settings,
+                         control_id: str) -> tuple[str, str]:
+    """(message type, ER7) of an order status message for one step."""
+    if settings.status_message == "OMG^O19":
+        family, version, message_type = "2.5.1", "2.5.1", "OMG^O19^OMG_O19"
+        w = SegmentWriter(["PID", "PV1", "ORC", "TQ1", "OBR", "IPC"])
+    else:
+        family, version, message_type = "2.3.1", "2.3.1", "ORM^O01"
+        w = SegmentWriter(["PID", "PV1", "ORC", "OBR", "ZDS"])
+    w.put("ORC-1", "SC")  # status changed
+    _write_patient_order(w, step, family)
+    w.put_key("order_status", family, m.ORDER_STATUS_OUT.get(step.status, "SC"))
+    w.put("ORC-9", step.status_changed_at.strftime("%Y%m%d%H%M%S"))
+    if family == "2.5.1":
+        w.put("TQ1-1", "1")
+    return message_type, w.render(_msh(settings, dest, message_type, control_id, version))
+
+
+def _queue(session: Session, dest: Destination, message_type: str, control_id: str, payload: str,
+           reference: str) -> Hl7Outbox:
+    row = Hl7Outbox(destination=dest.name, message_type="^".join(message_type.split("^")[:2]),
+                    control_id=control_id, reference=reference[:64], payload=payload,
+                    status=OutboxStatus.PENDING, next_attempt_at=utcnow())
+    session.add(row)
+    return row
+
+
+def on_step_status(step: ScheduledProcedureStep, target: SPSStatus | str, source: str) -> list[Hl7Outbox]:
+    """Queue a status message per destination (called by orders.set_step_status). Changes
+    that came from the EHR itself (source 'hl7') are not echoed back."""
+    if source == "hl7" or target not in NOTIFY:
+        return []
+    settings = current_settings()
+    session = object_session(step)
+    if not settings.destinations or session is None:
+        return []
+    rows = []
+    for dest in settings.destinations:
+        control_id = new_control_id("S")
+        message_type, payload = build_status_message(step, dest, settings, control_id)
+        rows.append(_queue(session, dest, message_type, control_id, payload,
+                           step.requested_procedure.order.accession_number))
+    return rows
+
+
+def send_report_result(session: Session, order: Order, report_text: str, *, amended: bool = False,
+                       radiologist: str = "", signed_at: datetime | None = None, report_id: str = "",
+                       settings: Hl7Settings | None = None) -> list[Hl7Outbox]:
+    """Queue an ORU^R01 (HL7 2.5.1) carrying a signed (OBR-25/OBX-11 'F') or amended ('C')
+    report to every destination, in the caller's transaction. `radiologist` is a DICOM PN
+    (Family^Given); `report_text` may hold line breaks (sent as FT with \\.br\\).
+    Returns the outbox rows."""
+    settings = settings or current_settings()
+    step = order.requested_procedures[0].steps[0]
+    when = (signed_at or datetime.now()).strftime("%Y%m%d%H%M%S")
+    status = "C" if amended else "F"
+    rows = []
+    for dest in settings.destinations:
+        control_id = new_control_id("R")
+        w = SegmentWriter(["PID", "PV1", "ORC", "OBR", "OBX"])
+        _write_patient_order(w, step, "2.5.1")
+        # ORU carries no IPC: the accession goes where 2.3.1 receivers look too.
+        w.put("OBR-18", order.accession_number)
+        w.put("OBR-19", step.requested_procedure.requested_procedure_id)
+        w.put("OBR-20", step.sps_id)
+        w.put("OBR-24", step.modality)
+        w.put("ORC-1", "RE")
+        w.put("ORC-5", "CM")
+        w.put("OBR-7", step.start_datetime.strftime("%Y%m%d%H%M%S"))
+        w.put("OBR-22", when)
+        w.put("OBR-25", status)
+        if radiologist:
+            n = pn_to_name(radiologist)
+            cnn = "&".join(escape(p) for p in ("", n.family, n.given, n.middle, n.suffix, n.prefix)).rstrip("&")
+            w.put("OBR-32", cnn, escaped=True)
+        w.put("OBX-1", "1")
+        w.put("OBX-2", "FT")
+        w.put("OBX-3", "^Report", escaped=True)
+        w.put("OBX-4", report_id)
+        w.put("OBX-5", escape(report_text), escaped=True)
+        w.put("OBX-11", status)
+        w.put("OBX-14", when)
+        payload = w.render(_msh(settings, dest, "ORU^R01^ORU_R01", control_id, "2.5.1"))
+        rows.append(_queue(session, dest, "ORU^R01", control_id, payload, order.accession_number))
+    return rows
+
+
+# ----------------------------------------------------------------------------- sending
+class OutboxSender(threading.Thread):
+    """Sends due outbox rows, oldest first and in order per destination: a row that fails
+    holds back the later rows for its destination until it is acknowledged."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Hl7Settings, poll: float = 0.5) -> None:
+        super().__init__(name="hl7-outbox", daemon=True)
+        self.sessions = sessions
+        self.settings = settings
+        self.poll = poll
+        self.stopping = threading.Event()
+        self.clients: dict[str, MLLPClient] = {}
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.send_due()
+            except Exception:  # keep the worker alive; the rows stay pending
+                log.exception("HL7 outbox pass failed")
+            self.stopping.wait(self.poll)
+        for client in self.clients.values():
+            client.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _drop(self, name: str) -> None:
+        client = self.clients.pop(name, None)
+        if client is not None:
+            client.close()
+
+    def send_due(self) -> int:
+        """One pass over the outbox. Returns how many messages were acknowledged."""
+        destinations = {d.name: d for d in self.settings.destinations}
+        sent = 0
+        blocked: set[str] = set()
+        now = utcnow()
+        with self.sessions() as s:
+            rows = s.scalars(select(Hl7Outbox).where(Hl7Outbox.status == OutboxStatus.PENDING)
+                             .order_by(Hl7Outbox.id).limit(500)).all()
+            for row in rows:
+                if row.destination in blocked:
+                    continue
+                if row.next_attempt_at > now:
+                    blocked.add(row.destination)
+                    continue
+                ok = self._send(row, destinations.get(row.destination))
+                s.commit()
+                if ok:
+                    sent += 1
+                elif row.status == OutboxStatus.PENDING:
+                    blocked.add(row.destination)
+        return sent
+
+    def _retry_later(self, row: Hl7Outbox, error: str) -> bool:
+        row.attempts += 1
+        delay = min(self.settings.retry_max_seconds, self.settings.retry_seconds * 2 ** (row.attempts - 1))
+        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        row.last_error = error[:1024]
+        log.warning("HL7 outbox %d to %s: %s (attempt %d, next in %.0f s)", row.id, row.destination, error,
+                    row.attempts, delay)
+        return False
+
+    def _send(self, row: Hl7Outbox, dest: Destination | None) -> bool:
+        if dest is None:
+            return self._retry_later(row, "destination is not configured")
+        try:
+            client = self.clients.get(dest.name)
+            if client is None:
+                client = self.clients[dest.name] = MLLPClient(dest.host, dest.port, self.settings.send_timeout)
+            reply = client.send(row.payload.encode("utf-8"))
+        except (OSError, ConnectionError) as exc:
+            self._drop(dest.name)
+            return self._retry_later(row, f"cannot deliver: {exc.__class__.__name__}: {exc}")
+        code, acked_id, text = read_ack(reply)
+        if acked_id != row.control_id:
+            self._drop(dest.name)  # the stream is out of step with us: start afresh
+            return self._retry_later(row, f"ACK MSA-2 {acked_id!r} does not match control ID {row.control_id}")
+        row.ack_code = code
+        if code in ("AA", "CA"):
+            row.attempts += 1
+            row.status, row.sent_at, row.last_error = OutboxStatus.SENT, utcnow(), ""
+            return True
+        if code in ("AE", "CE"):
+            row.attempts += 1
+            row.status, row.last_error = OutboxStatus.ERROR, f"peer answered {code}: {text}"[:1024]
+            log.warning("HL7 outbox %d: %s answered %s; not retried", row.id, row.destination, code)
+            return False
+        return self._retry_later(row, f"peer answered {code or 'no MSA'}: {text}")

@@ -1,0 +1,101 @@
+"""HL7 settings, read from the ORTHANC_RIS_HL7_* variables named in ris_app.config.SETTINGS."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..config import SETTINGS
+
+_DEFAULTS = {s.env: s.default for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """An HL7 peer that receives our outbound messages (the EHR, an interface engine)."""
+
+    name: str
+    host: str
+    port: int
+
+
+def parse_destinations(value: str) -> tuple[Destination, ...]:
+    """'EHR=ehr.example.org:2576;LIS=10.0.0.7:6661' -> destinations."""
+    out = []
+    for item in value.replace(",", ";").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, addr = item.partition("=")
+        host, _, port = addr.rpartition(":")
+        if not name or not host or not port.isdigit():
+            raise ValueError(f"ORTHANC_RIS_HL7_DESTINATIONS: {item!r} is not NAME=host:port")
+        out.append(Destination(name.strip(), host.strip(), int(port)))
+    return tuple(out)
+
+
+def parse_rules(value: str) -> dict[tuple[str, str], str]:
+    """ORTHANC_RIS_HL7_STATION_RULES -> {(kind, key): AE titles} (see ris_app.hl7.stations)."""
+    rules: dict[tuple[str, str], str] = {}
+    for item in value.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        kind_key, _, aets = item.partition("=")
+        kind, _, key = kind_key.partition(":")
+        kind = kind.strip().lower()
+        if kind not in ("procedure", "modality") or not key.strip() or not aets.strip():
+            raise ValueError(f"ORTHANC_RIS_HL7_STATION_RULES: {item!r} is not procedure:CODE=AET or modality:MOD=AET")
+        rules[(kind, key.strip().upper())] = aets.strip()
+    return rules
+
+
+@dataclass(frozen=True)
+class Hl7Settings:
+    host: str = "127.0.0.1"
+    port: int = 2575
+    max_message_bytes: int = 1_048_576
+    read_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_connections: int = 64
+    default_charset: str = "UNICODE UTF-8"
+    application: str = "ORTHANC_RIS"
+    facility: str = "RADIOLOGY"
+    station_rules: str = ""
+    destinations: tuple[Destination, ...] = ()
+    status_message: str = "ORM^O01"
+    retry_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    send_timeout: float = 10.0
+
+    @property
+    def connect_host(self) -> str:
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Hl7Settings:
+        env = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str:
+            return (env.get(name) or _DEFAULTS[name]).strip()
+
+        parse_rules(get("ORTHANC_RIS_HL7_STATION_RULES"))  # refuse a bad rule at start, not per message
+        status_message = get("ORTHANC_RIS_HL7_STATUS_MESSAGE").upper()
+        if status_message not in ("ORM^O01", "OMG^O19"):
+            raise ValueError("ORTHANC_RIS_HL7_STATUS_MESSAGE: ORM^O01 or OMG^O19")
+        return cls(
+            host=get("ORTHANC_RIS_HL7_HOST"),
+            port=int(get("ORTHANC_RIS_HL7_PORT")),
+            max_message_bytes=int(get("ORTHANC_RIS_HL7_MAX_MESSAGE_BYTES")),
+            read_timeout=float(get("ORTHANC_RIS_HL7_READ_TIMEOUT")),
+            idle_timeout=float(get("ORTHANC_RIS_HL7_IDLE_TIMEOUT")),
+            max_connections=int(get("ORTHANC_RIS_HL7_MAX_CONNECTIONS")),
+            default_charset=get("ORTHANC_RIS_HL7_DEFAULT_CHARSET"),
+            application=get("ORTHANC_RIS_HL7_APPLICATION"),
+            facility=get("ORTHANC_RIS_HL7_FACILITY"),
+            station_rules=get("ORTHANC_RIS_HL7_STATION_RULES"),
+            destinations=parse_destinations(get("ORTHANC_RIS_HL7_DESTINATIONS")),
+            status_message=status_message,
+            retry_seconds=float(get("ORTHANC_RIS_HL7_RETRY_SECONDS")),
+            retry_max_seconds=float(get("ORTHANC_RIS_HL7_RETRY_MAX_SECONDS")),
+            send_timeout=float(get("ORTHANC_RIS_HL7_SEND_TIMEOUT")),
+        )

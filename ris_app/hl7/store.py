@@ -1,0 +1,160 @@
+"""Store, then process: every inbound message is written raw (its own commit) before it is
+parsed; it is applied in one transaction that also marks it processed, so a crash leaves it
+'received' (never half-applied) and a repeat with the same sending facility and control ID
+is answered AA without being applied twice. One lock serialises processing in the listener:
+messages apply in arrival order and two copies of one message cannot race.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..config import Config
+from .ack import build_ack
+from .inbound import Context, handle
+from .models import Hl7Message, InboundStatus, utcnow
+from .parse import (
+    APPLICATION_INTERNAL_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    Envelope,
+    Hl7Error,
+    Message,
+    parse,
+    read_envelope,
+    reject,
+)
+from .settings import Hl7Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    message_id: int
+    ack_code: str
+    ack: bytes
+    status: str
+    text: str
+
+
+class InboundProcessor:
+    """Turns raw inbound bytes into a stored message, applied changes and an ACK."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Hl7Settings, config: Config | None = None) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.accession_prefix = config.accession_prefix if config else "RIS"
+        self.uid_root = config.uid_root if config else ""
+        self.lock = threading.Lock()
+
+    # -------------------------------------------------------------- entry points
+    def receive(self, raw: bytes, peer: str = "") -> Outcome:
+        """A complete frame from a peer: store it, process it, return the ACK."""
+        env = read_envelope(raw)
+        with self.lock:
+            message_id = self._store(raw, env, peer)
+            return self._process(message_id, raw, env)
+
+    def receive_broken(self, partial: bytes, reason: str, peer: str = "") -> Outcome:
+        """A frame that could not be completed (oversized, truncated): stored and refused."""
+        env = read_envelope(partial)
+        with self.lock:
+            message_id = self._store(partial, env, peer)
+            error = reject(SEGMENT_SEQUENCE_ERROR, reason, "")
+            return self._finish_error(message_id, env, None, error)
+
+    def reprocess(self, message_id: int) -> Outcome:
+        """Apply a stored message again (after an operator fixed the data)."""
+        with self.lock:
+            with self.sessions() as s:
+                row = s.get(Hl7Message, message_id)
+                if row is None:
+                    raise KeyError(message_id)
+                raw = row.raw
+            return self._process(message_id, raw, read_envelope(raw), reprocess=True)
+
+    # -------------------------------------------------------------- steps
+    def _store(self, raw: bytes, env: Envelope, peer: str) -> int:
+        with self.sessions() as s:
+            row = Hl7Message(raw=raw, peer=peer[:64], sending_application=env.sending_application[:180],
+                             sending_facility=env.sending_facility[:180], control_id=env.control_id[:199],
+                             message_type=env.message_type[:20], version=env.version[:20],
+                             status=InboundStatus.RECEIVED)
+            s.add(row)
+            s.commit()
+            return row.id
+
+    def _ack(self, source: Message | Envelope, code: str, text: str, error: Hl7Error | None, codec: str) -> bytes:
+        ack = build_ack(source, code, text, error, application=self.settings.application,
+                        facility=self.settings.facility)
+        try:
+            return ack.encode(codec or "utf-8")
+        except (UnicodeEncodeError, LookupError):
+            return ack.encode("utf-8", errors="replace")
+
+    def _process(self, message_id: int, raw: bytes, env: Envelope, *, reprocess: bool = False) -> Outcome:
+        try:
+            msg = parse(raw, self.settings.default_charset)
+        except Hl7Error as exc:
+            return self._finish_error(message_id, env, None, exc)
+        with self.sessions() as s:
+            if not reprocess:
+                earlier = s.scalar(
+                    select(Hl7Message.id).where(
+                        Hl7Message.sending_facility == env.sending_facility[:180],
+                        Hl7Message.control_id == env.control_id[:199],
+                        Hl7Message.status == InboundStatus.PROCESSED,
+                        Hl7Message.id != message_id,
+                    ).order_by(Hl7Message.id).limit(1))
+                if earlier is not None:
+                    row = s.get(Hl7Message, message_id)
+                    assert row is not None
+                    row.status, row.ack_code, row.duplicate_of = InboundStatus.DUPLICATE, "AA", earlier
+                    row.summary = f"duplicate of message {earlier}; not applied again"
+                    row.processed_at = utcnow()
+                    s.commit()
+                    log.info("HL7 %s %s: duplicate of message %d", msg.message_type, message_id, earlier)
+                    return Outcome(message_id, "AA", self._ack(msg, "AA", row.summary, None, msg.charset),
+                                   row.status, row.summary)
+            ctx = Context(s, self.settings, self.accession_prefix, self.uid_root)
+            try:
+                summary = handle(ctx, msg)
+                row = s.get(Hl7Message, message_id)
+                assert row is not None
+                row.status, row.ack_code, row.summary = InboundStatus.PROCESSED, "AA", summary[:255]
+                row.error, row.error_location = "", ""
+                row.processed_at = utcnow()
+                row.attempts += 1
+                s.commit()  # the changes and 'processed' in one transaction
+            except Hl7Error as exc:
+                s.rollback()
+                return self._finish_error(message_id, env, msg, exc)
+            except Exception as exc:  # a bug or the database: answer AE, keep serving
+                s.rollback()
+                log.exception("HL7 message %d failed", message_id)
+                error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
+                return self._finish_error(message_id, env, msg, error)
+        log.info("HL7 %s %d applied: %s", msg.message_type, message_id, summary if log.isEnabledFor(logging.DEBUG)
+                 else summary.split(" ")[0])
+        return Outcome(message_id, "AA", self._ack(msg, "AA", summary, None, msg.charset), InboundStatus.PROCESSED,
+                       summary)
+
+    def _finish_error(self, message_id: int, env: Envelope, msg: Message | None, error: Hl7Error) -> Outcome:
+        status = InboundStatus.REJECTED if error.ack_code == "AR" else InboundStatus.ERROR
+        with self.sessions() as s:
+            row = s.get(Hl7Message, message_id)
+            if row is not None:
+                row.status, row.ack_code = status, error.ack_code
+                row.error, row.error_location = error.text[:1024], error.location[:32]
+                row.processed_at = utcnow()
+                row.attempts += 1
+                s.commit()
+        log.warning("HL7 message %d refused (%s %d at %s): %s", message_id, error.ack_code, error.error_code,
+                    error.location or "-", error.text)
+        codec = msg.charset if msg is not None else "utf-8"
+        return Outcome(message_id, error.ack_code, self._ack(msg or env, error.ack_code, error.text, error, codec),
+                       status, error.text)

@@ -1,0 +1,166 @@
+"""The message store and the outbox for operators: a JSON API and a page."""
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+
+from ..auth import api_auth, check_csrf, login_required
+from ..errors import ApiError
+from ..web import db, settings
+from .models import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus, utcnow
+from .outbound import current_settings
+from .store import InboundProcessor
+
+api = Blueprint("hl7_api", __name__, url_prefix="/api/hl7")
+pages = Blueprint("hl7_pages", __name__, template_folder="templates")
+pages.before_request(check_csrf)
+
+INBOUND_STATUSES = (InboundStatus.RECEIVED, InboundStatus.PROCESSED, InboundStatus.DUPLICATE,
+                    InboundStatus.ERROR, InboundStatus.REJECTED)
+
+
+def _text_of(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def message_json(row: Hl7Message, *, raw: bool = False) -> dict:
+    out = {
+        "id": row.id, "received_at": row.received_at.isoformat(), "peer": row.peer,
+        "sending_application": row.sending_application, "sending_facility": row.sending_facility,
+        "control_id": row.control_id, "message_type": row.message_type, "version": row.version,
+        "status": row.status, "ack_code": row.ack_code, "error": row.error, "error_location": row.error_location,
+        "summary": row.summary, "duplicate_of": row.duplicate_of, "attempts": row.attempts,
+        "processed_at": row.processed_at.isoformat() if row.processed_at else None,
+    }
+    if raw:
+        out["raw"] = _text_of(row.raw).replace("\r", "\n")
+    return out
+
+
+def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
+    out = {
+        "id": row.id, "created_at": row.created_at.isoformat(), "destination": row.destination,
+        "message_type": row.message_type, "control_id": row.control_id, "reference": row.reference,
+        "status": row.status, "attempts": row.attempts, "next_attempt_at": row.next_attempt_at.isoformat(),
+        "last_error": row.last_error, "ack_code": row.ack_code,
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+    }
+    if payload:
+        out["payload"] = row.payload.replace("\r", "\n")
+    return out
+
+
+def _limit() -> int:
+    try:
+        return max(1, min(int(request.args.get("limit", 100)), 1000))
+    except ValueError:
+        raise ApiError(400, "must be an integer", field="limit") from None
+
+
+def _messages():
+    stmt = select(Hl7Message)
+    status = request.args.get("status", "").lower()
+    if status:
+        if status not in INBOUND_STATUSES:
+            raise ApiError(400, f"must be one of {', '.join(INBOUND_STATUSES)}", field="status")
+        stmt = stmt.where(Hl7Message.status == status)
+    if request.args.get("control_id"):
+        stmt = stmt.where(Hl7Message.control_id == request.args["control_id"])
+    if request.args.get("message_type"):
+        stmt = stmt.where(Hl7Message.message_type == request.args["message_type"].upper())
+    return db().scalars(stmt.order_by(Hl7Message.id.desc()).limit(_limit())).all()
+
+
+def _get(model, row_id: int, what: str):
+    row = db().get(model, row_id)
+    if row is None:
+        raise ApiError(404, f"no {what} with this id", field="id")
+    return row
+
+
+def reprocess(message_id: int) -> dict:
+    processor = InboundProcessor(current_app.extensions["ris_sessions"], current_settings(), settings())
+    row = _get(Hl7Message, message_id, "HL7 message")
+    if row.status in (InboundStatus.PROCESSED, InboundStatus.DUPLICATE):
+        raise ApiError(409, "this message was applied already", field="id", code="already_applied")
+    outcome = processor.reprocess(message_id)
+    db().expire_all()
+    return {"id": message_id, "status": outcome.status, "ack_code": outcome.ack_code, "text": outcome.text}
+
+
+@api.get("/messages")
+@api_auth
+def get_messages():
+    """Inbound messages, newest first; ?status=error&control_id=&message_type=&limit="""
+    return jsonify({"items": [message_json(r) for r in _messages()]})
+
+
+@api.get("/messages/<int:message_id>")
+@api_auth
+def get_message(message_id: int):
+    return jsonify(message_json(_get(Hl7Message, message_id, "HL7 message"), raw=True))
+
+
+@api.post("/messages/<int:message_id>/reprocess")
+@api_auth
+def post_reprocess(message_id: int):
+    return jsonify(reprocess(message_id))
+
+
+@api.get("/outbox")
+@api_auth
+def get_outbox():
+    stmt = select(Hl7Outbox)
+    if request.args.get("status"):
+        stmt = stmt.where(Hl7Outbox.status == request.args["status"].lower())
+    if request.args.get("reference"):
+        stmt = stmt.where(Hl7Outbox.reference == request.args["reference"])
+    rows = db().scalars(stmt.order_by(Hl7Outbox.id.desc()).limit(_limit()))
+    return jsonify({"items": [outbox_json(r, payload=True) for r in rows]})
+
+
+@api.post("/outbox/<int:outbox_id>/retry")
+@api_auth
+def post_outbox_retry(outbox_id: int):
+    """Send again now (a message the peer refused with AE, or one waiting for its next try)."""
+    row = _get(Hl7Outbox, outbox_id, "outbox message")
+    if row.status == OutboxStatus.SENT:
+        raise ApiError(409, "this message was acknowledged already", field="id")
+    row.status, row.next_attempt_at = OutboxStatus.PENDING, utcnow()
+    db().commit()
+    return jsonify(outbox_json(row))
+
+
+@pages.get("/hl7")
+@login_required("clerk")
+def messages_page():
+    try:
+        rows = _messages()
+    except ApiError:
+        rows = []
+    return render_template("hl7_messages.html", rows=rows, statuses=INBOUND_STATUSES,
+                           status=request.args.get("status", ""))
+
+
+@pages.post("/hl7/messages/<int:message_id>/reprocess")
+@login_required("clerk")
+def reprocess_page(message_id: int):
+    try:
+        result = reprocess(message_id)
+        flash(f"Message {message_id} reprocessed: {result['ack_code']} {result['text']}",
+              "ok" if result["ack_code"] == "AA" else "error")
+    except ApiError as exc:
+        flash(f"Message {message_id}: {exc.message}", "error")
+    return redirect(url_for("hl7_pages.messages_page", status=request.args.get("status", "")))
