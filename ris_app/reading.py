@@ -34,6 +34,7 @@ from .reporting import (
     save_report,
     start_addendum,
     start_report,
+    starting_text,
     study_procedure,
     template_for,
 )
@@ -110,11 +111,8 @@ def report_page(study_id: int):
     draft = None
     if report is not None:
         draft = current_version(report)
-    elif template is not None:
-        order = study.order
-        draft = {"indication": order.reason_for_exam if order is not None and order.reason_for_exam else template.indication,
-                 "technique": template.technique, "findings": template.findings, "impression": template.impression,
-                 "status": None, "kind": "ORIGINAL"}
+    elif template is not None:  # shown, not saved: the first save makes the report
+        draft = {**starting_text(study, template), "status": None, "kind": "ORIGINAL"}
     return render_template(
         "reading_report.html", study=study, report=report, draft=draft, template=template, procedure=procedure,
         modality=modality, procedure_code=code, priors=priors_of(s, study), sections=SECTIONS,

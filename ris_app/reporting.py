@@ -107,6 +107,16 @@ def template_for(session: Session, study: Study) -> ReportTemplate:
     return best
 
 
+def starting_text(study: Study, template: ReportTemplate) -> dict[str, str]:
+    """The sections a new report of `study` starts with: the template's, with the order's
+    reason for exam as the indication (what the referrer asked)."""
+    order = study.order
+    text = {name: getattr(template, name) for name in SECTIONS}
+    if order is not None and order.reason_for_exam:
+        text["indication"] = order.reason_for_exam
+    return text
+
+
 # --------------------------------------------------------------------------- lifecycle
 def report_of(session: Session, study: Study) -> Report | None:
     return session.scalar(select(Report).where(Report.study_id == study.id))
@@ -118,14 +128,9 @@ def start_report(session: Session, study: Study, user: User) -> Report:
     if report is not None:
         return report
     template = template_for(session, study)
-    order = study.order
     report = Report(study_id=study.id, status=DRAFT, author_id=user.id, template_id=template.id)
-    report.versions.append(ReportVersion(
-        version=1, kind=ORIGINAL, status=DRAFT, author_id=user.id,
-        # The order's reason for exam is the indication the referrer gave.
-        indication=(order.reason_for_exam if order is not None and order.reason_for_exam else template.indication),
-        technique=template.technique, findings=template.findings, impression=template.impression,
-    ))
+    report.versions.append(ReportVersion(version=1, kind=ORIGINAL, status=DRAFT, author_id=user.id,
+                                         **starting_text(study, template)))
     try:
         with session.begin_nested():  # two readers opening the same study at once
             session.add(report)
