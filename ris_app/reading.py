@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import report_outputs
 from .auth import check_csrf, current_user, login_required
@@ -139,6 +140,11 @@ def save(study_id: int):
         fields = {k: request.form[k] for k in (*SECTIONS, "addendum") if k in request.form}
         version = save_report(s, report, user, fields, action)
         s.commit()
+    except StaleDataError:
+        s.rollback()
+        flash("Someone else saved or signed this report meanwhile: your text was not saved. "
+              "Here is theirs.", "error")
+        return redirect(url_for("reading.report_page", study_id=study_id))
     except ApiError as err:
         s.rollback()
         flash(f"{err.field}: {err.message}" if err.field else err.message, "error")

@@ -102,6 +102,10 @@ class ReportVersion(Base):
     orthanc_instance_id: Mapped[str] = mapped_column(String(64), default="")
     pacs_status: Mapped[str] = mapped_column(String(255), default="")  # "", stored, error: ...
     result_status: Mapped[str] = mapped_column(String(255), default="")  # the EHR message
+    # Optimistic locking: two readers saving or signing the same version at once cannot
+    # both win; the later one gets StaleDataError instead of overwriting the signature.
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": lock_version}
 
     report: Mapped[Report] = relationship(back_populates="versions")
     author: Mapped[User | None] = relationship(foreign_keys=[author_id])

@@ -298,3 +298,29 @@ def test_the_result_goes_to_the_hl7_outbox_when_the_interface_is_there(s, monkey
     out.notify_report_result(s, v2)
     assert sent[1][2]["amended"] is True and "ADDENDUM 1" in sent[1][1] and "Sinusitis." in sent[1][1]
     assert sent[1][2]["report_id"] == f"{report.id}.2"
+
+
+def test_two_readers_signing_at_once_cannot_both_win(app):
+    from sqlalchemy.orm.exc import StaleDataError
+
+    factory = app.extensions["ris_sessions"]
+    with transaction(factory) as s:
+        a, b = _user(s, "rada"), _user(s, "radb")
+        report = r.start_report(s, _study(s, _patient(s)), a)
+        ids = report.id, a.id, b.id
+    first, second = factory(), factory()
+    try:
+        rep1, rep2 = first.get(r.Report, ids[0]), second.get(r.Report, ids[0])
+        r.current_version(rep2)  # the second reader has the draft open too
+        r.save_report(first, rep1, first.get(type(a), ids[1]), {"impression": "Mine."}, "sign")
+        first.commit()
+        with pytest.raises(StaleDataError):
+            r.save_report(second, rep2, second.get(type(a), ids[2]), {"impression": "Theirs."}, "sign")
+            second.commit()
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    with transaction(factory) as s:
+        v = r.current_version(s.get(r.Report, ids[0]))
+        assert (v.impression, v.signed_by_id) == ("Mine.", ids[1])

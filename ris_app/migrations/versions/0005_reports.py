@@ -88,6 +88,7 @@ def upgrade() -> None:
     sa.Column('orthanc_instance_id', sa.String(length=64), nullable=False),
     sa.Column('pacs_status', sa.String(length=255), nullable=False),
     sa.Column('result_status', sa.String(length=255), nullable=False),
+    sa.Column('lock_version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['author_id'], ['ris_user.id'], name=op.f('fk_report_version_author_id_ris_user')),
     sa.ForeignKeyConstraint(['preliminary_by_id'], ['ris_user.id'], name=op.f('fk_report_version_preliminary_by_id_ris_user')),
     sa.ForeignKeyConstraint(['report_id'], ['report.id'], name=op.f('fk_report_version_report_id_report')),
