@@ -16,7 +16,8 @@ import pytest
 import requests
 from pypdf import PdfReader
 
-from tests.conftest import TEST_OUTPUT, wait_for
+from tests import hl7_peer
+from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, stop_system, wait_for
 from tests.dicom_factory import write_series
 from tests.test_pages_browser import browser  # noqa: F401  (one Debian-chromium fixture for all)
 
@@ -24,6 +25,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 PASSWORD = "reader-pass-123"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
+@pytest.fixture(scope="module")
+def ehr():
+    """A test EHR receiving the HL7 result messages."""
+    receiver = hl7_peer.Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory, ehr):
+    """The whole system, as conftest's `system`, with the test EHR as HL7 destination."""
+    _require_debian_tools()
+    home = tmp_path_factory.mktemp("readingsystem")
+    s = start_system(home, {"ORTHANC_RIS_HL7_DESTINATIONS": f"EHR=127.0.0.1:{ehr.port}"})
+    yield s
+    stop_system(s)
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    (TEST_OUTPUT / f"up-{home.name}.log").write_text((home / "up.log").read_text(errors="replace"))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +147,7 @@ def test_viewer_is_closed_without_a_ris_login(system):
     assert requests.get(f"{viewer}/viewer", timeout=10, allow_redirects=False).status_code == 302
 
 
-def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_order, tmp_path):  # noqa: F811
+def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_order, ehr, tmp_path):  # noqa: F811
     accession = ct_order["accession_number"]
     study_uid = ct_order["study"]["study_instance_uid"]
     context = browser.new_context(viewport={"width": 1360, "height": 860})
@@ -183,6 +204,7 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     assert page.inner_text("#report-status") == "FINAL"
     assert "Signed by Dr Ada Reader" in page.inner_text("#version-1")
     assert "PACS: stored" in page.inner_text("#version-1")
+    assert "EHR: sent" in page.inner_text("#version-1")
 
     # An addendum: a new version; the original stays as it was.
     page.click("#add-addendum")
@@ -207,6 +229,12 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     for expected in ("Lindqvist, Åsa", "READ-001", accession, "No acute intracranial abnormality.",
                      "scalp haematoma", "Dr Ada Reader"):
         assert expected in text, expected
+
+    # The EHR got the report and the amended report (ORU^R01, F then C).
+    orus = [m for m in wait_for(lambda: len(ehr.messages("ORU")) >= 3 and ehr.messages("ORU"), timeout=20)
+            if accession.encode() in m]
+    assert [hl7_peer.fields(m, "OBX")[11] for m in orus] == ["F", "C"]
+    assert "scalp haematoma" in orus[1].decode()
 
     # The order page shows the report.
     page.goto(f"{system.ris_url}/orders/{accession}")
