@@ -234,7 +234,9 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     orus = [m for m in wait_for(lambda: len(ehr.messages("ORU")) >= 3 and ehr.messages("ORU"), timeout=20)
             if accession.encode() in m]
     assert [hl7_peer.fields(m, "OBX")[11] for m in orus] == ["F", "C"]
-    assert "scalp haematoma" in orus[1].decode()
+    assert "No acute intracranial abnormality." in orus[0].decode() and "scalp haematoma" not in orus[0].decode()
+    assert "No acute intracranial abnormality." in orus[1].decode() and "scalp haematoma" in orus[1].decode()
+    (TEST_OUTPUT / "oru-amended-report.hl7").write_bytes(orus[1].replace(b"\r", b"\n"))
 
     # The order page shows the report.
     page.goto(f"{system.ris_url}/orders/{accession}")
