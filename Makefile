@@ -49,7 +49,7 @@ test-postgres: setup-test
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m "db or postgres_e2e" $(PYTEST_ARGS)
 
 bench: setup-test
-	@if [ -f bench/mwl.py ]; then $(BIN)/python bench/mwl.py; fi
+	$(BIN)/python bench/mwl.py
 	$(BIN)/python bench/hl7.py
 
 clean:

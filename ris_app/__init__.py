@@ -32,6 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .pages import bp as pages_bp
     from .reading import bp as reading_bp
     from .report_api import bp as report_api_bp
+    from .worklist_api import bp as worklist_admin_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
@@ -43,6 +44,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(hl7_api_bp)
     app.register_blueprint(hl7_pages_bp)
+    app.register_blueprint(worklist_admin_bp)
 
     access = logging.getLogger("ris_app.access")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from datetime import date, datetime, timedelta
 
 import requests
@@ -28,6 +29,7 @@ from .states import TRANSITIONS, SPSStatus
 from .study_sync import StudyEvent, apply_study_event
 from .web import db, settings
 from . import worklist
+from .worklist_explain import log_query
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -269,7 +271,8 @@ def post_station():
     body = v.json_body(request)
     st = Station(aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
                  name=v.text(body, "name", max_len=16), modality=v.text(body, "modality", required=True, max_len=16).upper(),
-                 location=v.text(body, "location", max_len=16))
+                 location=v.text(body, "location", max_len=16),
+                 worklist_own_steps_only=body.get("worklist_own_steps_only") is True)
     if "\\" in st.aet:
         raise ApiError(400, "one AE title per station", field="aet")
     db().add(st)
@@ -291,15 +294,20 @@ def post_study_event():
 @bp.post("/internal/worklist/find")
 @api_auth
 def post_worklist_find():
-    """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query. Answer:
-    the matching items, each framed by a 4-byte big-endian length."""
+    """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
+    X-Calling-AET / X-Called-AET. Answer: the matching items, each framed by a 4-byte
+    big-endian length. Every query is logged for the explainer (worklist_explain)."""
     cfg = settings()
+    started = time.perf_counter()
+    calling = request.headers.get("X-Calling-AET", "").strip()
     try:
         result = worklist.find(db(), request.get_data(), default_statuses=cfg.worklist_statuses,
-                               limit=cfg.worklist_limit)
+                               limit=cfg.worklist_limit, calling_aet=calling)
     except worklist.WorklistQueryError as exc:
         raise ApiError(400, str(exc), field="body") from None
-    db().commit()  # keeps items rebuilt lazily
+    log_query(db(), result.query, calling, request.headers.get("X-Called-AET", "").strip(), result,
+              (time.perf_counter() - started) * 1000)
+    db().commit()  # the log entry, and items rebuilt lazily
     payload = b"".join(struct.pack(">I", len(item)) + item for item in result.items)
     resp = Response(payload, mimetype="application/octet-stream")
     resp.headers["X-Worklist-Incomplete"] = "1" if result.incomplete else "0"

@@ -5,6 +5,7 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -99,6 +100,32 @@ def create_user_cmd(username: str, role: str, full_name: str, password_env: str)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username} ({role}) saved")
+
+
+@main.command("import-worklists")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def import_worklists_cmd(folder: Path) -> None:
+    """Import every worklist item (.wl / DICOM file, DICOM JSON) under FOLDER as scheduled
+    steps, keeping every attribute. Bad files are reported and skipped."""
+    from .worklist_import import import_folder
+
+    cfg = Config.from_env()
+    session = _session_factory(cfg)()
+    try:
+        outcomes = import_folder(session, folder, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+    finally:
+        session.close()
+    for o in outcomes:
+        if o.ok:
+            click.echo(f"imported {o.source}: accession {o.accession_number}, step {o.sps_id}")
+        else:
+            click.echo(f"skipped  {o.source}: {o.error}", err=True)
+        for w in o.warnings:
+            click.echo(f"  warning: {w}", err=True)
+    good = sum(o.ok for o in outcomes)
+    click.echo(f"{good} imported, {len(outcomes) - good} skipped")
+    if good < len(outcomes):
+        sys.exit(1)
 
 
 @main.command()

@@ -7,11 +7,14 @@ from sqlalchemy import (
     JSON,
     Date,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -70,6 +73,9 @@ class Station(Base):
     name: Mapped[str] = mapped_column(String(16), default="")  # ScheduledStationName
     modality: Mapped[str] = mapped_column(String(16))
     location: Mapped[str] = mapped_column(String(16), default="")  # ScheduledProcedureStepLocation
+    # When this station's worklist query names no ScheduledStationAETitle, answer only the
+    # steps scheduled on its own AE title (the calling AE).
+    worklist_own_steps_only: Mapped[bool] = mapped_column(default=False)
 
 
 class Order(Base):
@@ -181,6 +187,23 @@ class Study(Base):
     order: Mapped[Order | None] = relationship()
 
 
+class WorklistQueryLog(Base):
+    """One worklist C-FIND as the RIS received it: who asked, with which keys, what came
+    back. The query explainer reads it; keys may hold patient data, so this table, not the
+    log files, keeps them."""
+
+    __tablename__ = "worklist_query_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    calling_aet: Mapped[str] = mapped_column(String(16), default="", index=True)
+    called_aet: Mapped[str] = mapped_column(String(16), default="")
+    query: Mapped[dict] = mapped_column(JSON)  # the C-FIND identifier as DICOM JSON
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+    incomplete: Mapped[bool] = mapped_column(default=False)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class User(Base):
     __tablename__ = "ris_user"  # "user" is reserved in PostgreSQL
 
@@ -203,13 +226,18 @@ class IdSequence(Base):
     next_value: Mapped[int] = mapped_column(Integer, default=1)
 
 
+# Worklist queries: steps by start within the answered statuses, patients by family name
+# whatever its case (PatientName matching ignores case).
+Index("ix_scheduled_procedure_step_start_status", ScheduledProcedureStep.start_datetime, ScheduledProcedureStep.status)
+Index("ix_patient_family_name_lower", func.lower(Patient.family_name))
+
 ROLES = ("clerk", "technologist", "radiologist", "admin")
 PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
 SEXES = ("M", "F", "O", "U")
 
 __all__ = [
     "Patient", "ProcedureCode", "Station", "Order", "RequestedProcedure",
-    "ScheduledProcedureStep", "StepStatusChange", "Study", "User", "IdSequence",
+    "ScheduledProcedureStep", "StepStatusChange", "Study", "WorklistQueryLog", "User", "IdSequence",
     "ROLES", "PRIORITIES", "SEXES",
 ]
 

@@ -12,11 +12,11 @@ from ris_app.auth import create_user
 from ris_app.db import transaction
 from ris_app.models import Order, Patient, Station, StepStatusChange, User
 from ris_app.study_sync import StudyEvent, apply_study_event
+from tests.web import PASSWORD, csrf_token as _token, login
 
 pytestmark = pytest.mark.db
 
 TODAY = date.today().isoformat()
-PASSWORD = "correct horse 1"
 PATIENT = {"mrn": "P-100", "family_name": "Müller", "given_name": "Jürgen", "birth_date": "1961-02-03",
            "sex": "M", "phone": "+41 44 000 00 00", "email": "jm@example.org", "address": "Bahnhofstrasse 1",
            "insurance": "KVG 123"}
@@ -35,22 +35,8 @@ def _count(app, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def _token(client, path: str = "/login") -> str:
-    """The CSRF token of the client's session, read from a form the way a browser has it."""
-    html = client.get(path).get_data(as_text=True)
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, f"no CSRF field on {path}"
-    return match.group(1)
-
-
 def _login(app, client, role: str, username: str | None = None) -> str:
-    """Create a user with `role`, log in, and return the session's CSRF token."""
-    username = username or f"{role}1"
-    with transaction(_sessions(app)) as s:
-        create_user(s, username, PASSWORD, role)
-    r = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": _token(client)})
-    assert r.status_code == 302, r.get_data(as_text=True)
-    return _token(client, "/")
+    return login(app, client, role, username)
 
 
 def _post(client, path: str, token: str, data: dict):

@@ -1,14 +1,14 @@
 """HL7 interface: inbound message store and outbound outbox
 
 Revision ID: 0003_hl7
-Revises: 0001
+Revises: 0002_worklist
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0003_hl7'
-down_revision = '0001'
+down_revision = '0002_worklist'
 branch_labels = None
 depends_on = None
 
