@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What running the system needs.
-RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv fonts-dejavu-core
+# OHIF's prebuilt viewer (npm @ohif/app), served by `orthanc-ris up` from build/ohif;
+# scripts/install-ohif.sh installs Debian's npm only when no npm is there (a NodeSource
+# nodejs ships its own npm and conflicts with Debian's).
+OHIF_VERSION := 3.13.2
 # What the tests add: a browser for the pages, PostgreSQL for the portability run.
 TEST_DEBS := chromium chromium-driver postgresql orthanc-postgresql dicom3tools fonts-dejavu-core
 PYTEST_ARGS ?=
@@ -29,6 +33,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup:
 	scripts/install-debian-packages.sh $(RUN_DEBS)
 	@$(MAKE) --no-print-directory $(VENV)/.installed
+	scripts/install-ohif.sh $(OHIF_VERSION)
 	$(BIN)/orthanc-ris migrate
 
 setup-test: setup

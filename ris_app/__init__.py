@@ -30,6 +30,8 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .pages import bp as pages_bp
+    from .reading import bp as reading_bp
+    from .report_api import bp as report_api_bp
     from .worklist_api import bp as worklist_admin_bp
     from .tracking_api import bp as tracking_api_bp
     from .tracking_pages import bp as tracking_pages_bp
@@ -38,6 +40,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(reading_bp)
+    app.register_blueprint(report_api_bp)
     from .hl7.views import api as hl7_api_bp, pages as hl7_pages_bp
 
     app.register_blueprint(hl7_api_bp)

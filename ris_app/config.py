@@ -45,6 +45,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_WORKLIST_LIMIT", "500", "Most answers to one worklist query; more are marked incomplete."),
     Setting("ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."),
     Setting("ORTHANC_RIS_UID_ROOT", "", "UID root for generated StudyInstanceUIDs; empty means 2.25 (UUID-derived)."),
+    Setting("ORTHANC_RIS_VIEWER_PORT", "3000", "Port of the image viewer (OHIF) and the Orthanc Explorer proxy; both need a RIS login."),
+    Setting("ORTHANC_RIS_VIEWER_URL", "", "URL browsers use to reach the viewer; empty means the RIS page's host name with $ORTHANC_RIS_VIEWER_PORT."),
+    Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
+    Setting("ORTHANC_RIS_OHIF_URL", "", "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part."),
+    Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     # HL7 v2 (ris_app/hl7, docs/hl7-conformance.md)
     Setting("ORTHANC_RIS_HL7_HOST", "127.0.0.1", "Address the HL7 MLLP listener binds to (0.0.0.0 to accept the EHR from other hosts)."),
     Setting("ORTHANC_RIS_HL7_PORT", "2575", "Port of the HL7 MLLP listener (ADT, ORM, OMI in; ACK out)."),
@@ -121,6 +126,11 @@ class Config:
     reconcile_seconds: float = 300.0
     coerce_on_stable: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    viewer_port: int = 3000
+    viewer_url: str = ""
+    ohif_dir: Path = REPO_ROOT / "build" / "ohif" / "dist"
+    institution: str = ""
+    ohif_url: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
@@ -167,6 +177,11 @@ class Config:
             accession_prefix=prefix,
             uid_root=_get(env, "ORTHANC_RIS_UID_ROOT"),
             log_level=_get(env, "ORTHANC_RIS_LOG_LEVEL").upper(),
+            viewer_port=int(_get(env, "ORTHANC_RIS_VIEWER_PORT")),
+            viewer_url=_get(env, "ORTHANC_RIS_VIEWER_URL").rstrip("/"),
+            ohif_dir=Path(_get(env, "ORTHANC_RIS_OHIF_DIR") or REPO_ROOT / "build" / "ohif" / "dist"),
+            institution=_get(env, "ORTHANC_RIS_INSTITUTION"),
+            ohif_url=_get(env, "ORTHANC_RIS_OHIF_URL").rstrip("/"),
             mpps_port=int(_get(env, "ORTHANC_RIS_MPPS_PORT")),
             mpps_aet=_get(env, "ORTHANC_RIS_MPPS_AET"),
             mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),

@@ -1,6 +1,6 @@
 """The exam's journey per order: when it was ordered, scheduled, the patient arrived, the
 exam started (first image or MPPS), images were complete (stable study or MPPS completed),
-reported and signed; with counts and a flag when MPPS reports more images than Orthanc has.
+reported (preliminary or final text) and signed (the original report); with counts and a flag when MPPS reports more images than Orthanc has.
 """
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def _first(times) -> datetime | None:
     return min(times) if times else None
 
 
+def _original_report(session: Session, study: Study | None):
+    """Version 1 of the study's report (addenda come later and do not move the milestones)."""
+    if study is None:
+        return None
+    from .report_models import Report  # the reporting module's tables
+
+    report = session.scalar(select(Report).where(Report.study_id == study.id))
+    return report.versions[0] if report is not None and report.versions else None
+
+
 def journey(session: Session, order: Order) -> dict:
     step = primary_step(order)
     study = session.scalar(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None))
@@ -33,6 +43,7 @@ def journey(session: Session, order: Order) -> dict:
         return _first(h.changed_at for h in step.history if h.to_status == status)
 
     completed_mpps = [m for m in mpps if m.status == "COMPLETED"]
+    original = _original_report(session, study)
     at = {
         "ordered": order.created_at,
         "scheduled": reached(SPSStatus.SCHEDULED),
@@ -40,8 +51,9 @@ def journey(session: Session, order: Order) -> dict:
         "started": _first([reached(SPSStatus.STARTED), study.first_received_at if study else None,
                            *[m.started_at for m in mpps]]),
         "images_complete": _first([study.stable_at if study else None, *[m.ended_at for m in completed_mpps]]),
-        "reported": None,  # filled by the reporting module
-        "signed": None,
+        # Reported: the first (preliminary or final) text; signed: the original report's signature.
+        "reported": (original.preliminary_at or original.signed_at) if original else None,
+        "signed": original.signed_at if original else None,
     }
     mpps_instances = sum(m.instance_count for m in mpps) if mpps else None
     held = study.instance_count if study else 0

@@ -82,6 +82,16 @@ def parts(cfg: Config) -> list[Part]:
             listens=(f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
                      f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"),
         ),
+        Part(
+            # OHIF and the Orthanc Explorer proxy, behind the RIS login (ris_app/viewer.py).
+            name="viewer",
+            argv=[gunicorn, "--workers", "1", "--threads", "16", "--worker-class", "gthread",
+                  "--bind", f"{cfg.http_host}:{cfg.viewer_port}", "--timeout", "300",
+                  "ris_app.viewer_wsgi:app"],
+            health_url=f"http://127.0.0.1:{cfg.viewer_port}/healthz",
+            env={**env, "ORTHANC_RIS_VIEWER_PORT": str(cfg.viewer_port)},
+            listens=f"Viewer (OHIF, Explorer) http://{cfg.http_host}:{cfg.viewer_port}/",
+        ),
         _hl7_part(env),
         *tracking_parts(cfg, env, bindir),
     ]

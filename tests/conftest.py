@@ -146,6 +146,7 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         "ORTHANC_RIS_HTTP_PORT": str(http_port),
         "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(orthanc_port),
         "ORTHANC_RIS_DICOM_PORT": str(dicom_port),
+        "ORTHANC_RIS_VIEWER_PORT": str(free_port()),
         "ORTHANC_RIS_HL7_PORT": str(hl7_port),
         "ORTHANC_RIS_AET": "RISPACS",
         "ORTHANC_RIS_API_TOKEN": TOKEN,

@@ -278,3 +278,21 @@ def test_migration_0004_keeps_the_expression_index_of_0002(database_url):
     with engine.connect() as conn:
         assert conn.execute(text(query)).scalar() == "ix_patient_family_name_lower"
     engine.dispose()
+
+
+def test_journey_reads_reported_and_signed_from_the_report(client, auth, sessions):
+    from datetime import datetime
+
+    from ris_app.report_models import Report, ReportVersion
+
+    _patient(client, auth)
+    acc = _order(client, auth)["accession_number"]
+    _study(client, auth, acc=acc)
+    at = {m["name"]: m["at"] for m in client.get(f"/api/orders/{acc}/journey", headers=auth).json["milestones"]}
+    assert at["reported"] is None and at["signed"] is None
+    with transaction(sessions) as s:
+        study = s.scalar(select(Study))
+        s.add(Report(study=study, status="FINAL", versions=[ReportVersion(
+            version=1, status="FINAL", preliminary_at=datetime(2026, 11, 28, 11, 0), signed_at=datetime(2026, 11, 28, 11, 30))]))
+    at = {m["name"]: m["at"] for m in client.get(f"/api/orders/{acc}/journey", headers=auth).json["milestones"]}
+    assert (at["reported"], at["signed"]) == ("2026-11-28T11:00:00", "2026-11-28T11:30:00")

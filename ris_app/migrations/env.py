@@ -5,6 +5,7 @@ from sqlalchemy import pool
 from ris_app.config import Config
 from ris_app.db import Base, make_engine
 from ris_app import models  # noqa: F401  (registers the tables)
+from ris_app import report_models  # noqa: F401  (reports: their own module)
 
 config = context.config
 url = config.attributes.get("url") or Config.from_env(create_secrets=False).database_url

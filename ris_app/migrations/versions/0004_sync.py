@@ -1,7 +1,7 @@
 """image tracking: MPPS, study corrections, Orthanc task queue, sync state, patient merge
 
 Revision ID: 0004_sync
-Revises: 0003_hl7
+Revises: 0005_reports
 Create Date: 2026-11-28 20:59:39.608826
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0004_sync'
-down_revision = '0003_hl7'
+down_revision = '0005_reports'
 branch_labels = None
 depends_on = None
 
