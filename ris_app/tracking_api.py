@@ -15,7 +15,7 @@ from .models import Study
 from .orders import find_order, find_patient
 from .orthanc_client import OrthancClient, OrthancError
 from .sync_models import OrthancTask, StudyCorrection
-from .web import db, settings
+from .web import db, get_or_404, settings
 
 bp = Blueprint("tracking_api", __name__, url_prefix="/api")
 
@@ -109,9 +109,7 @@ def get_corrections():
 @bp.post("/corrections/<int:correction_id>/undo")
 @api_auth
 def post_undo(correction_id: int):
-    correction = db().get(StudyCorrection, correction_id)
-    if correction is None:
-        raise ApiError(404, "no such correction", field="correction")
+    correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
     reverse = undo(db(), correction)
     db().commit()
     return jsonify({"correction": correction_json(reverse), "tasks": _tasks_of(reverse)}), 201
@@ -120,9 +118,7 @@ def post_undo(correction_id: int):
 @bp.get("/orthanc-tasks/<int:task_id>")
 @api_auth
 def get_task(task_id: int):
-    task = db().get(OrthancTask, task_id)
-    if task is None:
-        raise ApiError(404, "no such task", field="task")
+    task = get_or_404(OrthancTask, task_id, "task", field="task")
     return jsonify(task_json(task))
 
 

@@ -14,7 +14,7 @@ from .models import Study
 from .orders import find_order, find_patient
 from .sync_models import StudyCorrection
 from .tracking_api import sync_summary
-from .web import db
+from .web import db, get_or_404
 
 bp = Blueprint("tracking", __name__)
 bp.before_request(check_csrf)
@@ -56,9 +56,7 @@ def inbox_link():
 @login_required("clerk", "technologist")
 def correction_undo(correction_id: int):
     try:
-        correction = db().get(StudyCorrection, correction_id)
-        if correction is None:
-            raise ApiError(404, "no such correction")
+        correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
         undo(db(), correction, user=_user())
         db().commit()
         flash("Link undone; Orthanc is being restored.", "ok")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from .auth import api_auth, login_required
 from .errors import ApiError
 from .models import Station, WorklistQueryLog
-from .web import db, settings
+from .web import db, get_or_404, settings
 from .worklist_explain import explain
 from .worklist_import import import_bytes, split_json_payload
 
@@ -46,10 +46,7 @@ def post_worklist_items():
 
 
 def _entry(query_id: int) -> WorklistQueryLog:
-    entry = db().get(WorklistQueryLog, query_id)
-    if entry is None:
-        raise ApiError(404, "no logged worklist query with this id", field="query_id")
-    return entry
+    return get_or_404(WorklistQueryLog, query_id, "logged worklist query", field="query_id")
 
 
 def _recent(limit: int = 100, calling_aet: str = "") -> list[WorklistQueryLog]:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from ..auth import api_auth, check_csrf, login_required
 from ..errors import ApiError
-from ..web import db, settings
+from ..web import db, get_or_404, settings
 from .models import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus, utcnow
 from .outbound import current_settings
 from .store import InboundProcessor
@@ -84,10 +84,7 @@ def _messages():
 
 
 def _get(model, row_id: int, what: str):
-    row = db().get(model, row_id)
-    if row is None:
-        raise ApiError(404, f"no {what} with this id", field="id")
-    return row
+    return get_or_404(model, row_id, what)
 
 
 def reprocess(message_id: int) -> dict:
