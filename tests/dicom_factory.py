@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 from pathlib import Path
 
 import pydicom
@@ -11,8 +12,10 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 def ct_instance(*, patient_id: str, patient_name: str, accession: str = "", study_uid: str | None = None,
                 series_uid: str | None = None, instance_number: int = 1, modality: str = "CT",
-                sps_id: str = "", size: int = 16) -> Dataset:
-    """A small, valid CT image (size x size, 16-bit) with the given identifiers."""
+                sps_id: str = "", size: int = 16, study_date: str | None = None) -> Dataset:
+    """A small, valid CT image (size x size, 16-bit) with the given identifiers, acquired
+    today unless `study_date` (YYYYMMDD) says otherwise: tests never depend on the day
+    they were written."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
@@ -29,7 +32,7 @@ def ct_instance(*, patient_id: str, patient_name: str, accession: str = "", stud
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = series_uid or generate_uid()
     ds.StudyID = "1"
-    ds.StudyDate = "20261128"
+    ds.StudyDate = study_date or date.today().strftime("%Y%m%d")
     ds.StudyTime = "120000"
     ds.SeriesNumber = 1
     ds.InstanceNumber = instance_number
