@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ris_app.hl7.mllp import MLLPClient
-from tests import hl7_messages as H
 from tests.conftest import start_system, stop_system
-from tests.hl7_peer import msa
-from tests.mwl import run_findscu, write_query
+from tests.fixtures import hl7_messages as H
+from tests.fixtures.hl7_peer import msa
+from tests.fixtures.mwl import run_findscu, write_query
 
 TODAY = date.today().strftime("%Y%m%d")
 

@@ -115,10 +115,16 @@ def write_wl_files(rows: list[dict], folder: Path) -> None:
 
 def load_ris(rows: list[dict], database_url: str) -> None:
     """Put the steps in the RIS as orders placed through its model, items prebuilt."""
-    from ris_app import migrate
     from ris_app.db import make_engine, make_sessionmaker
-    from ris_app.models import Order, Patient, RequestedProcedure, ScheduledProcedureStep, StepStatusChange
-    from ris_app.worklist import refresh_worklist_item
+    from ris_app.model import (
+        Order,
+        Patient,
+        RequestedProcedure,
+        ScheduledProcedureStep,
+        StepStatusChange,
+    )
+    from ris_app.ops import migrate
+    from ris_app.worklist.items import refresh_worklist_item
 
     migrate.upgrade(database_url)
     sessions = make_sessionmaker(make_engine(database_url))

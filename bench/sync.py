@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import STORESCU, free_port, start_system, stop_system  # noqa: E402
-from tests.dicom_factory import write_series  # noqa: E402
+from tests.fixtures.dicom_factory import write_series  # noqa: E402
 
 
 def utcnow() -> datetime:

@@ -6,8 +6,8 @@ import time
 
 from flask import Flask, g, request
 
-from .config import Config
-from .db import make_engine, make_sessionmaker
+from ris_app.config import Config
+from ris_app.db import make_engine, make_sessionmaker
 
 __version__ = "0.1.0"
 
@@ -26,23 +26,26 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["ris_sessions"] = make_sessionmaker(engine)
     logging.getLogger("ris_app").setLevel(config.log_level)
 
-    from .errors import register_error_handlers
-    from .api import bp as api_bp
-    from .auth import bp as auth_bp
-    from .pages import bp as pages_bp
-    from .reading import bp as reading_bp
-    from .report_api import bp as report_api_bp
-    from .worklist_api import bp as worklist_admin_bp
-    from .tracking_api import bp as tracking_api_bp
-    from .tracking_pages import bp as tracking_pages_bp
+    from ris_app.errors import register_error_handlers
+    from ris_app.ops.health import bp as health_bp
+    from ris_app.reporting.api import bp as report_api_bp
+    from ris_app.reporting.pages import bp as reading_bp
+    from ris_app.scheduling.api import bp as api_bp
+    from ris_app.scheduling.pages import bp as pages_bp
+    from ris_app.tracking.api import bp as tracking_api_bp
+    from ris_app.tracking.pages import bp as tracking_pages_bp
+    from ris_app.web.auth import bp as auth_bp
+    from ris_app.worklist.api import bp as worklist_admin_bp
 
     register_error_handlers(app)
+    app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(reading_bp)
     app.register_blueprint(report_api_bp)
-    from .hl7.views import api as hl7_api_bp, pages as hl7_pages_bp
+    from ris_app.hl7.views import api as hl7_api_bp
+    from ris_app.hl7.views import pages as hl7_pages_bp
 
     app.register_blueprint(hl7_api_bp)
     app.register_blueprint(hl7_pages_bp)

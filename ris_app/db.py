@@ -1,7 +1,8 @@
-"""Database engine and session handling (SQLAlchemy 2.0, portable SQL only)."""
+"""Database engine, sessions and the one clock (SQLAlchemy 2.0, portable SQL only)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Iterator
 
 from sqlalchemy import MetaData, create_engine, event
@@ -20,6 +21,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    """The one clock of the RIS: every stored time comes from here, in UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def make_engine(url: str) -> Engine:

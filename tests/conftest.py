@@ -47,7 +47,7 @@ def _reset_postgres(url: str) -> None:
 def database_url(tmp_path) -> str:
     """A fresh, migrated database: PostgreSQL when ORTHANC_RIS_TEST_DATABASE_URL is set
     (as .ci/run does), else a SQLite file."""
-    from ris_app import migrate
+    from ris_app.ops import migrate
 
     url = os.environ.get("ORTHANC_RIS_TEST_DATABASE_URL")
     if url:
@@ -77,8 +77,8 @@ def config(tmp_path, database_url):
 @pytest.fixture
 def app(config):
     from ris_app import create_app
-    from ris_app.catalog import seed_default_catalog
     from ris_app.db import transaction
+    from ris_app.scheduling.catalog import seed_default_catalog
 
     app = create_app(config)
     app.config["TESTING"] = True

@@ -5,9 +5,9 @@ import secrets
 import time
 from datetime import datetime
 
-from .mapping import parse_location
-from .parse import ERROR_TEXT, Envelope, Hl7Error, Message
-from .text import DEFAULT, Delimiters, escape
+from ris_app.hl7.mapping import parse_location
+from ris_app.hl7.parse import ERROR_TEXT, Envelope, Hl7Error, Message
+from ris_app.hl7.text import DEFAULT, Delimiters, escape
 
 
 def new_control_id(prefix: str = "R") -> str:

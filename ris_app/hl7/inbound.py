@@ -1,5 +1,5 @@
 """What each inbound message does to patients and orders, through the RIS's own write
-paths (ris_app.orders), so every change rebuilds the worklist items it touches.
+paths (ris_app.scheduling.orders), so every change rebuilds the worklist items it touches.
 
 ADT^A01/A04 register (or update a known patient), A08 updates, A40 merges, A03/A11 update
 demographics only (the RIS keeps no visits). ORM^O01 (2.3.1) and OMI^O23 (2.5.1) carry one
@@ -18,23 +18,9 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..corrections import sync_patient_studies, update_patient_everywhere
-from ..dicom_map import person_name
-from ..errors import ApiError
-from ..models import Order, Patient, ProcedureCode, ScheduledProcedureStep
-from ..orders import (
-    OrderData,
-    PatientData,
-    apply_action,
-    create_order,
-    create_patient,
-    find_patient,
-    primary_step,
-)
-from ..states import FINAL_STATES, SPSStatus
-from ..worklist import refresh_worklist_item
-from . import mapping as m
-from .parse import (
+from ris_app.errors import ApiError
+from ris_app.hl7 import mapping as m
+from ris_app.hl7.parse import (
     APPLICATION_INTERNAL_ERROR,
     DATA_TYPE_ERROR,
     DUPLICATE_KEY_IDENTIFIER,
@@ -49,9 +35,23 @@ from .parse import (
     content_error,
     reject,
 )
-from .settings import Hl7Settings
-from .stations import pick_station
-from .text import xpn_components
+from ris_app.hl7.settings import Hl7Settings
+from ris_app.hl7.stations import pick_station
+from ris_app.hl7.text import xpn_components
+from ris_app.model import Order, Patient, ProcedureCode, ScheduledProcedureStep
+from ris_app.scheduling.orders import (
+    OrderData,
+    PatientData,
+    apply_action,
+    create_order,
+    create_patient,
+    find_patient,
+    primary_step,
+)
+from ris_app.scheduling.states import FINAL_STATES, SPSStatus
+from ris_app.tracking.corrections import sync_patient_studies, update_patient_everywhere
+from ris_app.worklist.attributes import person_name
+from ris_app.worklist.items import refresh_worklist_item
 
 log = logging.getLogger(__name__)
 SOURCE = "hl7"

@@ -5,12 +5,12 @@ import logging
 import signal
 import threading
 
-from ..config import Config
-from ..db import make_engine, make_sessionmaker
-from .mllp import MLLPServer, serve_in_thread
-from .outbound import OutboxSender, set_settings
-from .settings import Hl7Settings
-from .store import InboundProcessor
+from ris_app.config import Config
+from ris_app.db import make_engine, make_sessionmaker
+from ris_app.hl7.mllp import MLLPServer, serve_in_thread
+from ris_app.hl7.outbound import OutboxSender, set_settings
+from ris_app.hl7.settings import Hl7Settings
+from ris_app.hl7.store import InboundProcessor
 
 log = logging.getLogger("ris_app.hl7.listener")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .parse import Segment
+    from ris_app.hl7.parse import Segment
 
 
 @dataclass(frozen=True)

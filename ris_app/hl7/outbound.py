@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from ..models import Order, ScheduledProcedureStep
-from ..states import SPSStatus
-from . import mapping as m
-from .ack import hl7_now, new_control_id, read_ack
-from .mllp import MLLPClient
-from .models import Hl7Outbox, OutboxStatus, utcnow
-from .settings import Destination, Hl7Settings
-from .text import DEFAULT, PersonName, escape, name_to_xpn, pn_to_name
+from ris_app.db import utcnow
+from ris_app.hl7 import mapping as m
+from ris_app.hl7.ack import hl7_now, new_control_id, read_ack
+from ris_app.hl7.mllp import MLLPClient
+from ris_app.hl7.settings import Destination, Hl7Settings
+from ris_app.hl7.text import DEFAULT, PersonName, escape, name_to_xpn, pn_to_name
+from ris_app.model import Hl7Outbox, Order, OutboxStatus, ScheduledProcedureStep
+from ris_app.scheduling.states import SPSStatus
 
 log = logging.getLogger(__name__)
 

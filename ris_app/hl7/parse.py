@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .text import DEFAULT, Delimiters, UnknownCharset, codec_for, sniff_msh18, unescape
+from ris_app.hl7.text import DEFAULT, Delimiters, UnknownCharset, codec_for, sniff_msh18, unescape
 
 # HL7 table 0357 (message error condition codes) used in ERR segments.
 SEGMENT_SEQUENCE_ERROR = 100

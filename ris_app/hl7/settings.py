@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..config import SETTINGS
+from ris_app.config import SETTINGS
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
 

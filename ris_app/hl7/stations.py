@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Station
-from .settings import parse_rules
+from ris_app.hl7.settings import parse_rules
+from ris_app.model import Station
 
 
 def pick_station(session: Session, rules: str, *, modality: str, procedure_code: str) -> str:

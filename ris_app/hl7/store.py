@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import Config
-from .ack import build_ack
-from .inbound import Context, handle
-from .models import Hl7Message, InboundStatus, utcnow
-from .parse import (
+from ris_app.config import Config
+from ris_app.db import utcnow
+from ris_app.hl7.ack import build_ack
+from ris_app.hl7.inbound import Context, handle
+from ris_app.hl7.parse import (
     APPLICATION_INTERNAL_ERROR,
     SEGMENT_SEQUENCE_ERROR,
     Envelope,
@@ -27,7 +27,8 @@ from .parse import (
     read_envelope,
     reject,
 )
-from .settings import Hl7Settings
+from ris_app.hl7.settings import Hl7Settings
+from ris_app.model import Hl7Message, InboundStatus
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,9 @@
-"""Alembic environment: the URL comes from the caller (ris_app.migrate) or the settings."""
+"""Alembic environment: the URL comes from the caller (ris_app.ops.migrate) or the settings."""
 from alembic import context
-from sqlalchemy import pool
 
+import ris_app.model  # noqa: F401  (the one registry of tables)
 from ris_app.config import Config
 from ris_app.db import Base, make_engine
-from ris_app import models  # noqa: F401  (registers the tables)
-from ris_app import report_models  # noqa: F401  (reports: their own module)
 
 config = context.config
 url = config.attributes.get("url") or Config.from_env(create_secrets=False).database_url

@@ -3,9 +3,8 @@
 Revision ID: 0003_hl7
 Revises: 0002_worklist
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003_hl7'
 down_revision = '0002_worklist'

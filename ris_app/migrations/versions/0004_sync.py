@@ -4,9 +4,8 @@ Revision ID: 0004_sync
 Revises: 0005_reports
 Create Date: 2026-11-28 20:59:39.608826
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004_sync'
 down_revision = '0005_reports'

@@ -4,9 +4,8 @@ Revision ID: 0005_reports
 Revises: 0003_hl7
 Create Date: 2026-11-28 21:01:48.252146
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0005_reports'
 down_revision = '0003_hl7'  # after the HL7 tables (main), so main has one head

@@ -1,0 +1,58 @@
+"""The one registry of tables: importing this package registers every table on
+`Base.metadata` (Alembic, tests, the app), one module per capability.
+
+  scheduling  patients, catalog, stations, orders, requested procedures, steps, counters
+  users       page users and their roles
+  worklist    the log of worklist queries
+  tracking    studies as Orthanc holds them, MPPS, corrections, the Orthanc task queue
+  reporting   report templates, reports, versions, critical results
+  hl7         inbound messages and the outbox
+"""
+from __future__ import annotations
+
+from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
+from ris_app.model.reporting import (
+    ADDENDUM,
+    COMMUNICATION_METHODS,
+    DRAFT,
+    FINAL,
+    ORIGINAL,
+    PRELIMINARY,
+    REPORT_STATUSES,
+    SECTIONS,
+    CriticalResult,
+    Report,
+    ReportTemplate,
+    ReportVersion,
+)
+from ris_app.model.scheduling import (
+    PRIORITIES,
+    SEXES,
+    IdSequence,
+    Order,
+    Patient,
+    ProcedureCode,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    Station,
+    StepStatusChange,
+)
+from ris_app.model.tracking import (
+    OrthancTask,
+    PerformedProcedureStep,
+    Study,
+    StudyCorrection,
+    SyncState,
+)
+from ris_app.model.users import ROLES, User
+from ris_app.model.worklist import WorklistQueryLog
+
+__all__ = [
+    "ADDENDUM", "COMMUNICATION_METHODS", "DRAFT", "FINAL", "ORIGINAL", "PRELIMINARY",
+    "PRIORITIES", "REPORT_STATUSES", "ROLES", "SECTIONS", "SEXES",
+    "CriticalResult", "Hl7Message", "Hl7Outbox", "IdSequence", "InboundStatus", "Order",
+    "OrthancTask", "OutboxStatus", "Patient", "PerformedProcedureStep", "ProcedureCode",
+    "Report", "ReportTemplate", "ReportVersion", "RequestedProcedure", "ScheduledProcedureStep",
+    "Station", "StepStatusChange", "Study", "StudyCorrection", "SyncState", "User",
+    "WorklistQueryLog",
+]

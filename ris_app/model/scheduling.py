@@ -1,0 +1,175 @@
+"""The RIS data model, named as radiology names it (SQLAlchemy 2.0 typed models)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ris_app.db import Base, utcnow
+from ris_app.scheduling.states import SPSStatus
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("mrn", "issuer", name="uq_patient_mrn_issuer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mrn: Mapped[str] = mapped_column(String(64), index=True)  # DICOM PatientID (LO)
+    issuer: Mapped[str] = mapped_column(String(64), default="")  # IssuerOfPatientID
+    family_name: Mapped[str] = mapped_column(String(128))
+    given_name: Mapped[str] = mapped_column(String(128), default="")
+    middle_name: Mapped[str] = mapped_column(String(128), default="")
+    name_prefix: Mapped[str] = mapped_column(String(64), default="")
+    name_suffix: Mapped[str] = mapped_column(String(64), default="")
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(1), default="U")  # M F O U
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email: Mapped[str] = mapped_column(String(255), default="")
+    address: Mapped[str] = mapped_column(String(512), default="")
+    insurance: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Set when this record was merged into another (the survivor keeps orders and studies).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
+
+    orders: Mapped[list["Order"]] = relationship(back_populates="patient")
+
+
+class ProcedureCode(Base):
+    """The procedure catalog: what can be ordered."""
+
+    __tablename__ = "procedure_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)  # CodeValue (SH)
+    coding_scheme: Mapped[str] = mapped_column(String(16), default="99ORIS")
+    description: Mapped[str] = mapped_column(String(64))  # CodeMeaning (LO)
+    modality: Mapped[str] = mapped_column(String(16))
+    default_duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
+
+
+class Station(Base):
+    """A modality (scanner) as the RIS schedules it: one AE title, one room."""
+
+    __tablename__ = "station"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    aet: Mapped[str] = mapped_column(String(16), unique=True)  # ScheduledStationAETitle
+    name: Mapped[str] = mapped_column(String(16), default="")  # ScheduledStationName
+    modality: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(String(16), default="")  # ScheduledProcedureStepLocation
+    # When this station's worklist query names no ScheduledStationAETitle, answer only the
+    # steps scheduled on its own AE title (the calling AE).
+    worklist_own_steps_only: Mapped[bool] = mapped_column(default=False)
+
+
+class Order(Base):
+    """An imaging service request, identified by its accession number."""
+
+    __tablename__ = "imaging_order"  # "order" is an SQL keyword
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accession_number: Mapped[str] = mapped_column(String(16), unique=True)
+    placer_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    filler_order_number: Mapped[str] = mapped_column(String(64), default="")
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    priority: Mapped[str] = mapped_column(String(16), default="ROUTINE")  # STAT HIGH ROUTINE MEDIUM LOW
+    referring_physician: Mapped[str] = mapped_column(String(128), default="")
+    reason_for_exam: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="orders")
+    requested_procedures: Mapped[list["RequestedProcedure"]] = relationship(
+        back_populates="order", cascade="all, delete-orphan"
+    )
+
+
+class RequestedProcedure(Base):
+    __tablename__ = "requested_procedure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("imaging_order.id"), index=True)
+    requested_procedure_id: Mapped[str] = mapped_column(String(16))  # (0040,1001) SH
+    procedure_code_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_code.id"))
+    description: Mapped[str] = mapped_column(String(64), default="")
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+
+    order: Mapped[Order] = relationship(back_populates="requested_procedures")
+    procedure_code: Mapped[ProcedureCode | None] = relationship()
+    steps: Mapped[list["ScheduledProcedureStep"]] = relationship(
+        back_populates="requested_procedure", cascade="all, delete-orphan"
+    )
+
+
+class ScheduledProcedureStep(Base):
+    __tablename__ = "scheduled_procedure_step"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_procedure_id: Mapped[int] = mapped_column(ForeignKey("requested_procedure.id"), index=True)
+    sps_id: Mapped[str] = mapped_column(String(16), unique=True)  # (0040,0009) SH
+    modality: Mapped[str] = mapped_column(String(16), index=True)
+    # One or more AE titles, DICOM-style backslash-separated (AE is multi-valued in MWL).
+    station_aet: Mapped[str] = mapped_column(String(128), default="", index=True)
+    station_name: Mapped[str] = mapped_column(String(16), default="")
+    location: Mapped[str] = mapped_column(String(16), default="")
+    description: Mapped[str] = mapped_column(String(64), default="")
+    start_datetime: Mapped[datetime] = mapped_column(DateTime, index=True)
+    performing_physician: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default=SPSStatus.SCHEDULED, index=True)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The worklist answer (DICOM Part 10 bytes), rebuilt whenever the step, its order or
+    # its patient changes, so a C-FIND never builds DICOM on the hot path.
+    worklist_item: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Attributes the RIS does not model (imported worklists keep every attribute).
+    extra_attributes: Mapped[dict | None] = mapped_column(JSON)
+
+    requested_procedure: Mapped[RequestedProcedure] = relationship(back_populates="steps")
+    history: Mapped[list["StepStatusChange"]] = relationship(
+        back_populates="step", cascade="all, delete-orphan", order_by="StepStatusChange.id"
+    )
+
+
+class StepStatusChange(Base):
+    """Every status change of a step, with its time and cause."""
+
+    __tablename__ = "step_status_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_procedure_step.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api, page, images, hl7, mpps
+
+    step: Mapped[ScheduledProcedureStep] = relationship(back_populates="history")
+
+
+class IdSequence(Base):
+    """Counters for generated identifiers (accession numbers, SPS IDs), portable across
+    databases (no vendor sequences)."""
+
+    __tablename__ = "id_sequence"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_value: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# Worklist queries: steps by start within the answered statuses, patients by family name
+# whatever its case (PatientName matching ignores case).
+Index("ix_scheduled_procedure_step_start_status", ScheduledProcedureStep.start_datetime, ScheduledProcedureStep.status)
+Index("ix_patient_family_name_lower", func.lower(Patient.family_name))
+PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
+SEXES = ("M", "F", "O", "U")

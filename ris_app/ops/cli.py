@@ -1,0 +1,169 @@
+"""The `orthanc-ris` command."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ris_app.config import SETTINGS, Config
+from ris_app.ops.logging_setup import setup_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """orthanc-ris: a radiology information system on top of Orthanc.
+
+    Settings come from ORTHANC_RIS_* environment variables: `orthanc-ris settings` lists them.
+    """
+    setup_logging()
+
+
+def _session_factory(cfg: Config):
+    from ris_app.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(cfg.database_url))
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the RIS database to the current schema."""
+    from ris_app.ops import migrate as m
+
+    cfg = Config.from_env()
+    m.upgrade(cfg.database_url)
+    _seed(cfg)
+    click.echo("database is up to date")
+
+
+def _seed(cfg: Config) -> None:
+    from ris_app.db import transaction
+    from ris_app.scheduling.catalog import seed_default_catalog
+
+    with transaction(_session_factory(cfg)) as s:
+        added = seed_default_catalog(s)
+    if added:
+        click.echo(f"added {added} default procedures to the empty catalog")
+
+
+@main.command()
+@click.option("--start-timeout", default=90.0, show_default=True, help="Seconds each part may take to become healthy.")
+def up(start_timeout: float) -> None:
+    """Migrate, then start and supervise Orthanc (with our plugin) and the RIS."""
+    from ris_app.hl7.settings import Hl7Settings
+    from ris_app.ops import migrate as m
+    from ris_app.ops.supervisor import run
+
+    cfg = Config.from_env()
+    try:
+        Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    m.upgrade(cfg.database_url)
+    _seed(cfg)
+    sys.exit(run(cfg, start_timeout=start_timeout))
+
+
+@main.command("hl7-listener")
+def hl7_listener() -> None:
+    """Run the HL7 MLLP listener and outbound sender (`up` starts it; see docs/hl7-conformance.md)."""
+    from ris_app.hl7.listener import run
+
+    sys.exit(run(Config.from_env()))
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["clerk", "technologist", "radiologist", "admin"]), required=True)
+@click.option("--full-name", default="")
+@click.option("--password-env", default="", help="Read the password from this environment variable instead of a prompt.")
+def create_user_cmd(username: str, role: str, full_name: str, password_env: str) -> None:
+    """Create a user who can log in to the pages (or reset an existing one's password)."""
+    from ris_app.db import transaction
+    from ris_app.web.auth import create_user
+
+    cfg = Config.from_env()
+    if password_env:
+        password = os.environ.get(password_env, "")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat: "):
+            raise click.ClickException("the passwords differ")
+    try:
+        with transaction(_session_factory(cfg)) as s:
+            create_user(s, username, password, role, full_name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username} ({role}) saved")
+
+
+@main.command("import-worklists")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def import_worklists_cmd(folder: Path) -> None:
+    """Import every worklist item (.wl / DICOM file, DICOM JSON) under FOLDER as scheduled
+    steps, keeping every attribute. Bad files are reported and skipped."""
+    from ris_app.worklist.importer import import_folder
+
+    cfg = Config.from_env()
+    session = _session_factory(cfg)()
+    try:
+        outcomes = import_folder(session, folder, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+    finally:
+        session.close()
+    for o in outcomes:
+        if o.ok:
+            click.echo(f"imported {o.source}: accession {o.accession_number}, step {o.sps_id}")
+        else:
+            click.echo(f"skipped  {o.source}: {o.error}", err=True)
+        for w in o.warnings:
+            click.echo(f"  warning: {w}", err=True)
+    good = sum(o.ok for o in outcomes)
+    click.echo(f"{good} imported, {len(outcomes) - good} skipped")
+    if good < len(outcomes):
+        sys.exit(1)
+
+
+@main.command()
+def settings() -> None:
+    """List every setting with its current value (secrets hidden)."""
+    for s in SETTINGS:
+        value = os.environ.get(s.env, s.default)
+        if "TOKEN" in s.env or "SECRET" in s.env:
+            value = "(set)" if value else "(generated)"
+        click.echo(f"{s.env}={value}\n    {s.help}")
+
+
+@main.command("orthanc-config")
+def orthanc_config_cmd() -> None:
+    """Print the Orthanc configuration `up` would generate (token hidden)."""
+    from ris_app.orthanc.config import render
+
+    conf = render(Config.from_env())
+    conf["OrthancRIS"]["ApiToken"] = "***"
+    click.echo(json.dumps(conf, indent=2))
+
+
+@main.command("mpps-scp")
+def mpps_scp() -> None:
+    """Run the MPPS SCP (N-CREATE/N-SET from modalities) in the foreground."""
+    from ris_app.tracking.mpps import serve
+
+    cfg = Config.from_env()
+    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
+
+
+@main.command("sync-worker")
+@click.option("--once", is_flag=True, help="Apply pending Orthanc changes and reconcile once, then exit.")
+def sync_worker(once: bool) -> None:
+    """Apply queued changes to Orthanc and reconcile Orthanc's studies with the RIS."""
+    from ris_app.tracking.worker import run
+
+    run(Config.from_env(), once=once)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

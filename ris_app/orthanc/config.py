@@ -1,0 +1,51 @@
+"""Orthanc's configuration, generated from orthanc-config/orthanc.json and our settings."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ris_app.config import REPO_ROOT, Config
+
+TEMPLATE = REPO_ROOT / "orthanc-config" / "orthanc.json"
+PLUGIN_SCRIPT = REPO_ROOT / "plugins" / "orthanc_ris_plugin.py"
+# Only the plugins we use are loaded: the ModalityWorklists sample must stay off, since
+# Orthanc accepts one worklist handler and ours is the Python one.
+PLUGIN_LIBRARIES = ("libOrthancPython.so", "libOrthancDicomWeb.so")
+
+
+def render(cfg: Config) -> dict:
+    conf = json.loads(TEMPLATE.read_text())
+    storage = cfg.home / "orthanc" / "storage"
+    conf.update({
+        "HttpPort": cfg.orthanc_http_port,
+        "DicomPort": cfg.dicom_port,
+        "DicomAet": cfg.aet,
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(cfg.home / "orthanc" / "index"),
+        "StableAge": cfg.stable_age,
+        "RemoteAccessAllowed": cfg.orthanc_remote_access,
+        "PythonScript": str(PLUGIN_SCRIPT),
+        "Plugins": [str(cfg.orthanc_plugins / lib) for lib in PLUGIN_LIBRARIES
+                    if (cfg.orthanc_plugins / lib).exists()],
+    })
+    if cfg.orthanc_index_url:
+        # Orthanc's index in PostgreSQL (images stay on disk): what lets several Orthanc
+        # processes share one archive. Lock off, so they can run side by side.
+        conf["Plugins"].append(str(cfg.orthanc_plugins / "libOrthancPostgreSQLIndex.so"))
+        conf["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": False,
+                              "ConnectionUri": cfg.orthanc_index_url, "Lock": False}
+    conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.api_token)
+    return conf
+
+
+def write(cfg: Config) -> Path:
+    """Write the generated configuration (it holds the API token: mode 0600)."""
+    folder = cfg.home / "orthanc"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "orthanc.json"
+    data = json.dumps(render(cfg), indent=2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    return path

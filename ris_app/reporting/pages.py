@@ -1,0 +1,246 @@
+"""Pages for radiologists: the reading worklist, the report page (template, draft,
+preliminary, sign, addenda, critical results, priors), report PDFs, and the hand-over
+to the viewers (OHIF, Orthanc Explorer) behind the RIS login."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
+
+from ris_app.errors import ApiError
+from ris_app.model import (
+    COMMUNICATION_METHODS,
+    DRAFT,
+    FINAL,
+    PRELIMINARY,
+    SECTIONS,
+    Order,
+    Report,
+    ReportVersion,
+    Study,
+)
+from ris_app.reporting import outputs as report_outputs
+from ris_app.reporting.lifecycle import (
+    UNREAD,
+    ReadingFilters,
+    current_version,
+    priors_of,
+    radiologists,
+    reading_worklist,
+    record_critical_result,
+    report_of,
+    report_of_order,
+    save_report,
+    start_addendum,
+    start_report,
+    starting_text,
+    study_procedure,
+    template_for,
+)
+from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
+from ris_app.web import db, settings
+from ris_app.web.auth import check_csrf, current_user, login_required
+
+bp = Blueprint("reading", __name__, url_prefix="/reading")
+bp.before_request(check_csrf)  # every form here carries the session's token
+READERS = ("radiologist",)  # admin may too (login_required lets admin through)
+
+
+@bp.app_template_filter("image_modalities")
+def image_modalities(modalities: str) -> str:
+    """A study's modalities as a reader wants them: without DOC and SR, the documents
+    (our stored reports among them) that travel with the images."""
+    return ", ".join(m for m in (modalities or "").split("\\") if m and m not in ("DOC", "SR")) or "—"
+
+
+@bp.app_template_global()
+def report_for_order(order: Order) -> Report | None:
+    """For the order page's report box (templates/report_summary.html)."""
+    return report_of_order(db(), order)
+
+
+def _date_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args[name]) if request.args.get(name) else None
+    except ValueError:
+        return None
+
+
+@bp.get("")
+@login_required(*READERS)
+def worklist():
+    s = db()
+    mine = request.args.get("radiologist", "")
+    filters = ReadingFilters(
+        modality=request.args.get("modality", "").strip()[:16],
+        date_from=_date_arg("from"), date_to=_date_arg("to"),
+        status=request.args.get("status", "") if request.args.get("status") in (UNREAD, DRAFT, PRELIMINARY) else "",
+        radiologist_id=int(mine) if mine.isdigit() else None,
+    )
+    rows = reading_worklist(s, filters)
+    return render_template("reading_worklist.html", rows=rows, filters=filters, args=request.args,
+                           radiologists=radiologists(s), statuses=(UNREAD, DRAFT, PRELIMINARY))
+
+
+def _local_to_utc(value: str) -> datetime:
+    """A time typed in the page (local wall-clock time) as stored: naive UTC."""
+    return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
+
+
+def _study(study_id: int) -> Study:
+    study = db().get(Study, study_id)
+    if study is None or study.deleted_at is not None:
+        abort(404)
+    return study
+
+
+@bp.get("/studies/<int:study_id>")
+@login_required()
+def report_page(study_id: int):
+    s = db()
+    study = _study(study_id)
+    report = report_of(s, study)
+    template = None
+    if report is None:
+        try:
+            template = template_for(s, study)
+            s.commit()  # the built-in templates, seeded on first use
+        except ApiError as err:
+            flash(err.message, "error")
+    code, procedure, modality = study_procedure(study)
+    draft = None
+    if report is not None:
+        draft = current_version(report)
+    elif template is not None:  # shown, not saved: the first save makes the report
+        draft = {**starting_text(study, template), "status": None, "kind": "ORIGINAL"}
+    return render_template(
+        "reading_report.html", study=study, report=report, draft=draft, template=template, procedure=procedure,
+        modality=modality, procedure_code=code, priors=priors_of(s, study), sections=SECTIONS,
+        methods=COMMUNICATION_METHODS, FINAL=FINAL, can_write=current_user().role in (*READERS, "admin"),
+        now=datetime.now().strftime("%Y-%m-%dT%H:%M"))
+
+
+def _publish(version: ReportVersion) -> None:
+    report_outputs.publish_signed_version(db(), version, settings())
+    db().commit()
+    if version.pacs_status != "stored":
+        flash("Signed. The report could not be stored in the PACS yet: retry from the report page.", "error")
+
+
+@bp.post("/studies/<int:study_id>/report")
+@login_required(*READERS)
+def save(study_id: int):
+    s = db()
+    study = _study(study_id)
+    user = current_user()
+    action = request.form.get("action", "draft")
+    try:
+        report = start_report(s, study, user)
+        fields = {k: request.form[k] for k in (*SECTIONS, "addendum") if k in request.form}
+        version = save_report(s, report, user, fields, action)
+        s.commit()
+    except StaleDataError:
+        s.rollback()
+        flash("Someone else saved or signed this report meanwhile: your text was not saved. "
+              "Here is theirs.", "error")
+        return redirect(url_for("reading.report_page", study_id=study_id))
+    except ApiError as err:
+        s.rollback()
+        flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
+        return redirect(url_for("reading.report_page", study_id=study_id))
+    if version.status == FINAL:
+        _publish(version)
+        flash("Report signed." if version.version == 1 else f"Addendum {version.version - 1} signed.", "ok")
+    else:
+        flash(f"Saved as {version.status.lower()}.", "ok")
+    return redirect(url_for("reading.report_page", study_id=study_id))
+
+
+@bp.post("/studies/<int:study_id>/addendum")
+@login_required(*READERS)
+def addendum(study_id: int):
+    s = db()
+    report = report_of(s, _study(study_id))
+    if report is None:
+        abort(404)
+    try:
+        start_addendum(s, report, current_user())
+        s.commit()
+    except ApiError as err:
+        s.rollback()
+        flash(err.message, "error")
+    return redirect(url_for("reading.report_page", study_id=study_id, _anchor="report-form"))
+
+
+@bp.post("/studies/<int:study_id>/critical")
+@login_required(*READERS)
+def critical(study_id: int):
+    s = db()
+    study = _study(study_id)
+    try:
+        report = start_report(s, study, current_user())
+        when = request.form.get("communicated_at", "")
+        record_critical_result(
+            s, report, current_user(), communicated_to=request.form.get("communicated_to", ""),
+            method=request.form.get("method", ""),
+            communicated_at=_local_to_utc(when) if when else None, note=request.form.get("note", ""))
+        s.commit()
+        flash("Critical result recorded.", "ok")
+    except ValueError:
+        s.rollback()
+        flash("communicated_at: not a date and time", "error")
+    except ApiError as err:
+        s.rollback()
+        flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
+    return redirect(url_for("reading.report_page", study_id=study_id, _anchor="critical"))
+
+
+@bp.get("/versions/<int:version_id>/report.pdf")
+@login_required()
+def pdf(version_id: int):
+    version = db().get(ReportVersion, version_id)
+    if version is None or version.pdf is None:
+        abort(404)
+    name = f"report-{version.report.study.accession_number or version.report_id}-v{version.version}.pdf"
+    return Response(version.pdf, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@bp.post("/versions/<int:version_id>/publish")
+@login_required(*READERS)
+def republish(version_id: int):
+    version = db().get(ReportVersion, version_id)
+    if version is None or version.status != FINAL:
+        abort(404)
+    _publish(version)
+    if version.pacs_status == "stored":
+        flash("Stored in the PACS.", "ok")
+    return redirect(url_for("reading.report_page", study_id=version.report.study_id))
+
+
+@bp.get("/studies/<int:study_id>/open/<viewer>")
+@login_required("radiologist", "technologist")
+def open_viewer(study_id: int, viewer: str):
+    """Hand the logged-in user over to the viewer part, on this study."""
+    study, cfg = _study(study_id), settings()
+    if viewer not in ("ohif", "explorer"):
+        abort(404)
+    if viewer == "explorer" and current_user().role not in ("radiologist", "admin"):
+        abort(403)
+    if cfg.ohif_url:  # Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's login
+        if viewer == "ohif":
+            return redirect(cfg.ohif_url + ohif_study_path(study.study_instance_uid))
+        return redirect(cfg.orthanc_public_url + explorer_study_path(study.orthanc_id).removeprefix("/orthanc"))
+    target = ohif_study_path(study.study_instance_uid) if viewer == "ohif" else explorer_study_path(study.orthanc_id)
+    return redirect(viewer_login_url(cfg, request.host_url, current_user().id, target))
+
+
+@bp.get("/by-uid/<study_instance_uid>")
+@login_required()
+def by_uid(study_instance_uid: str):
+    study = db().scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        abort(404)
+    return redirect(url_for("reading.report_page", study_id=study.id))

@@ -1,0 +1,203 @@
+"""REST API of scheduling: patients, orders and their status, the procedure catalog and
+the stations. See docs/api.md."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from ris_app.errors import ApiError
+from ris_app.model import (
+    PRIORITIES,
+    SEXES,
+    Order,
+    Patient,
+    ProcedureCode,
+    Station,
+    Study,
+)
+from ris_app.scheduling.orders import (
+    OrderData,
+    PatientData,
+    apply_action,
+    create_order,
+    create_patient,
+    find_order,
+    find_patient,
+    primary_step,
+)
+from ris_app.scheduling.serializers import order_json, patient_json
+from ris_app.scheduling.states import TRANSITIONS
+from ris_app.tracking.corrections import update_patient_everywhere
+from ris_app.web import commit, db, settings
+from ris_app.web import validation as v
+from ris_app.web.auth import api_auth
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+# ------------------------------------------------------------------ patients
+PATIENT_TEXT_FIELDS = {  # field -> max length (DICOM PN components are 64 chars)
+    "family_name": 64, "given_name": 64, "middle_name": 64, "name_prefix": 64, "name_suffix": 64,
+    "issuer": 64, "phone": 64, "email": 255, "address": 512, "insurance": 255,
+}
+
+
+def _patient_fields(body: dict, *, partial: bool) -> dict:
+    out: dict = {}
+    for name, max_len in PATIENT_TEXT_FIELDS.items():
+        if partial and name not in body:
+            continue
+        forbid = "\\^=" if name.endswith("_name") or name.startswith("name_") else "\\"
+        out[name] = v.text(body, name, required=(name == "family_name" and not partial), max_len=max_len, forbid=forbid)
+    if not partial or "birth_date" in body:
+        out["birth_date"] = v.iso_date(body, "birth_date")
+    if not partial or "sex" in body:
+        out["sex"] = v.choice(body, "sex", SEXES, default="U")
+    return out
+
+
+@bp.post("/patients")
+@api_auth
+def post_patient():
+    body = v.json_body(request)
+    mrn = v.text(body, "mrn", required=True, max_len=64)
+    fields = _patient_fields(body, partial=False)
+    patient = create_patient(db(), PatientData(mrn=mrn, **fields))
+    commit()
+    return jsonify(patient_json(patient)), 201
+
+
+def _get_patient(mrn: str) -> Patient:
+    patient = find_patient(db(), mrn, request.args.get("issuer"))
+    if patient is None:
+        raise ApiError(404, "no patient with this MRN", field="mrn")
+    return patient
+
+
+@bp.get("/patients/<mrn>")
+@api_auth
+def get_patient(mrn: str):
+    return jsonify(patient_json(_get_patient(mrn)))
+
+
+@bp.patch("/patients/<mrn>")
+@api_auth
+def patch_patient(mrn: str):
+    body = v.json_body(request)
+    patient = _get_patient(mrn)
+    update_patient_everywhere(db(), patient, _patient_fields(body, partial=True))
+    commit()
+    return jsonify(patient_json(patient))
+
+
+# ------------------------------------------------------------------ orders
+@bp.post("/orders")
+@api_auth
+def post_order():
+    body = v.json_body(request)
+    s = db()
+    mrn = v.text(body, "mrn", required=True)
+    patient = find_patient(s, mrn, body.get("issuer") if isinstance(body.get("issuer"), str) else None)
+    if patient is None:
+        raise ApiError(400, "no patient with this MRN; register the patient first", field="mrn")
+    code = v.text(body, "procedure_code", required=True, max_len=16)
+    procedure = s.scalar(select(ProcedureCode).where(ProcedureCode.code == code))
+    if procedure is None:
+        raise ApiError(400, "not in the procedure catalog", field="procedure_code")
+    modality = v.text(body, "modality", max_len=16, default=procedure.modality).upper()
+    if not modality.isalnum():
+        raise ApiError(400, "must be a DICOM modality code such as CT or MR", field="modality")
+    start = v.iso_datetime(body, "scheduled_start", required=True)
+    accession = v.text(body, "accession_number", max_len=16)
+    suid = v.text(body, "study_instance_uid", max_len=64)
+    if suid and not all(part.isdigit() for part in suid.split(".")):
+        raise ApiError(400, "must be a DICOM UID (digits and dots)", field="study_instance_uid")
+    data = OrderData(
+        patient=patient, procedure=procedure, modality=modality, scheduled_start=start,
+        station_aet=v.aet_list(body, "station_aet"),
+        station_name=v.text(body, "station_name", max_len=16),
+        location=v.text(body, "location", max_len=16),
+        accession_number=accession, study_instance_uid=suid,
+        placer_order_number=v.text(body, "placer_order_number"),
+        filler_order_number=v.text(body, "filler_order_number"),
+        priority=v.choice(body, "priority", PRIORITIES, default="ROUTINE"),
+        referring_physician=v.text(body, "referring_physician", max_len=128, forbid="\\="),
+        reason_for_exam=v.text(body, "reason_for_exam", max_len=64),
+        description=v.text(body, "description", max_len=64),
+        performing_physician=v.text(body, "performing_physician", max_len=128, forbid="\\="),
+    )
+    cfg = settings()
+    order = create_order(s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+    commit()
+    return jsonify(order_json(order)), 201
+
+
+def _order_study(order: Order) -> Study | None:
+    return db().scalar(select(Study).where(Study.order_id == order.id).order_by(Study.id).limit(1))
+
+
+@bp.get("/orders/<accession>")
+@api_auth
+def get_order(accession: str):
+    order = find_order(db(), accession)
+    return jsonify(order_json(order, _order_study(order)))
+
+
+@bp.post("/orders/<accession>/status")
+@api_auth
+def post_order_status(accession: str):
+    body = v.json_body(request)
+    action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
+    order = find_order(db(), accession)
+    apply_action(primary_step(order), action, source="api")
+    commit()
+    return jsonify(order_json(order, _order_study(order)))
+
+
+# ------------------------------------------------------------------ catalog
+@bp.get("/procedure-codes")
+@api_auth
+def get_procedure_codes():
+    rows = db().scalars(select(ProcedureCode).order_by(ProcedureCode.code))
+    return jsonify({"items": [{"code": p.code, "coding_scheme": p.coding_scheme, "description": p.description,
+                               "modality": p.modality, "default_duration_minutes": p.default_duration_minutes}
+                              for p in rows]})
+
+
+@bp.post("/procedure-codes")
+@api_auth
+def post_procedure_code():
+    body = v.json_body(request)
+    p = ProcedureCode(code=v.text(body, "code", required=True, max_len=16),
+                      coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
+                      description=v.text(body, "description", required=True, max_len=64),
+                      modality=v.text(body, "modality", required=True, max_len=16).upper())
+    db().add(p)
+    commit()
+    return jsonify({"code": p.code}), 201
+
+
+@bp.get("/stations")
+@api_auth
+def get_stations():
+    rows = db().scalars(select(Station).order_by(Station.aet))
+    return jsonify({"items": [{"aet": s.aet, "name": s.name, "modality": s.modality, "location": s.location}
+                              for s in rows]})
+
+
+@bp.post("/stations")
+@api_auth
+def post_station():
+    body = v.json_body(request)
+    st = Station(aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
+                 name=v.text(body, "name", max_len=16), modality=v.text(body, "modality", required=True, max_len=16).upper(),
+                 location=v.text(body, "location", max_len=16),
+                 worklist_own_steps_only=body.get("worklist_own_steps_only") is True)
+    if "\\" in st.aet:
+        raise ApiError(400, "one AE title per station", field="aet")
+    db().add(st)
+    commit()
+    return jsonify({"aet": st.aet}), 201

@@ -1,0 +1,207 @@
+"""Patients, orders and scheduled steps: the write paths shared by the API and the pages.
+
+Every function works inside the caller's transaction and leaves the worklist items of the
+steps it touches rebuilt, so the next C-FIND answers the new state.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ris_app.db import utcnow
+from ris_app.errors import ApiError
+from ris_app.hl7.outbound import on_step_status
+from ris_app.model import (
+    IdSequence,
+    Order,
+    Patient,
+    ProcedureCode,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    Station,
+    StepStatusChange,
+)
+from ris_app.scheduling.states import IllegalTransition, SPSStatus, next_status
+from ris_app.worklist.items import refresh_worklist_item
+
+log = logging.getLogger(__name__)
+
+
+def next_id(session: Session, name: str) -> int:
+    """Next value of a named counter; the row lock serialises concurrent writers on
+    PostgreSQL, SQLite serialises writes by itself."""
+    seq = session.execute(select(IdSequence).where(IdSequence.name == name).with_for_update()).scalar_one_or_none()
+    if seq is None:
+        seq = IdSequence(name=name, next_value=1)
+        session.add(seq)
+        session.flush()
+    value = seq.next_value
+    seq.next_value = value + 1
+    return value
+
+
+@dataclass
+class PatientData:
+    mrn: str
+    family_name: str
+    given_name: str = ""
+    middle_name: str = ""
+    name_prefix: str = ""
+    name_suffix: str = ""
+    issuer: str = ""
+    birth_date: date | None = None
+    sex: str = "U"
+    phone: str = ""
+    email: str = ""
+    address: str = ""
+    insurance: str = ""
+
+
+def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patient | None:
+    stmt = select(Patient).where(Patient.mrn == mrn)
+    if issuer is not None:
+        stmt = stmt.where(Patient.issuer == issuer)
+    return session.scalars(stmt.order_by(Patient.id)).first()
+
+
+def create_patient(session: Session, data: PatientData) -> Patient:
+    if find_patient(session, data.mrn, data.issuer) is not None:
+        raise ApiError(409, "a patient with this MRN and issuer exists", field="mrn")
+    patient = Patient(**data.__dict__)
+    session.add(patient)
+    session.flush()
+    log.info("patient registered (id %d)", patient.id)
+    return patient
+
+
+def update_patient(session: Session, patient: Patient, changes: dict) -> Patient:
+    for key, value in changes.items():
+        setattr(patient, key, value)
+    session.flush()
+    for order in patient.orders:
+        for rp in order.requested_procedures:
+            for step in rp.steps:
+                refresh_worklist_item(step)
+    return patient
+
+
+@dataclass
+class OrderData:
+    patient: Patient
+    procedure: ProcedureCode | None
+    modality: str
+    scheduled_start: datetime
+    station_aet: str = ""
+    station_name: str = ""
+    location: str = ""
+    accession_number: str = ""
+    study_instance_uid: str = ""
+    placer_order_number: str = ""
+    filler_order_number: str = ""
+    priority: str = "ROUTINE"
+    referring_physician: str = ""
+    reason_for_exam: str = ""
+    description: str = ""
+    performing_physician: str = ""
+    extra_attributes: dict | None = field(default=None)
+
+
+def create_order(session: Session, data: OrderData, *, accession_prefix: str = "RIS",
+                 uid_root: str = "", source: str = "api") -> Order:
+    """Create order, requested procedure and scheduled step in one go."""
+    accession = data.accession_number
+    if accession:
+        if session.scalar(select(Order.id).where(Order.accession_number == accession)) is not None:
+            raise ApiError(409, "an order with this accession number exists", field="accession_number")
+    else:
+        while True:
+            accession = f"{accession_prefix}{next_id(session, 'accession'):08d}"
+            if session.scalar(select(Order.id).where(Order.accession_number == accession)) is None:
+                break
+    suid = data.study_instance_uid or generate_uid(prefix=f"{uid_root.rstrip('.')}." if uid_root else None)
+    if session.scalar(select(RequestedProcedure.id).where(RequestedProcedure.study_instance_uid == suid)) is not None:
+        raise ApiError(409, "a requested procedure with this StudyInstanceUID exists", field="study_instance_uid")
+
+    # Draw every generated identifier before building objects: attaching the order to the
+    # patient would otherwise be autoflushed half-built by the counter queries.
+    sps_id = f"SPS{next_id(session, 'sps'):08d}"
+    station = None
+    if data.station_aet:
+        station = session.scalar(select(Station).where(Station.aet == data.station_aet.split("\\")[0]))
+    description = data.description or (data.procedure.description if data.procedure else "")
+    order = Order(
+        accession_number=accession,
+        placer_order_number=data.placer_order_number,
+        filler_order_number=data.filler_order_number or accession,
+        patient=data.patient,
+        priority=data.priority,
+        referring_physician=data.referring_physician,
+        reason_for_exam=data.reason_for_exam,
+    )
+    rp = RequestedProcedure(
+        requested_procedure_id=accession,
+        procedure_code=data.procedure,
+        description=description,
+        study_instance_uid=suid,
+    )
+    step = ScheduledProcedureStep(
+        sps_id=sps_id,
+        modality=data.modality,
+        station_aet=data.station_aet,
+        station_name=data.station_name or (station.name if station else ""),
+        location=data.location or (station.location if station else ""),
+        description=description,
+        start_datetime=data.scheduled_start,
+        performing_physician=data.performing_physician,
+        status=SPSStatus.SCHEDULED,
+        extra_attributes=data.extra_attributes,
+    )
+    step.history.append(StepStatusChange(from_status=None, to_status=SPSStatus.SCHEDULED, source=source))
+    rp.steps.append(step)
+    order.requested_procedures.append(rp)
+    session.add(order)
+    session.flush()
+    refresh_worklist_item(step)
+    log.info("order %s placed (step %s, %s)", order.accession_number, step.sps_id, step.modality)
+    return order
+
+
+def find_order(session: Session, accession: str) -> Order:
+    order = session.scalar(select(Order).where(Order.accession_number == accession))
+    if order is None:
+        raise ApiError(404, "no order with this accession number", field="accession_number")
+    return order
+
+
+def primary_step(order: Order) -> ScheduledProcedureStep:
+    return order.requested_procedures[0].steps[0]
+
+
+def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str) -> bool:
+    """Record a status change (no-op when already there). Returns whether it changed."""
+    if step.status == target:
+        return False
+    step.history.append(StepStatusChange(from_status=step.status, to_status=target, source=source))
+    step.status = target
+    step.status_changed_at = utcnow()
+    refresh_worklist_item(step)
+    on_step_status(step, target, source)  # HL7 status messages, queued in this transaction
+    return True
+
+
+def apply_action(step: ScheduledProcedureStep, action: str, source: str = "api") -> SPSStatus:
+    """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
+    try:
+        target = next_status(step.status, action)
+    except KeyError:
+        raise ApiError(400, "unknown action", field="action") from None
+    except IllegalTransition as exc:
+        raise ApiError(409, str(exc), field="action", code="illegal_transition") from None
+    set_step_status(step, target, source)
+    log.info("step %s -> %s (%s)", step.sps_id, target, source)
+    return target

@@ -1,0 +1,228 @@
+"""Modality Performed Procedure Step SCP (DICOM PS3.4 Annex F; IHE RAD-6/7).
+
+Orthanc has no MPPS, so the RIS runs its own pynetdicom service as a separate process
+(`orthanc-ris mpps-scp`, started by `orthanc-ris up`). N-CREATE (IN PROGRESS) moves the
+scheduled step to STARTED; N-SET to COMPLETED or DISCONTINUED finishes it and records the
+performed series and instances. The DIMSE logic (`MppsManager`) works on a database
+session and a dataset, so it is tested without a network as well as through a real SCU.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ris_app.db import utcnow
+from ris_app.model import Order, PerformedProcedureStep, RequestedProcedure, ScheduledProcedureStep
+from ris_app.scheduling.orders import set_step_status
+from ris_app.scheduling.states import FINAL_STATES, SPSStatus
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
+PPS_STATUSES = (IN_PROGRESS, COMPLETED, DISCONTINUED)
+
+# DIMSE statuses (PS3.7 Annex C, PS3.4 F.7.2)
+SUCCESS = 0x0000
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_SOP_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+# Error ID sent with PROCESSING_FAILURE when a finished step is set again (PS3.4 F.7.2.2.2).
+MAY_NO_LONGER_BE_UPDATED = 0xA710
+
+STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    comment: str = ""
+    error_id: int | None = None
+
+    def dimse_status(self) -> Dataset | int:
+        if self.status == SUCCESS:
+            return SUCCESS
+        ds = Dataset()
+        ds.Status = self.status
+        if self.comment:
+            ds.ErrorComment = self.comment[:64]
+        if self.error_id is not None:
+            ds.ErrorID = self.error_id
+        return ds
+
+
+def _dt(date: str, time: str) -> datetime | None:
+    date, time = (date or "").strip(), (time or "").strip().split(".")[0]
+    if not date:
+        return None
+    try:
+        return datetime.strptime(date + (time + "000000")[:6], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+
+
+def performed_series(ds: Dataset) -> list[dict]:
+    """The Performed Series Sequence as plain data: series UID and its instance UIDs."""
+    out = []
+    for series in ds.get("PerformedSeriesSequence") or []:
+        refs = [str(i.get("ReferencedSOPInstanceUID", "")) for i in series.get("ReferencedImageSequence") or []]
+        refs += [str(i.get("ReferencedSOPInstanceUID", ""))
+                 for i in series.get("ReferencedNonImageCompositeSOPInstanceSequence") or []]
+        out.append({"series_instance_uid": str(series.get("SeriesInstanceUID", "")),
+                    "instances": [r for r in refs if r]})
+    return out
+
+
+def find_scheduled_step(session: Session, ds: Dataset) -> ScheduledProcedureStep | None:
+    """The step an MPPS reports on, by the Scheduled Step Attributes Sequence: SPS ID, then
+    accession number, then StudyInstanceUID (the same precedence as study linking)."""
+    for item in ds.get("ScheduledStepAttributesSequence") or []:
+        sps_id = str(item.get("ScheduledProcedureStepID", "") or "")
+        if sps_id:
+            step = session.scalar(select(ScheduledProcedureStep).where(ScheduledProcedureStep.sps_id == sps_id))
+            if step is not None:
+                return step
+        accession = str(item.get("AccessionNumber", "") or "")
+        if accession:
+            order = session.scalar(select(Order).where(Order.accession_number == accession))
+            if order is not None:
+                return order.requested_procedures[0].steps[0]
+        suid = str(item.get("StudyInstanceUID", "") or "")
+        if suid:
+            rp = session.scalar(select(RequestedProcedure).where(RequestedProcedure.study_instance_uid == suid))
+            if rp is not None:
+                return rp.steps[0]
+    return None
+
+
+class MppsManager:
+    """N-CREATE and N-SET of the MPPS SOP class against the RIS database."""
+
+    def create(self, session: Session, sop_uid: str, ds: Dataset) -> Outcome:
+        status = str(ds.get("PerformedProcedureStepStatus", "") or "")
+        if not status:
+            return Outcome(MISSING_ATTRIBUTE, "PerformedProcedureStepStatus missing")
+        if status != IN_PROGRESS:
+            return Outcome(INVALID_ATTRIBUTE_VALUE, "N-CREATE must be IN PROGRESS")
+        if "ScheduledStepAttributesSequence" not in ds:
+            return Outcome(MISSING_ATTRIBUTE, "ScheduledStepAttributesSequence missing")
+        if session.scalar(select(PerformedProcedureStep.id)
+                          .where(PerformedProcedureStep.sop_instance_uid == sop_uid)) is not None:
+            return Outcome(DUPLICATE_SOP_INSTANCE, "MPPS instance exists")
+        step = find_scheduled_step(session, ds)
+        if step is not None and step.status in FINAL_STATES:
+            return Outcome(PROCESSING_FAILURE, f"scheduled step is {step.status}")
+        item = (ds.ScheduledStepAttributesSequence or [Dataset()])[0]
+        pps = PerformedProcedureStep(
+            sop_instance_uid=sop_uid, step=step, status=IN_PROGRESS,
+            performed_station_aet=str(ds.get("PerformedStationAETitle", "") or "")[:16],
+            study_instance_uid=str(item.get("StudyInstanceUID", "") or "")[:64],
+            accession_number=str(item.get("AccessionNumber", "") or "")[:16],
+            started_at=_dt(ds.get("PerformedProcedureStepStartDate", ""),
+                           ds.get("PerformedProcedureStepStartTime", "")) or utcnow(),
+            performed_series=performed_series(ds), instance_count=0,
+        )
+        pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series or [])
+        session.add(pps)
+        if step is not None and step.status in STARTABLE:
+            set_step_status(step, SPSStatus.STARTED, "mpps")
+        session.flush()
+        log.info("MPPS %s IN PROGRESS (step %s)", sop_uid, step.sps_id if step else "unscheduled")
+        return Outcome(SUCCESS)
+
+    def set(self, session: Session, sop_uid: str, mods: Dataset) -> Outcome:
+        pps = session.scalar(select(PerformedProcedureStep).where(PerformedProcedureStep.sop_instance_uid == sop_uid))
+        if pps is None:
+            return Outcome(NO_SUCH_SOP_INSTANCE, "unknown MPPS instance")
+        if pps.status != IN_PROGRESS:
+            return Outcome(PROCESSING_FAILURE, f"MPPS is {pps.status}", MAY_NO_LONGER_BE_UPDATED)
+        new_status = str(mods.get("PerformedProcedureStepStatus", "") or pps.status)
+        if new_status not in PPS_STATUSES:
+            return Outcome(INVALID_ATTRIBUTE_VALUE, "unknown PerformedProcedureStepStatus")
+        if "PerformedSeriesSequence" in mods:
+            pps.performed_series = performed_series(mods)
+            pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series)
+        pps.status = new_status
+        step = pps.step
+        if new_status in (COMPLETED, DISCONTINUED):
+            pps.ended_at = _dt(mods.get("PerformedProcedureStepEndDate", ""),
+                               mods.get("PerformedProcedureStepEndTime", "")) or utcnow()
+            if step is not None and step.status not in FINAL_STATES:
+                if step.status in STARTABLE:
+                    set_step_status(step, SPSStatus.STARTED, "mpps")
+                set_step_status(step, SPSStatus.COMPLETED if new_status == COMPLETED else SPSStatus.DISCONTINUED, "mpps")
+        session.flush()
+        log.info("MPPS %s %s (%d instances)", sop_uid, new_status, pps.instance_count)
+        return Outcome(SUCCESS)
+
+
+class MppsService:
+    """Binds MppsManager to pynetdicom's N-CREATE/N-SET events, one transaction each."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.manager = MppsManager()
+
+    def _run(self, fn, sop_uid: str, ds: Dataset) -> Outcome:
+        session = self.sessions()
+        try:
+            outcome = fn(session, sop_uid, ds)
+            if outcome.status == SUCCESS:
+                session.commit()
+            else:
+                session.rollback()
+                log.warning("MPPS %s refused: 0x%04X %s", sop_uid, outcome.status, outcome.comment)
+            return outcome
+        except Exception:
+            session.rollback()
+            log.exception("MPPS %s: processing failure", sop_uid)
+            return Outcome(PROCESSING_FAILURE, "internal error")
+        finally:
+            session.close()
+
+    def on_n_create(self, event):
+        ds = event.attribute_list
+        sop_uid = event.request.AffectedSOPInstanceUID
+        reply = Dataset()
+        if not sop_uid:  # the SCP assigns the instance UID when the SCU did not (PS3.7 10.1.5)
+            sop_uid = generate_uid()
+            reply.AffectedSOPInstanceUID = sop_uid
+        outcome = self._run(self.manager.create, str(sop_uid), ds)
+        if outcome.status != SUCCESS:
+            return outcome.dimse_status(), None
+        for elem in ds:
+            reply.add(elem)
+        return SUCCESS, reply
+
+    def on_n_set(self, event):
+        mods = event.modification_list
+        outcome = self._run(self.manager.set, str(event.request.RequestedSOPInstanceUID), mods)
+        return outcome.dimse_status(), (mods if outcome.status == SUCCESS else None)
+
+
+def make_ae(service: MppsService, aet: str):
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
+
+    ae = AE(ae_title=aet)
+    ae.add_supported_context(ModalityPerformedProcedureStep)
+    ae.add_supported_context(Verification)
+    handlers = [(evt.EVT_N_CREATE, service.on_n_create), (evt.EVT_N_SET, service.on_n_set)]
+    return ae, handlers
+
+
+def serve(database_url: str, host: str, port: int, aet: str, block: bool = True):
+    """Run the MPPS SCP (blocking by default; returns the server when block=False)."""
+    from ris_app.db import make_engine, make_sessionmaker
+
+    service = MppsService(make_sessionmaker(make_engine(database_url)))
+    ae, handlers = make_ae(service, aet)
+    log.info("MPPS SCP %s listening on %s:%d", aet, host, port)
+    return ae.start_server((host, port), block=block, evt_handlers=handlers)

@@ -1,0 +1,79 @@
+"""Periodic reconciliation: compare Orthanc's studies with the RIS and repair drift.
+
+The change feed delivers every event at least once, but a study deleted while the log was
+trimmed, a count changed by a modification, or a database restored from backup can still
+leave the two apart. Reconciliation reads what Orthanc holds now and replays it through
+the same idempotent upsert as the feed (change "Reconcile"), and marks studies Orthanc no
+longer has as deleted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ris_app.db import transaction, utcnow
+from ris_app.model import Study
+from ris_app.orthanc.client import OrthancClient
+from ris_app.tracking import state as sync_state
+from ris_app.tracking.events import StudyEvent, apply_study_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    orthanc_studies: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    at: str = ""
+
+
+def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> ReconcileReport:
+    report = ReconcileReport()
+    in_orthanc = set(orthanc.study_ids())
+    report.orthanc_studies = len(in_orthanc)
+    with transaction(sessions) as s:
+        known = {row.orthanc_id: (row.study_instance_uid, row.series_count, row.instance_count)
+                 for row in s.scalars(select(Study).where(Study.deleted_at.is_(None)))}
+    for oid in sorted(in_orthanc):
+        state = orthanc.study_state(oid)
+        if state is None:  # deleted between the listing and now
+            continue
+        mine = known.get(oid)
+        if mine is not None and mine[1:] == (state["CountSeries"], state["CountInstances"]):
+            continue
+        with transaction(sessions) as s:
+            apply_study_event(s, StudyEvent.from_json({"seq": 0, "change": "Reconcile", "orthanc_id": oid, "study": state}))
+        if mine is None:
+            report.added += 1
+        else:
+            report.updated += 1
+    for oid, (suid, _, _) in known.items():
+        if oid in in_orthanc:
+            continue
+        # Modified studies change Orthanc ID: look the UID up before calling it deleted.
+        moved_to = orthanc.find_study(suid)
+        with transaction(sessions) as s:
+            study = s.scalar(select(Study).where(Study.study_instance_uid == suid))
+            if study is None:
+                continue
+            if moved_to:
+                state = orthanc.study_state(moved_to)
+                if state is not None:
+                    apply_study_event(s, StudyEvent.from_json(
+                        {"seq": 0, "change": "Reconcile", "orthanc_id": moved_to, "study": state}))
+                    report.updated += 1
+                    continue
+            study.deleted_at = utcnow()
+            report.deleted += 1
+    report.at = utcnow().isoformat()
+    with transaction(sessions) as s:
+        sync_state.put(s, sync_state.RECONCILE, asdict(report))
+    if report.added or report.updated or report.deleted:
+        log.warning("reconciliation repaired drift: %d added, %d updated, %d deleted",
+                    report.added, report.updated, report.deleted)
+    return report

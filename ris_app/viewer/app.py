@@ -1,0 +1,207 @@
+"""The image viewer part: OHIF's prebuilt viewer served at the root of its own port, with
+Orthanc's DICOMweb (/dicom-web/) and Orthanc Explorer (/orthanc/) reverse-proxied behind
+the RIS login. Orthanc itself stays bound to localhost, without a password of its own.
+
+A RIS page hands the browser over with a short-lived signed token (`viewer_login_url`);
+the viewer keeps its own session cookie (its own name: cookies ignore ports, and the RIS's
+cookie on the same host must not be overwritten). Every proxied request re-checks that
+the user still exists, is active, and has a role allowed to see images.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import requests
+from flask import Flask, Response, abort, redirect, request, send_from_directory, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from ris_app.config import Config
+from ris_app.db import make_engine, make_sessionmaker
+from ris_app.model import User
+
+log = logging.getLogger(__name__)
+
+VIEWER_ROLES = ("radiologist", "technologist", "admin")
+EXPLORER_ROLES = ("radiologist", "admin")  # Orthanc Explorer reads everything: fewer roles
+EXPLORER_WRITE_ROLES = ("admin",)  # deletes, modifications, uploads through Explorer
+TOKEN_SALT = "orthanc-ris-viewer-login"
+TOKEN_MAX_AGE = 120  # seconds between the click in the RIS and the viewer's answer
+SESSION_MAX_AGE = 12 * 3600  # a viewer session outlives no working day; the RIS hands over again
+COOKIE_NAME = "orthanc_ris_viewer"
+# Response headers worth passing back from Orthanc; hop-by-hop ones are not.
+PASS_HEADERS = ("Content-Type", "Content-Length", "Content-Disposition", "ETag", "Last-Modified",
+                "Cache-Control", "Content-Encoding", "Location")
+CHUNK = 256 * 1024
+
+# Appended to OHIF's own app-config.js: one data source, Orthanc's DICOMweb, same origin.
+CONFIG_OVERRIDE = """
+;(function () {
+  var root = window.location.origin + '/dicom-web';
+  window.config.dataSources = [{
+    namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+    sourceName: 'orthanc',
+    configuration: {
+      friendlyName: 'Orthanc (through orthanc-ris)',
+      name: 'orthanc',
+      wadoUriRoot: root, qidoRoot: root, wadoRoot: root,
+      qidoSupportsIncludeField: false,
+      imageRendering: 'wadors',
+      thumbnailRendering: 'wadors',
+      enableStudyLazyLoad: true,
+      supportsFuzzyMatching: false,
+      supportsWildcard: true,
+      dicomUploadEnabled: false,
+      omitQuotationForMultipartRequest: true,
+      bulkDataURI: { enabled: true }
+    }
+  }];
+  window.config.defaultDataSourceName = 'orthanc';
+  window.config.showWarningMessageForCrossOrigin = false;
+  window.config.showCPUFallbackMessage = false;
+  window.config.investigationalUseDialog = { option: 'never' };
+})();
+"""
+
+
+def _local_path(target: str) -> str:
+    """`target` when it is a path on this host, else "/" (no open redirect: browsers read
+    "//host" and "/\\host" as another host)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT)
+
+
+def viewer_base_url(cfg: Config, ris_host_url: str) -> str:
+    """Where browsers reach the viewer: the setting, else the RIS page's host name on the
+    viewer port."""
+    if cfg.viewer_url:
+        return cfg.viewer_url
+    parts = urlsplit(ris_host_url)
+    return f"{parts.scheme or 'http'}://{parts.hostname or '127.0.0.1'}:{cfg.viewer_port}"
+
+
+def viewer_login_url(cfg: Config, ris_host_url: str, user_id: int, next_path: str) -> str:
+    """A one-click hand-over from a RIS page to the viewer, landing on `next_path`."""
+    token = _serializer(cfg.secret_key).dumps({"uid": user_id})
+    return f"{viewer_base_url(cfg, ris_host_url)}/ris-login?token={token}&next={quote(next_path, safe='')}"
+
+
+def ohif_study_path(study_instance_uid: str) -> str:
+    return f"/viewer?StudyInstanceUIDs={quote(study_instance_uid)}"
+
+
+def explorer_study_path(orthanc_id: str) -> str:
+    return f"/orthanc/app/explorer.html#study?uuid={quote(orthanc_id)}"
+
+
+def create_viewer_app(config: Config | None = None) -> Flask:
+    """The viewer part's WSGI app."""
+    cfg = config or Config.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config.update(SECRET_KEY=cfg.secret_key, SESSION_COOKIE_NAME=COOKIE_NAME,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    sessions = make_sessionmaker(make_engine(cfg.database_url))
+    orthanc = requests.Session()
+    if cfg.orthanc_username:  # Orthanc with authentication (Docker): the proxy logs in, users never do
+        orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
+    ohif_dir = Path(cfg.ohif_dir)
+
+    def user_role() -> str | None:
+        uid = session.get("uid")
+        if not uid or time.time() - session.get("since", 0) > SESSION_MAX_AGE:
+            return None
+        with sessions() as s:
+            user = s.scalar(select(User).where(User.id == uid))
+            return user.role if user is not None and user.active else None
+
+    def require(roles: tuple[str, ...]) -> None:
+        role = user_role()
+        if role is None:
+            abort(401)
+        if role not in roles:
+            abort(403)
+
+    def ris_login_redirect():
+        host = urlsplit(request.host_url).hostname or "127.0.0.1"
+        return redirect(f"http://{host}:{cfg.http_port}/login?next=/reading")
+
+    def proxy(url: str) -> Response:
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")}
+        # orthanc-dicomweb writes BulkDataURIs for the host the browser asked (RFC 7239).
+        headers["Forwarded"] = f"host={request.host};proto={request.scheme}"
+        try:
+            upstream = orthanc.request(request.method, url, params=request.query_string.decode() or None,
+                                       data=request.get_data() if request.method in ("POST", "PUT") else None,
+                                       headers=headers, stream=True, timeout=(5, 300))
+        except requests.RequestException as exc:
+            log.warning("Orthanc unreachable from the viewer: %s", type(exc).__name__)
+            return Response("Orthanc is unreachable\n", status=502, mimetype="text/plain")
+        out = {k: v for k, v in upstream.headers.items() if k in PASS_HEADERS}
+        return Response(upstream.raw.stream(CHUNK, decode_content=False), status=upstream.status_code,
+                        headers=out, direct_passthrough=True)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "ohif": (ohif_dir / "index.html").exists()}
+
+    @app.get("/ris-login")
+    def ris_login():
+        try:
+            data = _serializer(cfg.secret_key).loads(request.args.get("token", ""), max_age=TOKEN_MAX_AGE)
+        except BadSignature:
+            return ris_login_redirect()
+        session.clear()
+        session["uid"] = int(data["uid"])
+        session["since"] = int(time.time())
+        return redirect(_local_path(request.args.get("next", "/")))
+
+    @app.route("/dicom-web/<path:path>", methods=["GET", "HEAD"])
+    def dicom_web(path: str):
+        require(VIEWER_ROLES)
+        return proxy(f"{cfg.orthanc_url}/dicom-web/{path}")
+
+    @app.route("/orthanc/", defaults={"path": ""}, methods=["GET"])
+    @app.route("/orthanc/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    def explorer(path: str):
+        require(EXPLORER_ROLES if request.method in ("GET", "HEAD") else EXPLORER_WRITE_ROLES)
+        if not path:
+            return redirect("/orthanc/app/explorer.html")
+        return proxy(f"{cfg.orthanc_url}/{path}")
+
+    @app.get("/app-config.js")
+    def app_config():
+        if user_role() is None:
+            abort(401)
+        shipped = (ohif_dir / "app-config.js").read_text() if (ohif_dir / "app-config.js").exists() else "window.config={};"
+        return Response(shipped + CONFIG_OVERRIDE, mimetype="application/javascript",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get("/", defaults={"path": ""})
+    @app.get("/<path:path>")
+    def ohif(path: str):
+        if user_role() is None:
+            return ris_login_redirect()
+        if not (ohif_dir / "index.html").exists():
+            return Response("The OHIF viewer is not installed: run `make setup`.\n", status=503,
+                            mimetype="text/plain")
+        if path and (ohif_dir / path).is_file():
+            return send_from_directory(ohif_dir, path)
+        # OHIF routes (/viewer, /local, ...) are client-side: every one gets index.html.
+        return send_from_directory(ohif_dir, "index.html", max_age=0)
+
+    @app.after_request
+    def _log(response):
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        log.debug("%s %s %d", request.method, rule, response.status_code)
+        return response
+
+    return app

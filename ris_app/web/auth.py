@@ -1,0 +1,192 @@
+"""Who may do what: bearer tokens for the API, logins with roles for the pages."""
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import secrets
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ris_app.errors import ApiError
+from ris_app.model import ROLES, User
+from ris_app.web import db, settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+
+
+def create_user(s, username: str, password: str, role: str, full_name: str = "") -> User:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise ValueError("password must have at least 8 characters")
+    existing = s.scalar(select(User).where(User.username == username))
+    if existing is not None:
+        existing.password_hash = generate_password_hash(password)
+        existing.role = role
+        existing.full_name = full_name or existing.full_name
+        return existing
+    user = User(username=username, password_hash=generate_password_hash(password), role=role, full_name=full_name)
+    s.add(user)
+    return user
+
+
+def _bearer_ok() -> bool:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), settings().api_token.encode())
+
+
+def current_user() -> User | None:
+    if "user" not in g:
+        uid = session.get("uid")
+        g.user = db().get(User, uid) if uid else None
+        if g.user is not None and not g.user.active:
+            g.user = None
+    return g.user
+
+
+def api_auth(view):
+    """API endpoints: a bearer token, or a logged-in user's session (pages' scripts)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if not _bearer_ok() and current_user() is None:
+            raise ApiError(401, "a valid bearer token is required")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _route() -> str:
+    # The route's pattern, not the path: paths hold accession numbers (no patient data in logs).
+    return request.url_rule.rule if request.url_rule is not None else "(no route)"
+
+
+def has_role(user: User | None, roles: tuple[str, ...]) -> bool:
+    """Whether `user` holds one of `roles` (no roles: any user); admin holds them all."""
+    return user is not None and (not roles or user.role in roles or user.role == "admin")
+
+
+def forbidden(reason: str):
+    """The page a logged-in user sees when the role does not allow the request."""
+    return render_template("message.html", title="Not allowed", text=reason), 403
+
+
+def login_required(*roles: str):
+    """Pages: a logged-in user, with one of `roles` when given (admin may do everything)."""
+
+    def deco(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                # After logging in the browser comes back with a GET: only a GET target is
+                # worth remembering (a form's POST URL would answer 405).
+                target = request.full_path.rstrip("?") if request.method == "GET" else None
+                return redirect(url_for("auth.login", next=target))
+            if not has_role(user, roles):
+                log.info("user %s (%s) refused %s %s", user.username, user.role, request.method, _route())
+                return forbidden(f"Your role ({user.role}) may not do this; it needs "
+                                 f"{' or '.join(roles)}.")
+            return view(*args, **kwargs)
+
+        wrapper.roles = roles  # read by may(): the navigation shows only what the user may open
+        return wrapper
+
+    return deco
+
+
+def may(endpoint: str) -> bool:
+    """Templates: whether the current user may open the page `endpoint` (hides useless links)."""
+    view = current_app.view_functions.get(endpoint)
+    return has_role(current_user(), getattr(view, "roles", ()))
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """A redirect target from the request, kept only when it is a path on this site (no
+    open redirect to another host through `//host` or a full URL)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+# ------------------------------------------------------------------ CSRF
+# Page forms are authenticated by the session cookie, which a browser also sends when
+# another site submits a form to us; a per-session secret in a hidden field, checked on
+# every POST, proves the form came from our own pages. (The API is not concerned: it takes
+# JSON, which a cross-site form cannot send.)
+CSRF_FIELD = "csrf_token"
+
+
+def csrf_token() -> str:
+    """The session's form token, made on first use."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf():
+    """before_request hook of page blueprints: refuse a POST without the session's token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    sent = request.form.get(CSRF_FIELD, "")
+    expected = session.get("csrf", "")
+    if expected and hmac.compare_digest(sent.encode(), expected.encode()):
+        return None
+    log.warning("form refused: missing or wrong CSRF token on %s", _route())
+    return render_template("message.html", title="Form expired",
+                           text="This form was not sent from a page of this session (it may have "
+                                "expired after you logged in again). Go back, reload the page and "
+                                "send it again."), 400
+
+
+bp.before_request(check_csrf)
+
+
+@bp.app_context_processor
+def _template_helpers():
+    return {"csrf_token": csrf_token, "csrf_field": CSRF_FIELD, "may": may}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    target = safe_next(request.args.get("next"), url_for("pages.today"))
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        user = db().scalar(select(User).where(User.username == username))
+        if user is not None and user.active and check_password_hash(user.password_hash, password):
+            # A fresh session (and so a fresh CSRF token): nothing set before login survives.
+            session.clear()
+            session["uid"] = user.id
+            log.info("user %s logged in", user.username)
+            return redirect(target)
+        log.warning("failed login")
+        flash("Unknown user name or wrong password.", "error")
+        return render_template("login.html", username=username), 401
+    if current_user() is not None:
+        return redirect(target)
+    return render_template("login.html", username="")
+
+
+@bp.post("/logout")
+def logout():
+    """POST only (with the CSRF token), so another site cannot log the user out."""
+    session.clear()
+    return redirect(url_for("auth.login"))

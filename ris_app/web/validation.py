@@ -1,0 +1,98 @@
+"""Reading untrusted JSON input: each reader names the field and the reason it refuses."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Iterable
+
+from ris_app.errors import ApiError
+
+
+def json_body(request) -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "request body must be a JSON object", field="body")
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object", field="body")
+    return data
+
+
+def text(body: dict, name: str, *, required: bool = False, max_len: int = 64, default: str = "",
+         forbid: str = "\\") -> str:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(400, "is required", field=name)
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, "must be a string", field=name)
+    value = value.strip()
+    if required and not value:
+        raise ApiError(400, "is required", field=name)
+    if len(value) > max_len:
+        raise ApiError(400, f"is longer than {max_len} characters", field=name)
+    if any(ord(ch) < 32 for ch in value):
+        raise ApiError(400, "holds a control character", field=name)
+    bad = sorted({ch for ch in value if ch in forbid})
+    if bad:
+        raise ApiError(400, f"holds {' and '.join(repr(ch) for ch in bad)}, which is not allowed here (a DICOM separator)", field=name)
+    return value
+
+
+def choice(body: dict, name: str, allowed: Iterable[str], *, default: str | None = None) -> str:
+    allowed = tuple(allowed)
+    value = body.get(name, default)
+    if value is None:
+        raise ApiError(400, "is required", field=name)
+    if not isinstance(value, str) or value.upper() not in allowed:
+        raise ApiError(400, f"must be one of {', '.join(allowed)}", field=name)
+    return value.upper()
+
+
+def iso_date(body: dict, name: str, *, required: bool = False) -> date | None:
+    value = body.get(name)
+    if value in (None, ""):
+        if required:
+            raise ApiError(400, "is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "must be a date as YYYY-MM-DD", field=name)
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else _bad_date()
+    except ValueError:
+        raise ApiError(400, "must be a date as YYYY-MM-DD", field=name) from None
+
+
+def _bad_date() -> date:
+    raise ValueError
+
+
+def iso_datetime(body: dict, name: str, *, required: bool = False) -> datetime | None:
+    value = body.get(name)
+    if value in (None, ""):
+        if required:
+            raise ApiError(400, "is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "must be an ISO 8601 date and time", field=name)
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "must be an ISO 8601 date and time, e.g. 2026-11-28T14:30", field=name) from None
+    # Scheduling is in the department's local wall-clock time, as DICOM DA/TM are.
+    return dt.replace(tzinfo=None)
+
+
+def aet_list(body: dict, name: str) -> str:
+    """One AE title or a list of them (JSON list or backslash-separated), as DICOM stores it."""
+    value = body.get(name)
+    if value in (None, ""):
+        return ""
+    items = value if isinstance(value, list) else str(value).split("\\") if isinstance(value, str) else None
+    if items is None:
+        raise ApiError(400, "must be an AE title or a list of AE titles", field=name)
+    out = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or len(item.strip()) > 16 or not item.strip().isprintable():
+            raise ApiError(400, "each AE title must be 1 to 16 printable characters", field=name)
+        out.append(item.strip())
+    return "\\".join(out)

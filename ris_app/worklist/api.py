@@ -1,0 +1,184 @@
+"""REST API and pages of the worklist: the plugin's C-FIND endpoint, the day's steps,
+import of existing items, the C-FIND log and its explainer
+(REST API and a page), and the per-station worklist rule."""
+from __future__ import annotations
+
+import struct
+import time
+from datetime import date, datetime, timedelta
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
+
+from ris_app.errors import ApiError
+from ris_app.model import Order, RequestedProcedure, Station, WorklistQueryLog
+from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.scheduling.serializers import step_json
+from ris_app.scheduling.states import SPSStatus
+from ris_app.web import db, get_or_404, settings
+from ris_app.web.auth import api_auth, login_required
+from ris_app.worklist import query as worklist
+from ris_app.worklist.explain import explain, log_query
+from ris_app.worklist.importer import import_bytes, split_json_payload
+
+bp = Blueprint("worklist_admin", __name__)
+
+
+def _uploads() -> list[tuple[str, bytes]]:
+    """The items of a request: multipart files, a DICOM body, or a DICOM JSON body."""
+    if request.files:
+        return [(f.filename or name, f.read()) for name, f in request.files.items(multi=True)]
+    ctype = (request.mimetype or "").lower()
+    body = request.get_data()
+    if not body:
+        raise ApiError(400, "send a worklist file (application/dicom) or DICOM JSON", field="body")
+    if ctype.endswith("json"):
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, (dict, list)) or (isinstance(payload, list) and not payload):
+            raise ApiError(400, "must be a DICOM JSON object or a list of them", field="body")
+        return list(split_json_payload(payload))
+    return [("body", body)]
+
+
+@bp.post("/api/worklist-items")
+@api_auth
+def post_worklist_items():
+    """Import worklist items; each is imported whole or not at all. 201 when all were
+    imported, 207 when some were skipped, 400 when none was."""
+    cfg = settings()
+    outcomes = [import_bytes(db(), data, name, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+                for name, data in _uploads()]
+    good = sum(o.ok for o in outcomes)
+    status = 201 if good == len(outcomes) else 207 if good else 400
+    return jsonify({"imported": good, "skipped": len(outcomes) - good,
+                    "items": [o.as_json() for o in outcomes]}), status
+
+
+def _entry(query_id: int) -> WorklistQueryLog:
+    return get_or_404(WorklistQueryLog, query_id, "logged worklist query", field="query_id")
+
+
+def _recent(limit: int = 100, calling_aet: str = "") -> list[WorklistQueryLog]:
+    stmt = select(WorklistQueryLog)
+    if calling_aet:
+        stmt = stmt.where(WorklistQueryLog.calling_aet == calling_aet)
+    return list(db().scalars(stmt.order_by(WorklistQueryLog.id.desc()).limit(limit)))
+
+
+def _entry_json(e: WorklistQueryLog) -> dict:
+    return {"id": e.id, "received_at": e.received_at.isoformat(), "calling_aet": e.calling_aet,
+            "called_aet": e.called_aet, "answers": e.answers, "incomplete": e.incomplete,
+            "duration_ms": e.duration_ms}
+
+
+@bp.get("/api/worklist/queries")
+@api_auth
+def get_worklist_queries():
+    try:
+        limit = min(int(request.args.get("limit", 100)), 1000)
+    except ValueError:
+        raise ApiError(400, "must be an integer", field="limit") from None
+    return jsonify({"items": [_entry_json(e) for e in _recent(limit, request.args.get("calling_aet", ""))]})
+
+
+def _explain(query_id: int) -> dict:
+    cfg = settings()
+    return explain(db(), _entry(query_id), default_statuses=cfg.worklist_statuses, limit=cfg.worklist_limit,
+                   accession=request.args.get("accession_number", ""), sps_id=request.args.get("sps_id", ""))
+
+
+@bp.get("/api/worklist/queries/<int:query_id>/explain")
+@api_auth
+def get_worklist_query_explain(query_id: int):
+    """For each step the scanner may have expected, which rule kept it out."""
+    return jsonify(_explain(query_id))
+
+
+@bp.patch("/api/stations/<aet>")
+@api_auth
+def patch_station(aet: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", field="body")
+    station = db().scalar(select(Station).where(Station.aet == aet))
+    if station is None:
+        raise ApiError(404, "no station with this AE title", field="aet")
+    if "worklist_own_steps_only" in body:
+        if not isinstance(body["worklist_own_steps_only"], bool):
+            raise ApiError(400, "must be true or false", field="worklist_own_steps_only")
+        station.worklist_own_steps_only = body["worklist_own_steps_only"]
+    db().commit()
+    return jsonify({"aet": station.aet, "worklist_own_steps_only": station.worklist_own_steps_only})
+
+
+# ------------------------------------------------------------------ pages
+@bp.get("/worklist/queries")
+@login_required()
+def worklist_queries_page():
+    return render_template("worklist_queries.html", entries=_recent(200, request.args.get("calling_aet", "")))
+
+
+@bp.get("/worklist/queries/<int:query_id>")
+@login_required()
+def worklist_query_page(query_id: int):
+    return render_template("worklist_explain.html", x=_explain(query_id))
+
+
+@bp.get("/api/worklist")
+@api_auth
+def get_worklist():
+    """Scheduled steps of one day (default today), optionally per station, modality, status."""
+    try:
+        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else date.today()
+    except ValueError:
+        raise ApiError(400, "must be a date as YYYY-MM-DD", field="date") from None
+    start = datetime.combine(day, datetime.min.time())
+    stmt = (select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order).join(Order.patient)
+            .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
+                     .contains_eager(Order.patient))
+            .where(SPS.start_datetime >= start, SPS.start_datetime < start + timedelta(days=1)))
+    if request.args.get("modality"):
+        stmt = stmt.where(SPS.modality == request.args["modality"].upper())
+    if request.args.get("station_aet"):
+        stmt = stmt.where(SPS.station_aet.contains(request.args["station_aet"]))
+    if request.args.get("status"):
+        statuses = [x.strip().upper() for x in request.args["status"].split(",")]
+        bad = [x for x in statuses if x not in SPSStatus.__members__]
+        if bad:
+            raise ApiError(400, f"unknown status {bad[0]}", field="status")
+        stmt = stmt.where(SPS.status.in_(statuses))
+    items = []
+    for step in db().scalars(stmt.order_by(SPS.start_datetime, SPS.id)):
+        order = step.requested_procedure.order
+        item = step_json(step)
+        item.pop("history")
+        item.update(accession_number=order.accession_number, priority=order.priority,
+                    patient={"mrn": order.patient.mrn, "family_name": order.patient.family_name,
+                             "given_name": order.patient.given_name})
+        items.append(item)
+    return jsonify({"date": day.isoformat(), "items": items})
+
+
+@bp.post("/api/internal/worklist/find")
+@api_auth
+def post_worklist_find():
+    """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
+    X-Calling-AET / X-Called-AET. Answer: the matching items, each framed by a 4-byte
+    big-endian length. Every query is logged for the explainer (worklist_explain)."""
+    cfg = settings()
+    started = time.perf_counter()
+    calling = request.headers.get("X-Calling-AET", "").strip()
+    try:
+        result = worklist.find(db(), request.get_data(), default_statuses=cfg.worklist_statuses,
+                               limit=cfg.worklist_limit, calling_aet=calling)
+    except worklist.WorklistQueryError as exc:
+        raise ApiError(400, str(exc), field="body") from None
+    log_query(db(), result.query, calling, request.headers.get("X-Called-AET", "").strip(), result,
+              (time.perf_counter() - started) * 1000)
+    db().commit()  # the log entry, and items rebuilt lazily
+    payload = b"".join(struct.pack(">I", len(item)) + item for item in result.items)
+    resp = Response(payload, mimetype="application/octet-stream")
+    resp.headers["X-Worklist-Incomplete"] = "1" if result.incomplete else "0"
+    resp.headers["X-Worklist-Count"] = str(len(result.items))
+    return resp
