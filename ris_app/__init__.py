@@ -26,7 +26,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["ris_sessions"] = make_sessionmaker(engine)
     logging.getLogger("ris_app").setLevel(config.log_level)
 
-    from ris_app.errors import register_error_handlers
     from ris_app.ops.health import bp as health_bp
     from ris_app.reporting.api import bp as report_api_bp
     from ris_app.reporting.pages import bp as reading_bp
@@ -35,6 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.tracking.api import bp as tracking_api_bp
     from ris_app.tracking.pages import bp as tracking_pages_bp
     from ris_app.web.auth import bp as auth_bp
+    from ris_app.web.errors import register_error_handlers
     from ris_app.worklist.api import bp as worklist_admin_bp
 
     register_error_handlers(app)

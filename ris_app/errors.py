@@ -1,38 +1,53 @@
-"""One error type and one JSON error shape for the whole API."""
+"""Domain errors and the one error shape.
+
+Domain code (scheduling, worklist, tracking, reporting) raises these and knows nothing of
+HTTP or HL7: `ris_app.web.errors` turns them into HTTP statuses with the JSON body below,
+`ris_app.hl7.inbound` into HL7 error codes. Each carries the offending input's name in
+`field` when there is one, and a stable machine-readable `code`.
+"""
 from __future__ import annotations
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
 
+class DomainError(Exception):
+    """A rule of the RIS refused the request; `field` names the input at fault."""
 
-class ApiError(Exception):
-    """An error the client can act on: `field` names the offending input when there is one."""
+    kind = "invalid"
 
-    def __init__(self, status: int, message: str, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
         self.field = field
-        self.code = code or {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                             409: "conflict", 503: "unavailable"}.get(status, "error")
+        self.code = code or self.kind
 
 
-def error_response(status: int, message: str, field: str | None = None, code: str | None = None):
-    body: dict[str, object] = {"code": code or ApiError(status, message).code, "message": message}
+class Invalid(DomainError):
+    """The input is malformed or breaks a rule of its own (HTTP 400, HL7 data type error)."""
+
+    kind = "invalid"
+
+
+class NotFound(DomainError):
+    """What the input names does not exist (HTTP 404, HL7 unknown key)."""
+
+    kind = "not_found"
+
+
+class Conflict(DomainError):
+    """The input clashes with what is stored: a duplicate, or a move the current state
+    does not allow (HTTP 409, HL7 duplicate key or application error)."""
+
+    kind = "conflict"
+
+
+class Unavailable(DomainError):
+    """A part the request needs (Orthanc, the database) cannot be reached (HTTP 503)."""
+
+    kind = "unavailable"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    """The one error shape, for the API and every other JSON answer."""
+    body: dict[str, object] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return jsonify({"error": body}), status
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):
-        return error_response(err.status, err.message, err.field, err.code)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException):
-        from flask import request
-
-        if request.path.startswith("/api/"):
-            return error_response(err.code or 500, err.description or err.name)
-        return err
+    return {"error": body}

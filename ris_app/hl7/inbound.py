@@ -18,11 +18,12 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.errors import ApiError
+from ris_app.errors import DomainError
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.parse import (
     APPLICATION_INTERNAL_ERROR,
     DATA_TYPE_ERROR,
+    DOMAIN_ERROR_CODES,
     DUPLICATE_KEY_IDENTIFIER,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
@@ -373,8 +374,8 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     try:
         order = create_order(ctx.session, data, accession_prefix=ctx.accession_prefix, uid_root=ctx.uid_root,
                              source=SOURCE)
-    except ApiError as exc:
-        raise content_error(DUPLICATE_KEY_IDENTIFIER if exc.status == 409 else DATA_TYPE_ERROR, exc.message,
+    except DomainError as exc:
+        raise content_error(DOMAIN_ERROR_CODES.get(exc.code, DATA_TYPE_ERROR), exc.message,
                             {"study_instance_uid": m.locations("study_instance_uid", fam)[0]}.get(exc.field or "", "")) from None
     step = primary_step(order)
     if sps_id or rp_id:
@@ -426,8 +427,8 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
 def _move(step: ScheduledProcedureStep, action: str) -> None:
     try:
         apply_action(step, action, source=SOURCE)
-    except ApiError as exc:
-        raise content_error(APPLICATION_INTERNAL_ERROR, exc.message, "ORC-1") from None
+    except DomainError as exc:
+        raise content_error(DOMAIN_ERROR_CODES.get(exc.code, APPLICATION_INTERNAL_ERROR), exc.message, "ORC-1") from None
 
 
 def order_cancel(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:

@@ -26,6 +26,15 @@ UNKNOWN_KEY_IDENTIFIER = 204
 DUPLICATE_KEY_IDENTIFIER = 205
 APPLICATION_INTERNAL_ERROR = 207
 
+# Domain errors (ris_app.errors) as HL7 error codes (table 0357), by the error's code.
+DOMAIN_ERROR_CODES = {
+    "invalid": DATA_TYPE_ERROR,
+    "not_found": UNKNOWN_KEY_IDENTIFIER,
+    "conflict": DUPLICATE_KEY_IDENTIFIER,
+    "illegal_transition": APPLICATION_INTERNAL_ERROR,  # the order's state does not allow it
+    "unavailable": APPLICATION_INTERNAL_ERROR,
+}
+
 ERROR_TEXT = {
     SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
     REQUIRED_FIELD_MISSING: "Required field missing",

@@ -14,12 +14,12 @@ from flask import (
 from sqlalchemy import select
 
 from ris_app.db import utcnow
-from ris_app.errors import ApiError
 from ris_app.hl7.outbound import current_settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.web import db, get_or_404, settings
 from ris_app.web.auth import api_auth, check_csrf, login_required
+from ris_app.web.errors import ApiError
 
 api = Blueprint("hl7_api", __name__, url_prefix="/api/hl7")
 pages = Blueprint("hl7_pages", __name__, template_folder="templates")

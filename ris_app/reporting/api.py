@@ -6,12 +6,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 from sqlalchemy import select
 
-from ris_app.errors import ApiError
 from ris_app.model import CriticalResult, Report, ReportVersion, Study, User
 from ris_app.reporting.lifecycle import report_of, report_of_order
 from ris_app.scheduling.orders import find_order
 from ris_app.web import db
 from ris_app.web.auth import api_auth
+from ris_app.web.errors import ApiError
 
 bp = Blueprint("report_api", __name__, url_prefix="/api")
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from ris_app.db import utcnow
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, Invalid, NotFound
 from ris_app.model import (
     ADDENDUM,
     COMMUNICATION_METHODS,
@@ -107,7 +107,7 @@ def template_for(session: Session, study: Study) -> ReportTemplate:
 
     best = min(candidates, key=rank, default=None)
     if best is None or rank(best) == 9:
-        raise ApiError(404, "no report template (add a generic one)")
+        raise NotFound("no report template (add a generic one)")
     return best
 
 
@@ -154,7 +154,7 @@ def current_version(report: Report) -> ReportVersion:
 
 def _editable(version: ReportVersion) -> None:
     if version.status == FINAL:
-        raise ApiError(409, "a signed version cannot be changed: add an addendum")
+        raise Conflict("a signed version cannot be changed: add an addendum")
 
 
 def save_report(session: Session, report: Report, user: User, sections: dict[str, str],
@@ -162,7 +162,7 @@ def save_report(session: Session, report: Report, user: User, sections: dict[str
     """Save the text of the open version (original or addendum) and move it:
     action 'draft' keeps it DRAFT, 'preliminary' makes it PRELIMINARY, 'sign' makes it FINAL."""
     if action not in ("draft", "preliminary", "sign"):
-        raise ApiError(400, "action must be draft, preliminary or sign", field="action")
+        raise Invalid("action must be draft, preliminary or sign", field="action")
     version = current_version(report)
     _editable(version)
     if version.kind == ORIGINAL:
@@ -175,13 +175,13 @@ def save_report(session: Session, report: Report, user: User, sections: dict[str
     now = utcnow()
     if action == "preliminary":
         if version.kind == ADDENDUM:
-            raise ApiError(400, "an addendum is draft or signed, not preliminary", field="action")
+            raise Invalid("an addendum is draft or signed, not preliminary", field="action")
         version.status, version.preliminary_by_id, version.preliminary_at = PRELIMINARY, user.id, now
     elif action == "sign":
         if version.kind == ORIGINAL and not version.impression.strip():
-            raise ApiError(400, "the impression is empty", field="impression")
+            raise Invalid("the impression is empty", field="impression")
         if version.kind == ADDENDUM and not version.addendum.strip():
-            raise ApiError(400, "the addendum is empty", field="addendum")
+            raise Invalid("the addendum is empty", field="addendum")
         version.status, version.signed_by_id, version.signed_at = FINAL, user.id, now
     if version.kind == ORIGINAL:
         report.status = version.status
@@ -197,7 +197,7 @@ def save_report(session: Session, report: Report, user: User, sections: dict[str
 def start_addendum(session: Session, report: Report, user: User) -> ReportVersion:
     """Open an addendum (the next version) on a FINAL report; the original is kept."""
     if report.status != FINAL:
-        raise ApiError(409, "addenda are for signed reports: edit the report itself")
+        raise Conflict("addenda are for signed reports: edit the report itself")
     last = current_version(report)
     if last.status != FINAL:
         return last  # an addendum is already open
@@ -212,9 +212,9 @@ def record_critical_result(session: Session, report: Report, user: User, *, comm
                            note: str = "") -> CriticalResult:
     """Flag the report critical and record that the result was communicated."""
     if not communicated_to.strip():
-        raise ApiError(400, "say who was told", field="communicated_to")
+        raise Invalid("say who was told", field="communicated_to")
     if method not in COMMUNICATION_METHODS:
-        raise ApiError(400, f"method must be one of {', '.join(COMMUNICATION_METHODS)}", field="method")
+        raise Invalid(f"method must be one of {', '.join(COMMUNICATION_METHODS)}", field="method")
     result = CriticalResult(communicated_to=communicated_to.strip()[:128], method=method,
                             communicated_at=communicated_at or utcnow(), note=note.strip(),
                             recorded_by_id=user.id)
@@ -336,7 +336,7 @@ def radiologists(session: Session) -> list[User]:
 def study_by_uid(session: Session, study_instance_uid: str) -> Study:
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
-        raise ApiError(404, "no such study")
+        raise NotFound("no such study")
     return study
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from ris_app.errors import ApiError
+from ris_app.errors import DomainError
 from ris_app.model import (
     COMMUNICATION_METHODS,
     DRAFT,
@@ -107,7 +107,7 @@ def report_page(study_id: int):
         try:
             template = template_for(s, study)
             s.commit()  # the built-in templates, seeded on first use
-        except ApiError as err:
+        except DomainError as err:
             flash(err.message, "error")
     code, procedure, modality = study_procedure(study)
     draft = None
@@ -146,7 +146,7 @@ def save(study_id: int):
         flash("Someone else saved or signed this report meanwhile: your text was not saved. "
               "Here is theirs.", "error")
         return redirect(url_for("reading.report_page", study_id=study_id))
-    except ApiError as err:
+    except DomainError as err:
         s.rollback()
         flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
         return redirect(url_for("reading.report_page", study_id=study_id))
@@ -168,7 +168,7 @@ def addendum(study_id: int):
     try:
         start_addendum(s, report, current_user())
         s.commit()
-    except ApiError as err:
+    except DomainError as err:
         s.rollback()
         flash(err.message, "error")
     return redirect(url_for("reading.report_page", study_id=study_id, _anchor="report-form"))
@@ -191,7 +191,7 @@ def critical(study_id: int):
     except ValueError:
         s.rollback()
         flash("communicated_at: not a date and time", "error")
-    except ApiError as err:
+    except DomainError as err:
         s.rollback()
         flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
     return redirect(url_for("reading.report_page", study_id=study_id, _anchor="critical"))

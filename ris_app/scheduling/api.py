@@ -7,7 +7,6 @@ import logging
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from ris_app.errors import ApiError
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -33,6 +32,7 @@ from ris_app.tracking.corrections import update_patient_everywhere
 from ris_app.web import commit, db, settings
 from ris_app.web import validation as v
 from ris_app.web.auth import api_auth
+from ris_app.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")

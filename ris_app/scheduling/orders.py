@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ris_app.db import utcnow
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, NotFound
 from ris_app.hl7.outbound import on_step_status
 from ris_app.model import (
     IdSequence,
@@ -26,7 +26,7 @@ from ris_app.model import (
     Station,
     StepStatusChange,
 )
-from ris_app.scheduling.states import IllegalTransition, SPSStatus, next_status
+from ris_app.scheduling.states import SPSStatus, next_status
 from ris_app.worklist.items import refresh_worklist_item
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patie
 
 def create_patient(session: Session, data: PatientData) -> Patient:
     if find_patient(session, data.mrn, data.issuer) is not None:
-        raise ApiError(409, "a patient with this MRN and issuer exists", field="mrn")
+        raise Conflict("a patient with this MRN and issuer exists", field="mrn")
     patient = Patient(**data.__dict__)
     session.add(patient)
     session.flush()
@@ -117,7 +117,7 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
     accession = data.accession_number
     if accession:
         if session.scalar(select(Order.id).where(Order.accession_number == accession)) is not None:
-            raise ApiError(409, "an order with this accession number exists", field="accession_number")
+            raise Conflict("an order with this accession number exists", field="accession_number")
     else:
         while True:
             accession = f"{accession_prefix}{next_id(session, 'accession'):08d}"
@@ -125,7 +125,7 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
                 break
     suid = data.study_instance_uid or generate_uid(prefix=f"{uid_root.rstrip('.')}." if uid_root else None)
     if session.scalar(select(RequestedProcedure.id).where(RequestedProcedure.study_instance_uid == suid)) is not None:
-        raise ApiError(409, "a requested procedure with this StudyInstanceUID exists", field="study_instance_uid")
+        raise Conflict("a requested procedure with this StudyInstanceUID exists", field="study_instance_uid")
 
     # Draw every generated identifier before building objects: attaching the order to the
     # patient would otherwise be autoflushed half-built by the counter queries.
@@ -174,7 +174,7 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
 def find_order(session: Session, accession: str) -> Order:
     order = session.scalar(select(Order).where(Order.accession_number == accession))
     if order is None:
-        raise ApiError(404, "no order with this accession number", field="accession_number")
+        raise NotFound("no order with this accession number", field="accession_number")
     return order
 
 
@@ -196,12 +196,7 @@ def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str
 
 def apply_action(step: ScheduledProcedureStep, action: str, source: str = "api") -> SPSStatus:
     """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
-    try:
-        target = next_status(step.status, action)
-    except KeyError:
-        raise ApiError(400, "unknown action", field="action") from None
-    except IllegalTransition as exc:
-        raise ApiError(409, str(exc), field="action", code="illegal_transition") from None
+    target = next_status(step.status, action)
     set_step_status(step, target, source)
     log.info("step %s -> %s (%s)", step.sps_id, target, source)
     return target

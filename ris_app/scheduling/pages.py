@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, DomainError
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -103,7 +103,7 @@ class Form:
         """Call a validation reader; on refusal, note the field's reason and return None."""
         try:
             return reader(self.data, name, *args, **kwargs)
-        except ApiError as err:
+        except DomainError as err:
             self.fail(err.field or name, err.message)
             return None
 
@@ -175,9 +175,9 @@ def new_patient():
         if data is not None:
             try:
                 patient = create_patient(db(), data)
-            except ApiError as err:
+            except DomainError as err:
                 db().rollback()
-                f.fail(err.field or "mrn", "is already registered" if err.status == 409 else err.message)
+                f.fail(err.field or "mrn", "is already registered" if isinstance(err, Conflict) else err.message)
             else:
                 if _commit_or_fail(f, "mrn"):
                     # No name in the message: flashes travel in the (signed, not encrypted) cookie.
@@ -325,13 +325,13 @@ def order_status(accession: str):
         return forbidden(f"Your role ({current_user().role}) may not {step_action.label.lower()} an exam.")
     try:
         order = find_order(db(), accession)
-    except ApiError:
+    except DomainError:
         return _no_such_order(accession)
     try:
         status = apply_action(primary_step(order), step_action.action, source="page")
         db().commit()
         flash(f"Order {accession} is now {status.lower()}.", "ok")
-    except ApiError as err:
+    except DomainError as err:
         db().rollback()
         flash(f"Order {accession}: {err.message}.", "error")
     return redirect(back)
@@ -347,7 +347,7 @@ def _no_such_order(accession: str):
 def order_detail(accession: str):
     try:
         order = find_order(db(), accession)
-    except ApiError:
+    except DomainError:
         return _no_such_order(accession)
     studies = db().scalars(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None))
                            .order_by(Study.id)).all()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from ris_app.errors import Conflict, Invalid
+
 
 class SPSStatus(StrEnum):
     SCHEDULED = "SCHEDULED"
@@ -34,9 +36,11 @@ TRANSITIONS: dict[str, tuple[frozenset[SPSStatus], SPSStatus]] = {
 FINAL_STATES = frozenset({S.CANCELED, S.DISCONTINUED, S.COMPLETED})
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(Conflict):
+    """The step's state does not allow the move (HTTP 409, HL7 application error)."""
+
     def __init__(self, action: str, current: SPSStatus | str) -> None:
-        super().__init__(f"cannot {action} a step that is {current}")
+        super().__init__(f"cannot {action} a step that is {current}", field="action", code="illegal_transition")
         self.action = action
         self.current = current
 
@@ -44,7 +48,7 @@ class IllegalTransition(ValueError):
 def next_status(current: SPSStatus | str, action: str) -> SPSStatus:
     """The state a step moves to under `action`, or IllegalTransition."""
     if action not in TRANSITIONS:
-        raise KeyError(action)
+        raise Invalid("unknown action", field="action")
     sources, target = TRANSITIONS[action]
     if SPSStatus(current) not in sources:
         raise IllegalTransition(action, current)

@@ -7,7 +7,6 @@ import requests
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from ris_app.errors import ApiError
 from ris_app.model import OrthancTask, Study, StudyCorrection
 from ris_app.orthanc.client import OrthancClient, OrthancError
 from ris_app.scheduling.orders import find_order, find_patient
@@ -20,6 +19,7 @@ from ris_app.tracking.journey import journey
 from ris_app.web import commit, db, get_or_404, settings
 from ris_app.web import validation as v
 from ris_app.web.auth import api_auth
+from ris_app.web.errors import ApiError
 
 bp = Blueprint("tracking_api", __name__, url_prefix="/api")
 

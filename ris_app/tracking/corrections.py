@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, Invalid
 from ris_app.model import Order, OrthancTask, Patient, Study, StudyCorrection
 from ris_app.scheduling.orders import primary_step, set_step_status, update_patient
 from ris_app.scheduling.states import SPSStatus
@@ -53,7 +53,7 @@ def queue_orthanc_change(session: Session, study: Study, replace: dict, correcti
 def link_study(session: Session, study: Study, order: Order, user: str = "api") -> StudyCorrection:
     """Link an unmatched study to `order`: the RIS at once, Orthanc through a queued task."""
     if study.order_id is not None and study.order_id != order.id:
-        raise ApiError(409, "the study is linked to another order; undo that link first", field="study")
+        raise Conflict("the study is linked to another order; undo that link first", field="study")
     step = primary_step(order)
     before = {**study_tags(study), "order": None, "link_method": study.link_method, "step_status": step.status}
     target = {**patient_tags(order.patient), "AccessionNumber": order.accession_number}
@@ -74,9 +74,9 @@ def link_study(session: Session, study: Study, order: Order, user: str = "api") 
 def undo(session: Session, correction: StudyCorrection, user: str = "api") -> StudyCorrection:
     """Undo a link: the study is unmatched again and Orthanc gets its former tags back."""
     if correction.undone_by_id is not None:
-        raise ApiError(409, "already undone", field="correction")
+        raise Conflict("already undone", field="correction")
     if correction.action != "link" or correction.study is None:
-        raise ApiError(400, "only links can be undone", field="correction")
+        raise Invalid("only links can be undone", field="correction")
     study = correction.study
     before = correction.before
     order = study.order
@@ -148,9 +148,9 @@ def merge_patients(session: Session, survivor: Patient, merged: Patient, user: s
     """Move every order (with its steps and studies) of `merged` to `survivor`; `merged`
     stays as a record pointing at the survivor (HL7 A40 semantics)."""
     if survivor.id == merged.id:
-        raise ApiError(400, "a patient cannot be merged into itself", field="merged_mrn")
+        raise Invalid("a patient cannot be merged into itself", field="merged_mrn")
     if merged.merged_into_id is not None:
-        raise ApiError(409, "this patient was already merged", field="merged_mrn")
+        raise Conflict("this patient was already merged", field="merged_mrn")
     moved = list(merged.orders)
     for order in moved:
         order.patient = survivor

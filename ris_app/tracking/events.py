@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ris_app.db import utcnow
-from ris_app.errors import ApiError
+from ris_app.errors import Invalid
 from ris_app.model import Order, RequestedProcedure, ScheduledProcedureStep, Study
 from ris_app.scheduling.orders import set_step_status
 from ris_app.scheduling.states import SPSStatus
@@ -48,22 +48,22 @@ class StudyEvent:
     @classmethod
     def from_json(cls, body: Any) -> "StudyEvent":
         if not isinstance(body, dict):
-            raise ApiError(400, "event must be a JSON object", field="body")
+            raise Invalid("event must be a JSON object", field="body")
         try:
             seq = int(body.get("seq", 0))
         except (TypeError, ValueError):
-            raise ApiError(400, "must be an integer", field="seq") from None
+            raise Invalid("must be an integer", field="seq") from None
         change = body.get("change")
         if change not in ("NewStudy", "NewSeries", "StableStudy", "Deleted", "Reconcile"):
-            raise ApiError(400, "unknown change type", field="change")
+            raise Invalid("unknown change type", field="change")
         orthanc_id = body.get("orthanc_id")
         if not isinstance(orthanc_id, str) or not orthanc_id:
-            raise ApiError(400, "is required", field="orthanc_id")
+            raise Invalid("is required", field="orthanc_id")
         study = body.get("study") or {}
         if not isinstance(study, dict):
-            raise ApiError(400, "must be an object", field="study")
+            raise Invalid("must be an object", field="study")
         if change != "Deleted" and not study.get("StudyInstanceUID"):
-            raise ApiError(400, "is required", field="study.StudyInstanceUID")
+            raise Invalid("is required", field="study.StudyInstanceUID")
 
         def s(key: str) -> str:
             v = study.get(key, "")
@@ -73,7 +73,7 @@ class StudyEvent:
             try:
                 return int(study.get(key, 0))
             except (TypeError, ValueError):
-                raise ApiError(400, "must be an integer", field=f"study.{key}") from None
+                raise Invalid("must be an integer", field=f"study.{key}") from None
 
         return cls(
             seq=seq, change=change, orthanc_id=orthanc_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ris_app.errors import ApiError
+from ris_app.errors import DomainError
 from ris_app.model import Study, StudyCorrection
 from ris_app.scheduling.orders import find_order, find_patient
 from ris_app.tracking.api import sync_summary
@@ -14,6 +14,7 @@ from ris_app.tracking.inbox import candidates
 from ris_app.tracking.journey import journey
 from ris_app.web import db, get_or_404
 from ris_app.web.auth import check_csrf, current_user, login_required
+from ris_app.web.errors import ApiError
 
 bp = Blueprint("tracking", __name__)
 bp.before_request(check_csrf)
@@ -45,7 +46,7 @@ def inbox_link():
         link_study(db(), study, order, user=_user())
         db().commit()
         flash(f"Study linked to order {order.accession_number}; Orthanc is being corrected.", "ok")
-    except ApiError as err:
+    except DomainError as err:
         db().rollback()
         flash(err.message, "error")
     return redirect(url_for("tracking.inbox"))
@@ -59,7 +60,7 @@ def correction_undo(correction_id: int):
         undo(db(), correction, user=_user())
         db().commit()
         flash("Link undone; Orthanc is being restored.", "ok")
-    except ApiError as err:
+    except DomainError as err:
         db().rollback()
         flash(err.message, "error")
     return redirect(url_for("tracking.inbox"))
@@ -84,7 +85,7 @@ def merge_page():
             db().commit()
             flash(f"Patient {merged.mrn} merged into {survivor.mrn}.", "ok")
             return redirect(url_for("tracking.merge_page"))
-        except ApiError as err:
+        except DomainError as err:
             db().rollback()
             flash(err.message, "error")
             return render_template("merge.html", form=request.form), 400
@@ -96,6 +97,6 @@ def merge_page():
 def journey_page(accession: str):
     try:
         order = find_order(db(), accession)
-    except ApiError:
+    except DomainError:
         return render_template("not_found.html", what=f"order {accession}"), 404
     return render_template("journey.html", j=journey(db(), order), order=order)

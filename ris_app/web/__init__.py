@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ris_app.config import Config
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ def commit() -> None:
     except IntegrityError as exc:
         db().rollback()
         log.warning("write refused by a database constraint: %s", exc.orig.__class__.__name__)
-        raise ApiError(409, "conflicts with an existing record") from None
+        raise Conflict("conflicts with an existing record") from None
 
 
 def get_or_404(model, row_id: int, what: str, field: str = "id"):
     """The row of `model` with primary key `row_id`, or a 404 naming what was asked for."""
     row = db().get(model, row_id)
     if row is None:
-        raise ApiError(404, f"no {what} with this id", field=field)
+        raise NotFound(f"no {what} with this id", field=field)
     return row
 
 

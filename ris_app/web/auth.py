@@ -20,9 +20,9 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ris_app.errors import ApiError
 from ris_app.model import ROLES, User
 from ris_app.web import db, settings
+from ris_app.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Iterable
 
-from ris_app.errors import ApiError
+from ris_app.web.errors import ApiError
 
 
 def json_body(request) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
-from ris_app.errors import ApiError
 from ris_app.model import Order, RequestedProcedure, Station, WorklistQueryLog
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
 from ris_app.web import db, get_or_404, settings
 from ris_app.web.auth import api_auth, login_required
+from ris_app.web.errors import ApiError
 from ris_app.worklist import query as worklist
 from ris_app.worklist.explain import explain, log_query
 from ris_app.worklist.importer import import_bytes, split_json_payload

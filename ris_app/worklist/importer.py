@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.errors import ApiError
+from ris_app.errors import DomainError
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.orders import (
     OrderData,
@@ -251,7 +251,7 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
             description=_text(sps, "ScheduledProcedureStepDescription"),
             performing_physician=_text(sps, "ScheduledPerformingPhysicianName"),
         ), accession_prefix=accession_prefix, uid_root=uid_root, source="import")
-    except ApiError as exc:
+    except DomainError as exc:
         raise BadItem(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
     rp = order.requested_procedures[0]
     step = rp.steps[0]

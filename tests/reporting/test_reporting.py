@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from ris_app.db import transaction
-from ris_app.errors import ApiError
+from ris_app.errors import Conflict, DomainError
 from ris_app.model import ADDENDUM, DRAFT, FINAL, PRELIMINARY, ProcedureCode, ReportTemplate, Study
 from ris_app.reporting import lifecycle as r
 from ris_app.reporting import outputs as out
@@ -85,16 +85,16 @@ def test_draft_preliminary_final_then_frozen(s):
     user, study = _user(s), _study(s, _patient(s))
     report = r.start_report(s, study, user)
     r.save_report(s, report, user, {"findings": "No bleed.", "impression": ""}, "draft")
-    with pytest.raises(ApiError, match="impression"):
+    with pytest.raises(DomainError, match="impression"):
         r.save_report(s, report, user, {}, "sign")
     v = r.save_report(s, report, user, {"impression": "Normal head CT."}, "preliminary")
     assert report.status == PRELIMINARY and v.preliminary_by_id == user.id and v.preliminary_at
     v = r.save_report(s, report, user, {"findings": "No bleed.\r\nNo mass."}, "sign")
     assert report.status == FINAL and v.signed_by_id == user.id and v.signed_at and report.finalized_at
     assert v.findings == "No bleed.\nNo mass."
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         r.save_report(s, report, user, {"impression": "changed"}, "draft")
-    assert err.value.status == 409
+    assert isinstance(err.value, Conflict)
     assert v.impression == "Normal head CT."
 
 
@@ -102,14 +102,14 @@ def test_addenda_are_new_versions_and_keep_the_original(s):
     user, other = _user(s), _user(s, "rad2")
     report = r.start_report(s, _study(s, _patient(s)), user)
     original = r.save_report(s, report, user, {"impression": "Normal."}, "sign")
-    with pytest.raises(ApiError):
+    with pytest.raises(DomainError):
         r.start_report(s, report.study, user) and r.save_report(s, report, user, {"impression": "x"})
     add = r.start_addendum(s, report, other)
     assert (add.version, add.kind, add.status) == (2, ADDENDUM, DRAFT)
     assert r.start_addendum(s, report, other) is add  # one open addendum at a time
-    with pytest.raises(ApiError, match="empty"):
+    with pytest.raises(DomainError, match="empty"):
         r.save_report(s, report, other, {"addendum": " "}, "sign")
-    with pytest.raises(ApiError, match="preliminary"):
+    with pytest.raises(DomainError, match="preliminary"):
         r.save_report(s, report, other, {"addendum": "x"}, "preliminary")
     r.save_report(s, report, other, {"addendum": "Small left frontal contusion on review."}, "sign")
     assert [v.version for v in r.signed_versions(report)] == [1, 2]
@@ -122,9 +122,9 @@ def test_addenda_are_new_versions_and_keep_the_original(s):
 def test_addendum_needs_a_signed_report(s):
     user = _user(s)
     report = r.start_report(s, _study(s, _patient(s)), user)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         r.start_addendum(s, report, user)
-    assert err.value.status == 409
+    assert isinstance(err.value, Conflict)
 
 
 def test_critical_result_records_who_how_when(s):
@@ -135,9 +135,9 @@ def test_critical_result_records_who_how_when(s):
                                  communicated_at=when, note="read back")
     assert report.critical and (c.communicated_to, c.method, c.communicated_at, c.recorded_by_id) == \
         ("Dr Who, ED", "phone", when, user.id)
-    with pytest.raises(ApiError, match="method"):
+    with pytest.raises(DomainError, match="method"):
         r.record_critical_result(s, report, user, communicated_to="x", method="telepathy")
-    with pytest.raises(ApiError, match="who"):
+    with pytest.raises(DomainError, match="who"):
         r.record_critical_result(s, report, user, communicated_to=" ", method="phone")
 
 
@@ -247,7 +247,7 @@ def test_a_refused_signature_leaves_nothing_half_written(app):
     with transaction(factory) as s:
         user, study = _user(s), _study(s, _patient(s))
     s = factory()
-    with pytest.raises(ApiError):
+    with pytest.raises(DomainError):
         report = r.start_report(s, s.get(Study, study.id), s.get(type(user), user.id))
         r.save_report(s, report, s.get(type(user), user.id), {"impression": ""}, "sign")
     s.rollback()

@@ -1,6 +1,7 @@
 """The scheduled-procedure-step state table."""
 import pytest
 
+from ris_app.errors import Conflict, Invalid
 from ris_app.scheduling.states import (
     FINAL_STATES,
     TRANSITIONS,
@@ -36,6 +37,10 @@ def test_happy_path():
         assert s == expected
 
 
-def test_unknown_action_is_a_key_error():
-    with pytest.raises(KeyError):
+def test_unknown_action_is_invalid_and_an_illegal_move_a_conflict():
+    with pytest.raises(Invalid) as err:
         next_status(SPSStatus.SCHEDULED, "teleport")
+    assert err.value.field == "action"
+    with pytest.raises(Conflict) as err:
+        next_status(SPSStatus.COMPLETED, "start")
+    assert err.value.code == "illegal_transition"

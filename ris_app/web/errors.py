@@ -1,0 +1,45 @@
+"""Domain errors become HTTP answers here, and only here."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ris_app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable, error_body
+
+HTTP_STATUS: dict[type[DomainError], int] = {Invalid: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
+CODE_OF_STATUS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+                  503: "unavailable"}
+
+
+class ApiError(DomainError):
+    """An error of the web layer itself (authentication, a malformed request) with its
+    HTTP status; domain code raises the errors of `ris_app.errors` instead."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, field=field, code=code or CODE_OF_STATUS.get(status, "error"))
+        self.status = status
+
+
+def http_status(err: DomainError) -> int:
+    if isinstance(err, ApiError):
+        return err.status
+    for cls in type(err).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 400
+
+
+def error_response(status: int, message: str, field: str | None = None, code: str | None = None):
+    return jsonify(error_body(code or CODE_OF_STATUS.get(status, "error"), message, field)), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain_error(err: DomainError):
+        return error_response(http_status(err), err.message, err.field, err.code)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        if request.path.startswith("/api/"):
+            return error_response(err.code or 500, err.description or err.name)
+        return err
