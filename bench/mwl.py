@@ -124,7 +124,7 @@ def load_ris(rows: list[dict], database_url: str) -> None:
         StepStatusChange,
     )
     from ris_app.ops import migrate
-    from ris_app.worklist.items import refresh_worklist_item
+    from ris_app.scheduling.orders import step_changed
 
     migrate.upgrade(database_url)
     sessions = make_sessionmaker(make_engine(database_url))
@@ -148,7 +148,7 @@ def load_ris(rows: list[dict], database_url: str) -> None:
                 steps.append(step)
             s.flush()
             for step in steps:
-                refresh_worklist_item(step)
+                step_changed(step)
             s.commit()
 
 

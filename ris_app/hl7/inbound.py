@@ -40,6 +40,7 @@ from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.stations import pick_station
 from ris_app.hl7.text import xpn_components
 from ris_app.model import Order, Patient, ProcedureCode, ScheduledProcedureStep
+from ris_app.scheduling.names import dicom_pn
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -47,12 +48,12 @@ from ris_app.scheduling.orders import (
     create_order,
     create_patient,
     find_patient,
+    patient_changed,
     primary_step,
+    step_changed,
 )
 from ris_app.scheduling.states import FINAL_STATES, SPSStatus
 from ris_app.tracking.corrections import sync_patient_studies, update_patient_everywhere
-from ris_app.worklist.attributes import person_name
-from ris_app.worklist.items import refresh_worklist_item
 
 log = logging.getLogger(__name__)
 SOURCE = "hl7"
@@ -244,10 +245,7 @@ def adt_merge(ctx: Context, msg: Message) -> str:
                 order.patient = surviving
             ctx.session.flush()
             upsert_patient(ctx, fields)
-            for order in surviving.orders:  # rebuild: the moved orders now carry the surviving patient
-                for rp in order.requested_procedures:
-                    for step in rp.steps:
-                        refresh_worklist_item(step)
+            patient_changed(surviving)  # the moved orders now carry the surviving patient
             sync_patient_studies(ctx.session, surviving, "merge", {"merged_mrn": prior.mrn}, user="hl7")
             ctx.session.delete(prior)
             ctx.session.flush()
@@ -321,7 +319,7 @@ def _physician(g: dict[str, Segment], fam: str) -> str:
     parts = (name.family, name.given, name.middle, name.prefix, name.suffix)
     if any(ch in p for p in parts for ch in NAME_FORBID):
         raise content_error(DATA_TYPE_ERROR, "physician name part holds ^, \\ or =", loc)
-    return person_name(*(p[:64] for p in parts))[:128]
+    return dicom_pn(*(p[:64] for p in parts))[:128]
 
 
 def _uid(g: dict[str, Segment], key: str, fam: str) -> str:
@@ -381,7 +379,7 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     if sps_id or rp_id:
         step.sps_id = sps_id or step.sps_id
         step.requested_procedure.requested_procedure_id = rp_id or step.requested_procedure.requested_procedure_id
-        refresh_worklist_item(step)
+        step_changed(step)
     return f"order {order.accession_number} created"
 
 
@@ -420,7 +418,7 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     if reason:
         order.reason_for_exam = reason
     ctx.session.flush()
-    refresh_worklist_item(step)
+    step_changed(step)
     return f"order {order.accession_number} changed"
 
 

@@ -1,7 +1,10 @@
-"""Patients, orders and scheduled steps: the write paths shared by the API and the pages.
+"""Patients, orders and scheduled steps: the write paths shared by the API, the pages,
+HL7 and the worklist import.
 
-Every function works inside the caller's transaction and leaves the worklist items of the
-steps it touches rebuilt, so the next C-FIND answers the new state.
+Every function works inside the caller's transaction. Whatever changes a step, its order,
+its requested procedure or its patient tells `step_changed` (or `patient_changed`), the
+one place that rebuilds the step's worklist item and, when the status moved, queues the
+HL7 status messages: the next C-FIND and the EHR see the new state.
 """
 from __future__ import annotations
 
@@ -79,14 +82,28 @@ def create_patient(session: Session, data: PatientData) -> Patient:
     return patient
 
 
+def step_changed(step: ScheduledProcedureStep, *, status_source: str | None = None) -> None:
+    """Told that a step, its order, its requested procedure or its patient changed: the one
+    caller of the worklist item rebuild and of the HL7 status outbox. `status_source` is
+    given when the step's status moved (who moved it: api, page, hl7, mpps, images, ...)."""
+    refresh_worklist_item(step)
+    if status_source is not None:
+        on_step_status(step, step.status, status_source)  # queued in this transaction
+
+
+def patient_changed(patient: Patient) -> None:
+    """Told that a patient's demographics changed, or that orders moved to this patient."""
+    for order in patient.orders:
+        for rp in order.requested_procedures:
+            for step in rp.steps:
+                step_changed(step)
+
+
 def update_patient(session: Session, patient: Patient, changes: dict) -> Patient:
     for key, value in changes.items():
         setattr(patient, key, value)
     session.flush()
-    for order in patient.orders:
-        for rp in order.requested_procedures:
-            for step in rp.steps:
-                refresh_worklist_item(step)
+    patient_changed(patient)
     return patient
 
 
@@ -166,7 +183,7 @@ def create_order(session: Session, data: OrderData, *, accession_prefix: str = "
     order.requested_procedures.append(rp)
     session.add(order)
     session.flush()
-    refresh_worklist_item(step)
+    step_changed(step)
     log.info("order %s placed (step %s, %s)", order.accession_number, step.sps_id, step.modality)
     return order
 
@@ -189,8 +206,7 @@ def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str
     step.history.append(StepStatusChange(from_status=step.status, to_status=target, source=source))
     step.status = target
     step.status_changed_at = utcnow()
-    refresh_worklist_item(step)
-    on_step_status(step, target, source)  # HL7 status messages, queued in this transaction
+    step_changed(step, status_source=source)
     return True
 
 

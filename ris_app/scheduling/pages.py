@@ -29,6 +29,7 @@ from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
 from ris_app.scheduling.api import PATIENT_TEXT_FIELDS
+from ris_app.scheduling.names import readable
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -86,8 +87,7 @@ def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 @bp.app_template_filter("person_name")
 def person_name(value: str | None) -> str:
     """A DICOM PN as a scanner sent it ("Family^Given^Middle=ideographic...") for reading."""
-    family, given, middle = ((value or "").split("=")[0].split("^") + ["", ""])[:3]
-    return ", ".join(p for p in (family, f"{given} {middle}".strip()) if p) or "—"
+    return readable(value) or "—"
 
 
 # ------------------------------------------------------------------ forms

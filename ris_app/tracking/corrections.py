@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from ris_app.errors import Conflict, Invalid
 from ris_app.model import Order, OrthancTask, Patient, Study, StudyCorrection
+from ris_app.scheduling.names import patient_pn
 from ris_app.scheduling.orders import primary_step, set_step_status, update_patient
 from ris_app.scheduling.states import SPSStatus
-from ris_app.worklist.attributes import person_name
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,7 @@ def patient_tags(patient: Patient) -> dict[str, str]:
     """The patient-level DICOM attributes the RIS is the master of."""
     return {
         "PatientID": patient.mrn,
-        "PatientName": person_name(patient.family_name, patient.given_name, patient.middle_name,
-                                   patient.name_prefix, patient.name_suffix),
+        "PatientName": patient_pn(patient),
         "PatientBirthDate": patient.birth_date.strftime("%Y%m%d") if patient.birth_date else "",
         "PatientSex": patient.sex or "",
     }

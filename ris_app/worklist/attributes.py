@@ -22,19 +22,11 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from ris_app.model import Order, Patient, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
-
-
-def person_name(family: str, given: str = "", middle: str = "", prefix: str = "", suffix: str = "") -> str:
-    """Compose a DICOM PN value from its parts, dropping empty trailing components."""
-    parts = [family or "", given or "", middle or "", prefix or "", suffix or ""]
-    while parts and not parts[-1]:
-        parts.pop()
-    return "^".join(parts)
+from ris_app.scheduling.names import patient_pn
 
 
 def _patient_name(step: SPS) -> str:
-    p = step.requested_procedure.order.patient
-    return person_name(p.family_name, p.given_name, p.middle_name, p.name_prefix, p.name_suffix)
+    return patient_pn(step.requested_procedure.order.patient)
 
 
 def _date(d: Any) -> str:

@@ -24,16 +24,18 @@ from sqlalchemy.orm import Session
 
 from ris_app.errors import DomainError
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.scheduling.names import pn_components
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
     create_order,
     create_patient,
     find_patient,
+    step_changed,
 )
 from ris_app.scheduling.states import SPSStatus
 from ris_app.worklist.attributes import BY_TAG, SPS_SEQUENCE_TAG
-from ris_app.worklist.items import build_item, refresh_worklist_item
+from ris_app.worklist.items import build_item
 
 log = logging.getLogger(__name__)
 PINNED_KEY = "pinned"  # not a DICOM JSON tag: the tags whose original value wins
@@ -139,12 +141,6 @@ def _birth_date(ds: Dataset) -> date | None:
         return None  # kept verbatim in the extra attributes, answered as it was
 
 
-def _name_parts(pn: str) -> dict[str, str]:
-    alphabetic = pn.split("=")[0]
-    parts = (alphabetic.split("^") + [""] * 5)[:5]
-    return dict(zip(("family_name", "given_name", "middle_name", "name_prefix", "name_suffix"), parts))
-
-
 # ------------------------------------------------------------------ pinning
 def _element_text(elem) -> object:
     if elem.VR == "SQ":
@@ -166,8 +162,8 @@ def _sql_sees_it(original, ours) -> bool:
     if attr is None or (attr.column is None and attr.prefilter is None):
         return True
     if attr.keyword == "PatientName":
-        family = _name_parts(_element_text(original))["family_name"]
-        return family.lower() == _name_parts(_element_text(ours))["family_name"].lower()
+        family = pn_components(_element_text(original))["family_name"]
+        return family.lower() == pn_components(_element_text(ours))["family_name"].lower()
     return False
 
 
@@ -226,7 +222,7 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
     issuer = _text(ds, "IssuerOfPatientID")
     patient = find_patient(session, mrn, issuer)
     if patient is None:
-        parts = _name_parts(_text(ds, "PatientName"))
+        parts = pn_components(_text(ds, "PatientName"))
         patient = create_patient(session, PatientData(
             mrn=mrn, issuer=issuer, birth_date=_birth_date(ds), sex=_text(ds, "PatientSex")[:1], **parts))
     accession = _text(ds, "AccessionNumber")
@@ -278,7 +274,7 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
         step.extra_attributes = {**extra, "added": added, PINNED_KEY: pinned}
         warnings.append(f"{len(pinned)} attribute(s) differ from the RIS records and answer as imported: "
                         + ", ".join(pinned))
-    refresh_worklist_item(step)
+    step_changed(step)
     session.flush()
     log.info("worklist item imported from %s: order %s, step %s", source or "request", order.accession_number, step.sps_id)
     return ImportOutcome(source, True, order.accession_number, step.sps_id, warnings=warnings)

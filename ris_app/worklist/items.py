@@ -101,6 +101,14 @@ def _to_part10(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
+def stored_item(step: SPS) -> bytes:
+    """The step's stored item, built now if it was never built (rows written before the
+    item existed); the read paths of C-FIND use this, never `refresh_worklist_item`."""
+    if step.worklist_item is None:
+        step.worklist_item = build_item(step)
+    return step.worklist_item
+
+
 def refresh_worklist_item(step: SPS) -> None:
     """Rebuild the stored answer of a step; call after any change to the step, its order,
     its requested procedure or its patient."""

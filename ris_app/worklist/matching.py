@@ -28,7 +28,7 @@ from ris_app.worklist.attributes import (
     as_text,
     attribute_value,
 )
-from ris_app.worklist.items import refresh_worklist_item
+from ris_app.worklist.items import stored_item
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +242,7 @@ class StepView:
 
     def sequence(self, attr: WorklistAttribute) -> Sequence[Dataset]:
         if self._item is None:
-            if self.step.worklist_item is None:
-                refresh_worklist_item(self.step)
-            self._item = pydicom.dcmread(io.BytesIO(self.step.worklist_item))
+            self._item = pydicom.dcmread(io.BytesIO(stored_item(self.step)))
         holder = self._item.ScheduledProcedureStepSequence[0] if attr.in_sps else self._item
         return holder.get(attr.keyword) or []
 

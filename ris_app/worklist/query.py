@@ -20,7 +20,7 @@ from ris_app.worklist.attributes import (
     DATE_TIME_VRS,
     attribute_value,
 )
-from ris_app.worklist.items import refresh_worklist_item
+from ris_app.worklist.items import stored_item
 from ris_app.worklist.matching import (
     Condition,
     WorklistQuery,
@@ -167,7 +167,7 @@ def _project(step: SPS, conditions: Sequence[Condition]) -> bytes | None:
             changes[attr.tag] = "\\".join(kept)
     if not changes:
         return None
-    ds = pydicom.dcmread(io.BytesIO(step.worklist_item))
+    ds = pydicom.dcmread(io.BytesIO(stored_item(step)))
     item = ds.ScheduledProcedureStepSequence[0]
     for tag, value in changes.items():
         item[tag].value = value
@@ -186,11 +186,7 @@ def _find_universal(session: Session, wq: WorklistQuery, default_statuses: Seque
     incomplete = len(rows) > limit
     items = []
     for step_id, item in rows[:limit]:
-        if item is None:
-            step = session.get(SPS, step_id)
-            refresh_worklist_item(step)
-            item = step.worklist_item
-        items.append(item)
+        items.append(item if item is not None else stored_item(session.get(SPS, step_id)))
     log.info("worklist query from %s: universal, %d answer(s)%s", calling_aet or "?", len(items),
              " (incomplete)" if incomplete else "")
     return WorklistResult(items, incomplete, len(rows), wq, False)
@@ -221,9 +217,7 @@ def find(session: Session, query: bytes, *, default_statuses: Sequence[str], lim
             if len(items) >= limit:
                 incomplete = True
                 break
-            if step.worklist_item is None:
-                refresh_worklist_item(step)
-            items.append(_project(step, wq.conditions) or step.worklist_item)
+            items.append(_project(step, wq.conditions) or stored_item(step))
     finally:
         result.close()
     # Key names only: values may be patient data, logged at DEBUG only.
