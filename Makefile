@@ -12,11 +12,13 @@ OHIF_VERSION := 3.13.2
 TEST_DEBS := chromium chromium-driver postgresql orthanc-postgresql dicom3tools fonts-dejavu-core
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test run test test-postgres bench clean help
+.PHONY: setup setup-test run test lint format test-postgres bench clean help
 
 help:
 	@echo "make run          set up (Debian packages, .venv, database) and start the whole system"
-	@echo "make test         set up and run the whole test suite"
+	@echo "make test         set up, lint, and run the whole test suite"
+	@echo "make lint         ruff check and ruff format --check"
+	@echo "make format       ruff format and the safe ruff fixes, in place"
 	@echo "make setup        set up only (idempotent)"
 	@echo "make test-postgres  database-level tests against a throwaway PostgreSQL 15 cluster"
 	@echo "make bench        benchmarks (see bench/RESULTS.md)"
@@ -43,7 +45,19 @@ run: setup
 	$(BIN)/orthanc-ris up
 
 test: setup-test
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The code that the lint step judges: the RIS, the plugin, tests, benchmarks.
+LINTED := ris_app plugins tests bench
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 test-postgres: setup-test
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m "db or postgres_e2e" $(PYTEST_ARGS)
