@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
 from ris_app.config import Config
+from ris_app.hl7.outbound import send_report_result
 from ris_app.model import FINAL, Report, ReportVersion
 from ris_app.orthanc.client import orthanc_request
 from ris_app.reporting.lifecycle import report_text, study_procedure
@@ -362,21 +363,16 @@ def notify_report_result(session: Session, report_version: ReportVersion) -> str
     does not queue it twice), "pending: ..." when it cannot be yet."""
     report = report_version.report
     order = report.study.order
-    try:
-        from ris_app.hl7.outbound import send_report_result  # the HL7 interface (issue 5)
-    except ImportError:
-        status = "pending: HL7 interface not configured"
+    if order is None:
+        status = "pending: the study has no order to report to"
     else:
-        if order is None:
-            status = "pending: the study has no order to report to"
-        else:
-            signer = report_version.signed_by
-            rows = send_report_result(
-                session, order, report_plain_text(report, report_version), amended=report_version.version > 1,
-                radiologist=_person_name(signer.full_name or signer.username) if signer else "",
-                signed_at=report_version.signed_at, report_id=f"{report.id}.{report_version.version}")
-            status = (f"sent: ORU^R01 queued for {len(rows)} destination(s)" if rows
-                      else "pending: no HL7 destination configured")
+        signer = report_version.signed_by
+        rows = send_report_result(
+            session, order, report_plain_text(report, report_version), amended=report_version.version > 1,
+            radiologist=_person_name(signer.full_name or signer.username) if signer else "",
+            signed_at=report_version.signed_at, report_id=f"{report.id}.{report_version.version}")
+        status = (f"sent: ORU^R01 queued for {len(rows)} destination(s)" if rows
+                  else "pending: no HL7 destination configured")
     report_version.result_status = status
     log.info("report %d version %d: result message %s", report.id, report_version.version, status)
     return status

@@ -6,10 +6,10 @@ import json
 import threading
 
 import pytest
-from risbridge.change_feed import CURSOR_PROPERTY, ChangeFeed, OrthancApi
-from risbridge.ris_client import RisClient, RisUnavailable, split_frames
 from werkzeug.serving import make_server
 
+from risbridge.change_feed import CURSOR_PROPERTY, ChangeFeed, OrthancApi
+from risbridge.ris_client import RisClient, RisUnavailable, split_frames
 from tests.conftest import TOKEN, free_port
 
 pytestmark = pytest.mark.db

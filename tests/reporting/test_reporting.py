@@ -278,25 +278,26 @@ def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
     assert "Error" not in proc.stderr and "BasicTextSR" in proc.stderr, proc.stderr
 
 
-def test_the_result_goes_to_the_hl7_outbox_when_the_interface_is_there(s, monkeypatch):
-    import sys
-    import types
+def test_the_result_goes_to_the_hl7_outbox_of_each_destination(s):
+    from ris_app.hl7.outbound import set_settings
+    from ris_app.hl7.settings import Hl7Settings
+    from ris_app.model import Hl7Outbox
 
-    report, v1 = _signed(s)
-    sent = []
-    fake = types.ModuleType("ris_app.hl7.outbound")
-    fake.send_report_result = lambda session, order, text, **kw: sent.append((order, text, kw)) or ["row"]
-    monkeypatch.setitem(sys.modules, "ris_app.hl7", types.ModuleType("ris_app.hl7"))
-    monkeypatch.setitem(sys.modules, "ris_app.hl7.outbound", fake)
-    assert out.notify_report_result(s, v1) == "sent: ORU^R01 queued for 1 destination(s)"
-    order, text, kw = sent[0]
-    assert order is report.study.order and kw["amended"] is False and kw["radiologist"] == "Rad1^Dr"
-    assert "IMPRESSION:\nNormal CT of the head." in text and "FINDINGS:" in text
-    r.start_addendum(s, report, v1.signed_by)
-    v2 = r.save_report(s, report, v1.signed_by, {"addendum": "Sinusitis."}, "sign")
-    out.notify_report_result(s, v2)
-    assert sent[1][2]["amended"] is True and "ADDENDUM 1" in sent[1][1] and "Sinusitis." in sent[1][1]
-    assert sent[1][2]["report_id"] == f"{report.id}.2"
+    set_settings(Hl7Settings.from_env({"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=127.0.0.1:1"}))
+    try:
+        report, v1 = _signed(s)
+        assert out.notify_report_result(s, v1) == "sent: ORU^R01 queued for 1 destination(s)"
+        r.start_addendum(s, report, v1.signed_by)
+        v2 = r.save_report(s, report, v1.signed_by, {"addendum": "Sinusitis."}, "sign")
+        out.notify_report_result(s, v2)
+        s.flush()
+        first, second = (row.payload for row in s.scalars(select(Hl7Outbox).order_by(Hl7Outbox.id)))
+    finally:
+        set_settings(None)
+    assert "ORU^R01" in first and "|F|" in first and "&Rad1&Dr" in first  # OBR-32: the signer as Rad1^Dr
+    assert "IMPRESSION:" in first and "Normal CT of the head." in first and "FINDINGS:" in first
+    assert "|C|" in second and "ADDENDUM 1" in second and "Sinusitis." in second
+    assert f"{report.id}.2" in second
 
 
 def test_two_readers_signing_at_once_cannot_both_win(app):
