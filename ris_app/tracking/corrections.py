@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 from ris_app.errors import Conflict, Invalid
 from ris_app.model import Order, OrthancTask, Patient, Study, StudyCorrection
 from ris_app.scheduling.orders import primary_step, set_step_status, update_patient
-from ris_app.scheduling.states import SPSStatus
+from ris_app.scheduling.states import STARTABLE, SPSStatus
 from ris_app.worklist.attributes import person_name
 
 log = logging.getLogger(__name__)
 
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 # A study unlinked by hand is not linked again automatically by a late event.
 UNLINKED = "unlinked"
 

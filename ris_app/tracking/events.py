@@ -18,12 +18,9 @@ from ris_app.db import utcnow
 from ris_app.errors import Invalid
 from ris_app.model import Order, RequestedProcedure, ScheduledProcedureStep, Study
 from ris_app.scheduling.orders import set_step_status
-from ris_app.scheduling.states import SPSStatus
+from ris_app.scheduling.states import STARTABLE, SPSStatus
 
 log = logging.getLogger(__name__)
-
-# Steps still waiting for images move to STARTED when the first image arrives.
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ris_app.db import utcnow
 from ris_app.model import Order, PerformedProcedureStep, RequestedProcedure, ScheduledProcedureStep
 from ris_app.scheduling.orders import set_step_status
-from ris_app.scheduling.states import FINAL_STATES, SPSStatus
+from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ NO_SUCH_SOP_INSTANCE = 0x0112
 MISSING_ATTRIBUTE = 0x0120
 # Error ID sent with PROCESSING_FAILURE when a finished step is set again (PS3.4 F.7.2.2.2).
 MAY_NO_LONGER_BE_UPDATED = 0xA710
-
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 
 
 @dataclass(frozen=True)
