@@ -227,12 +227,3 @@ class ChangeFeed:
                 ids.append(str(item["0040,0009"]))
         return ids
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Small polling helper (tests and shutdown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
