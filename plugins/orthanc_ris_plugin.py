@@ -6,7 +6,6 @@ import os
 import sys
 
 import orthanc
-
 from risbridge.change_feed import ChangeFeed, OrthancApi
 from risbridge.mwl import WorklistHandler
 from risbridge.ris_client import RisClient
