@@ -2,8 +2,9 @@
 
 Events arrive at least once and possibly out of order; each one carries the study's
 current state as Orthanc holds it, so handling is an idempotent upsert keyed on
-StudyInstanceUID. Linking tries AccessionNumber, then StudyInstanceUID, then the SPS ID
-of the Request Attributes Sequence (IHE SWF order of precedence).
+StudyInstanceUID. A study not yet linked is linked by `tracking.linking.find_order_for`
+(AccessionNumber, then StudyInstanceUID, then the SPS IDs of the Request Attributes
+Sequence: the IHE SWF order of precedence, shared with MPPS).
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from ris_app.db import utcnow
 from ris_app.errors import Invalid
-from ris_app.model import Order, RequestedProcedure, ScheduledProcedureStep, Study
+from ris_app.model import Study
 from ris_app.scheduling.orders import set_step_status
 from ris_app.scheduling.states import STARTABLE, SPSStatus
+from ris_app.tracking.linking import find_order_for
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +87,6 @@ class StudyEvent:
         )
 
 
-def _link(session: Session, ev: StudyEvent) -> tuple[Order | None, str]:
-    if ev.accession_number:
-        order = session.scalar(select(Order).where(Order.accession_number == ev.accession_number))
-        if order is not None:
-            return order, "accession"
-    rp = session.scalar(select(RequestedProcedure).where(RequestedProcedure.study_instance_uid == ev.study_instance_uid))
-    if rp is not None:
-        return rp.order, "study_uid"
-    for sps_id in ev.sps_ids:
-        step = session.scalar(select(ScheduledProcedureStep).where(ScheduledProcedureStep.sps_id == sps_id))
-        if step is not None:
-            return step.requested_procedure.order, "sps_id"
-    return None, ""
-
-
 def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
     """Record one study event idempotently. Returns the study row (None for an unknown
     deleted study)."""
@@ -141,7 +128,7 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
         study.stable_at = now
 
     if study.order_id is None and study.link_method != "unlinked":  # unlinked by hand: stay so
-        order, method = _link(session, ev)
+        order, method = find_order_for(session, ev.accession_number, ev.study_instance_uid, ev.sps_ids)
         if order is not None:
             study.order = order
             study.link_method = method
