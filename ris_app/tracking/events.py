@@ -1,4 +1,12 @@
-"""Studies reported by the Orthanc plugin: record them and link them to their order.
+"""Studies reported by the Orthanc plugin or found by reconciliation: record them and link
+them to their order.
+
+An event is built from Orthanc's REST answers about a study, in two places that must
+agree: the plugin's change feed (plugins/risbridge/change_feed.py, `study_state`, posted
+as JSON and read by `StudyEvent.from_json`) and the RIS's own reads for reconciliation
+(`StudyEvent.from_orthanc`). The plugin runs on the standard library inside Orthanc and
+cannot import this package, so the two are twins kept alike line for line, and a
+contract test feeds both the same recorded answers.
 
 Events arrive at least once and possibly out of order; each one carries the study's
 current state as Orthanc holds it, so handling is an idempotent upsert keyed on
@@ -45,7 +53,35 @@ class StudyEvent:
     station_aet: str = ""
 
     @classmethod
-    def from_json(cls, body: Any) -> "StudyEvent":
+    def from_orthanc(cls, study: dict, statistics: dict, series: list[dict], instance_tags: dict | None = None,
+                     remote_aet: str = "", *, seq: int = 0, change: str = "Reconcile") -> StudyEvent:
+        """The event for a study as Orthanc's REST API describes it now: `study` is
+        GET /studies/{id}, `statistics` GET /studies/{id}/statistics, `series`
+        GET /studies/{id}/series, `instance_tags` GET /instances/{id}/tags?short and
+        `remote_aet` GET /instances/{id}/metadata/RemoteAET, both of the first series'
+        first instance ({} and "" when Orthanc has none). The plugin's `study_state` is
+        the twin of this method: change one, change the other."""
+        tags = dict(study.get("PatientMainDicomTags", {}))
+        tags.update(study.get("MainDicomTags", {}))
+        state = {
+            "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
+            "AccessionNumber": tags.get("AccessionNumber", ""),
+            "PatientID": tags.get("PatientID", ""),
+            "PatientName": tags.get("PatientName", ""),
+            "PatientBirthDate": tags.get("PatientBirthDate", ""),
+            "PatientSex": tags.get("PatientSex", ""),
+            "StudyDate": tags.get("StudyDate", ""),
+            "StudyDescription": tags.get("StudyDescription", ""),
+            "Modalities": sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""}),
+            "CountSeries": int(statistics.get("CountSeries", len(series))),
+            "CountInstances": int(statistics.get("CountInstances", 0)),
+            "ScheduledProcedureStepIDs": sps_ids_of(instance_tags or {}),
+            "RemoteAET": remote_aet.strip(),
+        }
+        return cls.from_json({"seq": seq, "change": change, "orthanc_id": study.get("ID", ""), "study": state})
+
+    @classmethod
+    def from_json(cls, body: Any) -> StudyEvent:
         if not isinstance(body, dict):
             raise Invalid("event must be a JSON object", field="body")
         try:
@@ -85,6 +121,13 @@ class StudyEvent:
             patient_birth_date=s("PatientBirthDate")[:8], patient_sex=s("PatientSex")[:16],
             station_aet=s("RemoteAET")[:16],
         )
+
+
+def sps_ids_of(instance_tags: dict) -> list[str]:
+    """The SPS IDs (0040,0009) of the Request Attributes Sequence (0040,0275) in an
+    instance's tags as Orthanc's /tags?short gives them: the third way to link."""
+    return [str(item["0040,0009"]) for item in instance_tags.get("0040,0275") or []
+            if isinstance(item, dict) and item.get("0040,0009")]
 
 
 def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:

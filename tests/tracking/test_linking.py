@@ -1,16 +1,20 @@
-"""One link precedence for every path that links images to an order: a study event and
-an MPPS N-CREATE. The same identifiers, conflicting on purpose, go through both against a
-real database; each must find the same order by the same method (AccessionNumber, then
-StudyInstanceUID, then SPS ID)."""
+"""One link precedence for every path that links images to an order: a study event from
+the plugin, reconciliation, and an MPPS N-CREATE. The same identifiers, conflicting on
+purpose, go through all three against a real database; each must find the same order by
+the same method (AccessionNumber, then StudyInstanceUID, then SPS ID)."""
 from __future__ import annotations
 
 import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
-from ris_app.model import PerformedProcedureStep
+from ris_app.config import Config
+from ris_app.model import PerformedProcedureStep, Study
+from ris_app.orthanc.client import OrthancClient
 from ris_app.tracking import mpps
 from ris_app.tracking.events import StudyEvent, apply_study_event
+from ris_app.tracking.reconcile import reconcile
+from tests.fixtures.orthanc_answers import RecordedOrthanc, serve
 from tests.tracking.test_tracking import _order, _patient
 
 pytestmark = pytest.mark.db
@@ -69,6 +73,18 @@ def via_mpps(sessions, acc, uid, sps) -> tuple[str | None, str]:
     return result
 
 
+def via_reconcile(sessions, tmp_path, acc, uid, sps) -> tuple[str | None, str]:
+    orthanc = RecordedOrthanc()
+    orthanc.add_study("o1", study_uid=uid, accession=acc, sps_ids=sps)
+    with serve(orthanc) as url:
+        cfg = Config.from_env({"ORTHANC_RIS_HOME": str(tmp_path), "ORTHANC_RIS_API_TOKEN": "t",
+                               "ORTHANC_RIS_SECRET_KEY": "s", "ORTHANC_RIS_ORTHANC_URL": url})
+        assert reconcile(sessions, OrthancClient(cfg)).added == 1
+    with sessions() as s:
+        study = s.scalar(select(Study).where(Study.study_instance_uid == uid))
+        return (study.order.accession_number if study.order else None, study.link_method)
+
+
 CASES = {
     # name: (accession, StudyInstanceUID, SPS IDs) -> (order, method); A, B, C name orders
     "accession beats another order's SPS ID": (("A", NEW_UID, ("B",)), ("A", "accession")),
@@ -82,12 +98,22 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_study_events_and_mpps_link_alike(sessions, orders, case):
+def test_study_events_reconciliation_and_mpps_link_alike(sessions, orders, tmp_path, case):
     (accession, study_uid, sps_ids), (expected_order, expected_method) = CASES[case]
     ids = _ids(orders, accession, study_uid, sps_ids)
     expected = (orders[expected_order]["accession_number"] if expected_order else None, expected_method)
     assert via_mpps(sessions, *ids) == expected
     assert via_study_event(sessions, *ids) == expected
+    assert via_reconcile(sessions, tmp_path, *ids) == expected  # last: it commits
+
+
+def test_reconciliation_links_by_sps_id(sessions, orders, tmp_path, client, auth):
+    """A study the feed never delivered, whose only link is the SPS ID in its images
+    (an unknown accession typed at the console), is linked when reconciliation finds it."""
+    b = orders["B"]
+    assert via_reconcile(sessions, tmp_path, "TYPO", NEW_UID, (b["scheduled_procedure_step"]["sps_id"],)) == \
+        (b["accession_number"], "sps_id")
+    assert client.get(f"/api/orders/{b['accession_number']}", headers=auth).json["status"] == "STARTED"
 
 
 def test_mpps_takes_the_step_its_sps_id_names_in_the_order_found(sessions, orders):

@@ -164,9 +164,11 @@ class StubOrthanc:
             raise self.fail
         return "new-" + oid
 
-    def study_state(self, oid):
-        return {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X", "PatientID": "REAL",
-                "CountSeries": 1, "CountInstances": 3}
+    def study_answers(self, oid):
+        return {"study": {"ID": oid, "MainDicomTags": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X"},
+                          "PatientMainDicomTags": {"PatientID": "REAL"}},
+                "statistics": {"CountSeries": 1, "CountInstances": 3}, "series": [], "instance_tags": {},
+                "remote_aet": ""}
 
     def find_study(self, suid):
         return None
