@@ -164,75 +164,79 @@ class ChangeFeed:
     def _deliver(self, change: dict) -> None:
         event = {"seq": change["Seq"], "change": change["ChangeType"], "orthanc_id": change["ID"]}
         if change["ChangeType"] != "Deleted":
-            study = self._study_state(change["ID"])
-            if study is None:  # deleted since: tell the RIS so
+            answers = self._study_answers(change["ID"])
+            if answers is None:  # deleted since: tell the RIS so
                 event["change"] = "Deleted"
             else:
-                event["study"] = study
+                event["study"] = study_state(**answers)
         try:
             self.ris.post_json("/api/internal/study-events", event)
         except RisRejected as exc:
             # A refusal will not change on retry; log and move on rather than block the feed.
             log.error("RIS refused event %s for study %s: %s", change["Seq"], change["ID"], exc)
 
-    def _study_state(self, orthanc_id: str) -> dict | None:
-        """The study as Orthanc holds it now (events carry state, not deltas)."""
+    def _study_answers(self, orthanc_id: str) -> dict | None:
+        """Orthanc's answers about the study now (events carry state, not deltas), named
+        as `study_state` takes them; None once the study is gone."""
         try:
             study = json.loads(self.api.rest_get(f"/studies/{orthanc_id}"))
-            stats = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/statistics"))
+            statistics = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/statistics"))
             series = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/series"))
         except Exception:  # orthanc.OrthancException: 404 once the study is gone
             return None
-        tags = dict(study.get("PatientMainDicomTags", {}))
-        tags.update(study.get("MainDicomTags", {}))
-        modalities = sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""})
-        state = {
-            "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
-            "AccessionNumber": tags.get("AccessionNumber", ""),
-            "PatientID": tags.get("PatientID", ""),
-            "PatientName": tags.get("PatientName", ""),
-            "PatientBirthDate": tags.get("PatientBirthDate", ""),
-            "PatientSex": tags.get("PatientSex", ""),
-            "StudyDate": tags.get("StudyDate", ""),
-            "StudyDescription": tags.get("StudyDescription", ""),
-            "Modalities": modalities,
-            "CountSeries": int(stats.get("CountSeries", len(series))),
-            "CountInstances": int(stats.get("CountInstances", 0)),
-        }
-        if not state["AccessionNumber"] and series:
-            state["ScheduledProcedureStepIDs"] = self._sps_ids(series[0])
-        if series and series[0].get("Instances"):
-            state["RemoteAET"] = self._remote_aet(series[0]["Instances"][0])
-        return state
+        first = (series[0].get("Instances") or [None])[0] if series else None
+        return {"study": study, "statistics": statistics, "series": series,
+                "instance_tags": self._instance_tags(first), "remote_aet": self._remote_aet(first)}
 
-    def _remote_aet(self, instance_id: str) -> str:
-        """The AE title that sent the study (scores candidate orders in the inbox)."""
+    def _instance_tags(self, instance_id: str | None) -> dict:
+        """One instance's tags, for the SPS IDs of its Request Attributes Sequence."""
+        if instance_id is None:
+            return {}
         try:
-            return self.api.rest_get(f"/instances/{instance_id}/metadata/RemoteAET").decode(errors="replace").strip()
+            return json.loads(self.api.rest_get(f"/instances/{instance_id}/tags?short"))
+        except Exception:  # deleted meanwhile, or unreadable: link without SPS IDs
+            return {}
+
+    def _remote_aet(self, instance_id: str | None) -> str:
+        """The AE title that sent the study (scores candidate orders in the inbox)."""
+        if instance_id is None:
+            return ""
+        try:
+            return self.api.rest_get(f"/instances/{instance_id}/metadata/RemoteAET").decode(errors="replace")
         except Exception:  # uploaded over REST: no RemoteAET
             return ""
 
-    def _sps_ids(self, series: dict) -> list[str]:
-        """SPS IDs from the Request Attributes Sequence of one instance (third way to link)."""
-        instances = series.get("Instances") or []
-        if not instances:
-            return []
-        try:
-            tags = json.loads(self.api.rest_get(f"/instances/{instances[0]}/tags?short"))
-        except Exception:
-            return []
-        ids = []
-        for item in tags.get("0040,0275") or []:
-            if isinstance(item, dict) and item.get("0040,0009"):
-                ids.append(str(item["0040,0009"]))
-        return ids
+
+# The two functions below are the twins of StudyEvent.from_orthanc and sps_ids_of in the
+# RIS (ris_app/tracking/events.py): this plugin runs on the standard library inside Orthanc
+# and cannot import the RIS, so the code is kept alike, and a contract test
+# (tests/tracking/test_study_event_contract.py) feeds both the same Orthanc answers.
+def study_state(study: dict, statistics: dict, series: list, instance_tags: dict | None = None,
+                remote_aet: str = "") -> dict:
+    """The "study" of an event, from Orthanc's REST answers: GET /studies/{id},
+    /studies/{id}/statistics, /studies/{id}/series, and /instances/{id}/tags?short and
+    /instances/{id}/metadata/RemoteAET of the first series' first instance."""
+    tags = dict(study.get("PatientMainDicomTags", {}))
+    tags.update(study.get("MainDicomTags", {}))
+    return {
+        "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
+        "AccessionNumber": tags.get("AccessionNumber", ""),
+        "PatientID": tags.get("PatientID", ""),
+        "PatientName": tags.get("PatientName", ""),
+        "PatientBirthDate": tags.get("PatientBirthDate", ""),
+        "PatientSex": tags.get("PatientSex", ""),
+        "StudyDate": tags.get("StudyDate", ""),
+        "StudyDescription": tags.get("StudyDescription", ""),
+        "Modalities": sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""}),
+        "CountSeries": int(statistics.get("CountSeries", len(series))),
+        "CountInstances": int(statistics.get("CountInstances", 0)),
+        "ScheduledProcedureStepIDs": sps_ids_of(instance_tags or {}),
+        "RemoteAET": remote_aet.strip(),
+    }
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Small polling helper (tests and shutdown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+def sps_ids_of(instance_tags: dict) -> list:
+    """The SPS IDs (0040,0009) of the Request Attributes Sequence (0040,0275) in an
+    instance's tags as Orthanc's /tags?short gives them: the third way to link."""
+    return [str(item["0040,0009"]) for item in instance_tags.get("0040,0275") or []
+            if isinstance(item, dict) and item.get("0040,0009")]

@@ -1,5 +1,5 @@
 """The RIS's calls to Orthanc's REST API: one place that knows the URL and credentials
-(`orthanc_request`); `OrthancClient` lists studies for reconciliation and corrects a
+(`orthanc_request`); `OrthancClient` reads studies for reconciliation and corrects a
 stored study (patient, accession) with Orthanc's modify API, keeping every UID.
 
 Orthanc 1.10 rules that shape `modify_study` (checked against the real server):
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TypedDict
 
 import requests
 
@@ -30,6 +31,17 @@ def orthanc_request(cfg: Config, method: str, path: str, *, timeout: float = 30,
     """Call Orthanc's REST API at `path` (leading slash), authenticating when configured."""
     auth = (cfg.orthanc_username, cfg.orthanc_password) if cfg.orthanc_username else None
     return requests.request(method, cfg.orthanc_url + path, auth=auth, timeout=timeout, **kwargs)
+
+
+class StudyAnswers(TypedDict):
+    """Orthanc's REST answers about one study, as read: what `StudyEvent.from_orthanc`
+    builds an event from (and the plugin's `study_state`, from the same answers)."""
+
+    study: dict  # GET /studies/{id}
+    statistics: dict  # GET /studies/{id}/statistics
+    series: list[dict]  # GET /studies/{id}/series
+    instance_tags: dict  # GET /instances/{first instance}/tags?short; {} when unreadable
+    remote_aet: str  # GET /instances/{first instance}/metadata/RemoteAET; "" when none
 
 
 class OrthancError(RuntimeError):
@@ -70,27 +82,44 @@ class OrthancClient:
     def changes_last(self) -> int:
         return int(self.get("/changes?limit=0").get("Last", 0))
 
-    def study_state(self, orthanc_id: str) -> dict | None:
-        """Study tags and counts in the shape the plugin sends, or None when gone."""
+    def study_counts(self, orthanc_id: str) -> tuple[int, int] | None:
+        """(series, instances) Orthanc holds for the study, or None when it is gone: one
+        request, enough to tell whether the RIS's copy is current."""
+        try:
+            stats = self.get(f"/studies/{orthanc_id}/statistics")
+        except OrthancError as exc:
+            if not exc.retry:
+                return None
+            raise
+        return int(stats.get("CountSeries", 0)), int(stats.get("CountInstances", 0))
+
+    def study_answers(self, orthanc_id: str) -> StudyAnswers | None:
+        """What Orthanc says of the study now, for `StudyEvent.from_orthanc`; None when
+        the study is gone. Reads what the plugin's change feed reads, the same way."""
         try:
             study = self.get(f"/studies/{orthanc_id}")
-            stats = self.get(f"/studies/{orthanc_id}/statistics")
+            statistics = self.get(f"/studies/{orthanc_id}/statistics")
             series = self.get(f"/studies/{orthanc_id}/series")
         except OrthancError as exc:
             if not exc.retry:
                 return None
             raise
-        tags = dict(study.get("PatientMainDicomTags", {}), **study.get("MainDicomTags", {}))
-        return {
-            "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
-            "AccessionNumber": tags.get("AccessionNumber", ""),
-            "PatientID": tags.get("PatientID", ""), "PatientName": tags.get("PatientName", ""),
-            "PatientBirthDate": tags.get("PatientBirthDate", ""), "PatientSex": tags.get("PatientSex", ""),
-            "StudyDate": tags.get("StudyDate", ""), "StudyDescription": tags.get("StudyDescription", ""),
-            "Modalities": sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""}),
-            "CountSeries": int(stats.get("CountSeries", len(series))),
-            "CountInstances": int(stats.get("CountInstances", 0)),
-        }
+        first = (series[0].get("Instances") or [None])[0] if series else None
+        tags = self._get_if_found(f"/instances/{first}/tags?short") if first else None
+        aet = self._get_if_found(f"/instances/{first}/metadata/RemoteAET") if first else None
+        return StudyAnswers(study=study, statistics=statistics, series=series,
+                            instance_tags=tags.json() if tags is not None else {},
+                            remote_aet=aet.text if aet is not None else "")
+
+    def _get_if_found(self, path: str) -> requests.Response | None:
+        """GET an answer Orthanc may not have (a study uploaded over REST has no
+        RemoteAET; an instance may be deleted meanwhile): None for a 404."""
+        try:
+            return self._req("GET", path)
+        except OrthancError as exc:
+            if exc.retry:
+                raise
+            return None
 
     def find_study(self, study_instance_uid: str) -> str | None:
         hits = self._req("POST", "/tools/lookup", data=study_instance_uid).json()

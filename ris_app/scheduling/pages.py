@@ -41,6 +41,7 @@ from ris_app.scheduling.orders import (
     primary_step,
 )
 from ris_app.scheduling.states import TRANSITIONS, SPSStatus
+from ris_app.tracking.inbox import unmatched_studies
 from ris_app.web import db, settings
 from ris_app.web import validation as v
 from ris_app.web.auth import (
@@ -360,10 +361,8 @@ def order_detail(accession: str):
 @login_required()
 def studies():
     only_unmatched = request.args.get("unmatched") in ("1", "true")
-    stmt = select(Study).where(Study.deleted_at.is_(None))
-    if only_unmatched:
-        stmt = stmt.where(Study.order_id.is_(None))
+    stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))
     rows = db().scalars(stmt.order_by(Study.last_received_at.desc()).limit(200)).all()
-    unmatched = db().scalar(select(Study.id).where(Study.deleted_at.is_(None), Study.order_id.is_(None)).limit(1))
+    any_unmatched = db().scalar(select(unmatched_studies().exists()))
     return render_template("studies.html", studies=rows, only_unmatched=only_unmatched,
-                           any_unmatched=unmatched is not None)
+                           any_unmatched=bool(any_unmatched))

@@ -34,6 +34,9 @@ TRANSITIONS: dict[str, tuple[frozenset[SPSStatus], SPSStatus]] = {
 }
 
 FINAL_STATES = frozenset({S.CANCELED, S.DISCONTINUED, S.COMPLETED})
+# Steps still waiting for the exam: the first image, an MPPS IN PROGRESS or a manual link
+# starts them. Read from the table so the automatic starts follow the "start" action.
+STARTABLE = TRANSITIONS["start"][0]
 
 
 class IllegalTransition(Conflict):

@@ -14,7 +14,7 @@ from ris_app.scheduling.serializers import study_json
 from ris_app.tracking import state as sync_state
 from ris_app.tracking.corrections import coerce_if_needed, link_study, merge_patients, undo
 from ris_app.tracking.events import StudyEvent, apply_study_event
-from ris_app.tracking.inbox import candidates
+from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
 from ris_app.web import commit, db, get_or_404, settings
 from ris_app.web import validation as v
@@ -152,15 +152,14 @@ def get_journey(accession: str):
 @bp.get("/studies")
 @api_auth
 def get_studies():
-    stmt = select(Study).where(Study.deleted_at.is_(None))
-    if request.args.get("unmatched") in ("1", "true"):
-        stmt = stmt.where(Study.order_id.is_(None))
+    only_unmatched = request.args.get("unmatched") in ("1", "true")
+    stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))
     try:
         limit = min(int(request.args.get("limit", 100)), 1000)
     except ValueError:
         raise ApiError(400, "must be an integer", field="limit") from None
     rows = db().scalars(stmt.order_by(Study.last_received_at.desc()).limit(limit))
-    if request.args.get("unmatched") in ("1", "true"):
+    if only_unmatched:
         return jsonify({"items": [dict(study_json(s), candidates=candidates(db(), s)) for s in rows]})
     return jsonify({"items": [study_json(s) for s in rows]})
 

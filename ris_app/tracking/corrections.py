@@ -17,11 +17,10 @@ from ris_app.errors import Conflict, Invalid
 from ris_app.model import Order, OrthancTask, Patient, Study, StudyCorrection
 from ris_app.scheduling.names import patient_pn
 from ris_app.scheduling.orders import primary_step, set_step_status, update_patient
-from ris_app.scheduling.states import SPSStatus
+from ris_app.scheduling.states import STARTABLE, SPSStatus
 
 log = logging.getLogger(__name__)
 
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 # A study unlinked by hand is not linked again automatically by a late event.
 UNLINKED = "unlinked"
 

@@ -1,9 +1,18 @@
-"""Studies reported by the Orthanc plugin: record them and link them to their order.
+"""Studies reported by the Orthanc plugin or found by reconciliation: record them and link
+them to their order.
+
+An event is built from Orthanc's REST answers about a study, in two places that must
+agree: the plugin's change feed (plugins/risbridge/change_feed.py, `study_state`, posted
+as JSON and read by `StudyEvent.from_json`) and the RIS's own reads for reconciliation
+(`StudyEvent.from_orthanc`). The plugin runs on the standard library inside Orthanc and
+cannot import this package, so the two are twins kept alike line for line, and a
+contract test feeds both the same recorded answers.
 
 Events arrive at least once and possibly out of order; each one carries the study's
 current state as Orthanc holds it, so handling is an idempotent upsert keyed on
-StudyInstanceUID. Linking tries AccessionNumber, then StudyInstanceUID, then the SPS ID
-of the Request Attributes Sequence (IHE SWF order of precedence).
+StudyInstanceUID. A study not yet linked is linked by `tracking.linking.find_order_for`
+(AccessionNumber, then StudyInstanceUID, then the SPS IDs of the Request Attributes
+Sequence: the IHE SWF order of precedence, shared with MPPS).
 """
 from __future__ import annotations
 
@@ -16,14 +25,12 @@ from sqlalchemy.orm import Session
 
 from ris_app.db import utcnow
 from ris_app.errors import Invalid
-from ris_app.model import Order, RequestedProcedure, ScheduledProcedureStep, Study
+from ris_app.model import Study
 from ris_app.scheduling.orders import set_step_status
-from ris_app.scheduling.states import SPSStatus
+from ris_app.scheduling.states import STARTABLE, SPSStatus
+from ris_app.tracking.linking import find_order_for
 
 log = logging.getLogger(__name__)
-
-# Steps still waiting for images move to STARTED when the first image arrives.
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,35 @@ class StudyEvent:
     station_aet: str = ""
 
     @classmethod
-    def from_json(cls, body: Any) -> "StudyEvent":
+    def from_orthanc(cls, study: dict, statistics: dict, series: list[dict], instance_tags: dict | None = None,
+                     remote_aet: str = "", *, seq: int = 0, change: str = "Reconcile") -> StudyEvent:
+        """The event for a study as Orthanc's REST API describes it now: `study` is
+        GET /studies/{id}, `statistics` GET /studies/{id}/statistics, `series`
+        GET /studies/{id}/series, `instance_tags` GET /instances/{id}/tags?short and
+        `remote_aet` GET /instances/{id}/metadata/RemoteAET, both of the first series'
+        first instance ({} and "" when Orthanc has none). The plugin's `study_state` is
+        the twin of this method: change one, change the other."""
+        tags = dict(study.get("PatientMainDicomTags", {}))
+        tags.update(study.get("MainDicomTags", {}))
+        state = {
+            "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
+            "AccessionNumber": tags.get("AccessionNumber", ""),
+            "PatientID": tags.get("PatientID", ""),
+            "PatientName": tags.get("PatientName", ""),
+            "PatientBirthDate": tags.get("PatientBirthDate", ""),
+            "PatientSex": tags.get("PatientSex", ""),
+            "StudyDate": tags.get("StudyDate", ""),
+            "StudyDescription": tags.get("StudyDescription", ""),
+            "Modalities": sorted({s.get("MainDicomTags", {}).get("Modality", "") for s in series} - {""}),
+            "CountSeries": int(statistics.get("CountSeries", len(series))),
+            "CountInstances": int(statistics.get("CountInstances", 0)),
+            "ScheduledProcedureStepIDs": sps_ids_of(instance_tags or {}),
+            "RemoteAET": remote_aet.strip(),
+        }
+        return cls.from_json({"seq": seq, "change": change, "orthanc_id": study.get("ID", ""), "study": state})
+
+    @classmethod
+    def from_json(cls, body: Any) -> StudyEvent:
         if not isinstance(body, dict):
             raise Invalid("event must be a JSON object", field="body")
         try:
@@ -88,19 +123,11 @@ class StudyEvent:
         )
 
 
-def _link(session: Session, ev: StudyEvent) -> tuple[Order | None, str]:
-    if ev.accession_number:
-        order = session.scalar(select(Order).where(Order.accession_number == ev.accession_number))
-        if order is not None:
-            return order, "accession"
-    rp = session.scalar(select(RequestedProcedure).where(RequestedProcedure.study_instance_uid == ev.study_instance_uid))
-    if rp is not None:
-        return rp.order, "study_uid"
-    for sps_id in ev.sps_ids:
-        step = session.scalar(select(ScheduledProcedureStep).where(ScheduledProcedureStep.sps_id == sps_id))
-        if step is not None:
-            return step.requested_procedure.order, "sps_id"
-    return None, ""
+def sps_ids_of(instance_tags: dict) -> list[str]:
+    """The SPS IDs (0040,0009) of the Request Attributes Sequence (0040,0275) in an
+    instance's tags as Orthanc's /tags?short gives them: the third way to link."""
+    return [str(item["0040,0009"]) for item in instance_tags.get("0040,0275") or []
+            if isinstance(item, dict) and item.get("0040,0009")]
 
 
 def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
@@ -144,7 +171,7 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
         study.stable_at = now
 
     if study.order_id is None and study.link_method != "unlinked":  # unlinked by hand: stay so
-        order, method = _link(session, ev)
+        order, method = find_order_for(session, ev.accession_number, ev.study_instance_uid, ev.sps_ids)
         if order is not None:
             study.order = order
             study.link_method = method

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from ris_app.model import Order, Patient, RequestedProcedure, Study
@@ -27,6 +27,12 @@ WEIGHTS = {
 }
 WINDOW_DAYS = 3  # orders scheduled this close to the study date are candidates
 MIN_SCORE = 10
+
+
+def unmatched_studies() -> Select[tuple[Study]]:
+    """The studies of the inbox: held in Orthanc (not deleted) and linked to no order.
+    A query, so each caller adds its own order, limit or count."""
+    return select(Study).where(Study.order_id.is_(None), Study.deleted_at.is_(None))
 
 
 def _fold(text: str) -> str:

@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.db import utcnow
-from ris_app.model import Order, PerformedProcedureStep, RequestedProcedure, ScheduledProcedureStep
+from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep
 from ris_app.scheduling.orders import set_step_status
-from ris_app.scheduling.states import FINAL_STATES, SPSStatus
+from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
+from ris_app.tracking.linking import find_step_for
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ NO_SUCH_SOP_INSTANCE = 0x0112
 MISSING_ATTRIBUTE = 0x0120
 # Error ID sent with PROCESSING_FAILURE when a finished step is set again (PS3.4 F.7.2.2.2).
 MAY_NO_LONGER_BE_UPDATED = 0xA710
-
-STARTABLE = frozenset({SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY})
 
 
 @dataclass(frozen=True)
@@ -80,26 +79,18 @@ def performed_series(ds: Dataset) -> list[dict]:
     return out
 
 
-def find_scheduled_step(session: Session, ds: Dataset) -> ScheduledProcedureStep | None:
-    """The step an MPPS reports on, by the Scheduled Step Attributes Sequence: SPS ID, then
-    accession number, then StudyInstanceUID (the same precedence as study linking)."""
+def find_scheduled_step(session: Session, ds: Dataset) -> tuple[ScheduledProcedureStep | None, str]:
+    """The step an MPPS reports on, and how it was found. Each item of the Scheduled Step
+    Attributes Sequence (one per scheduled step performed) goes through the same rule as
+    study linking (`linking.find_step_for`: accession number, then StudyInstanceUID, then
+    SPS ID); the first item that names a step wins."""
     for item in ds.get("ScheduledStepAttributesSequence") or []:
-        sps_id = str(item.get("ScheduledProcedureStepID", "") or "")
-        if sps_id:
-            step = session.scalar(select(ScheduledProcedureStep).where(ScheduledProcedureStep.sps_id == sps_id))
-            if step is not None:
-                return step
-        accession = str(item.get("AccessionNumber", "") or "")
-        if accession:
-            order = session.scalar(select(Order).where(Order.accession_number == accession))
-            if order is not None:
-                return order.requested_procedures[0].steps[0]
-        suid = str(item.get("StudyInstanceUID", "") or "")
-        if suid:
-            rp = session.scalar(select(RequestedProcedure).where(RequestedProcedure.study_instance_uid == suid))
-            if rp is not None:
-                return rp.steps[0]
-    return None
+        step, method = find_step_for(session, str(item.get("AccessionNumber", "") or ""),
+                                     str(item.get("StudyInstanceUID", "") or ""),
+                                     [str(item.get("ScheduledProcedureStepID", "") or "")])
+        if step is not None:
+            return step, method
+    return None, ""
 
 
 class MppsManager:
@@ -116,7 +107,7 @@ class MppsManager:
         if session.scalar(select(PerformedProcedureStep.id)
                           .where(PerformedProcedureStep.sop_instance_uid == sop_uid)) is not None:
             return Outcome(DUPLICATE_SOP_INSTANCE, "MPPS instance exists")
-        step = find_scheduled_step(session, ds)
+        step, method = find_scheduled_step(session, ds)
         if step is not None and step.status in FINAL_STATES:
             return Outcome(PROCESSING_FAILURE, f"scheduled step is {step.status}")
         item = (ds.ScheduledStepAttributesSequence or [Dataset()])[0]
@@ -134,7 +125,7 @@ class MppsManager:
         if step is not None and step.status in STARTABLE:
             set_step_status(step, SPSStatus.STARTED, "mpps")
         session.flush()
-        log.info("MPPS %s IN PROGRESS (step %s)", sop_uid, step.sps_id if step else "unscheduled")
+        log.info("MPPS %s IN PROGRESS (%s)", sop_uid, f"step {step.sps_id} by {method}" if step else "unscheduled")
         return Outcome(SUCCESS)
 
     def set(self, session: Session, sop_uid: str, mods: Dataset) -> Outcome:

@@ -10,7 +10,7 @@ from ris_app.model import Study, StudyCorrection
 from ris_app.scheduling.orders import find_order, find_patient
 from ris_app.tracking.api import sync_summary
 from ris_app.tracking.corrections import link_study, merge_patients, undo
-from ris_app.tracking.inbox import candidates
+from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
 from ris_app.web import db, get_or_404
 from ris_app.web.auth import check_csrf, current_user, login_required
@@ -28,8 +28,7 @@ def _user() -> str:
 @bp.get("/inbox")
 @login_required("clerk", "technologist")
 def inbox():
-    studies = db().scalars(select(Study).where(Study.order_id.is_(None), Study.deleted_at.is_(None))
-                           .order_by(Study.last_received_at.desc()).limit(100)).all()
+    studies = db().scalars(unmatched_studies().order_by(Study.last_received_at.desc()).limit(100)).all()
     rows = [(s, candidates(db(), s)) for s in studies]
     recent = db().scalars(select(StudyCorrection).order_by(StudyCorrection.id.desc()).limit(20)).all()
     return render_template("inbox.html", rows=rows, recent=recent)

@@ -4,7 +4,9 @@ The change feed delivers every event at least once, but a study deleted while th
 trimmed, a count changed by a modification, or a database restored from backup can still
 leave the two apart. Reconciliation reads what Orthanc holds now and replays it through
 the same idempotent upsert as the feed (change "Reconcile"), and marks studies Orthanc no
-longer has as deleted.
+longer has as deleted. The events it replays are built by `StudyEvent.from_orthanc` from
+the same REST answers the plugin reads, so a study links here exactly as it would from
+the feed (SPS IDs and sending AE included).
 """
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ from ris_app.tracking import state as sync_state
 from ris_app.tracking.events import StudyEvent, apply_study_event
 
 log = logging.getLogger(__name__)
+
+
+def orthanc_study_event(orthanc: OrthancClient, orthanc_id: str) -> StudyEvent | None:
+    """The study as Orthanc holds it now, as a "Reconcile" event; None when it is gone."""
+    answers = orthanc.study_answers(orthanc_id)
+    return None if answers is None else StudyEvent.from_orthanc(**answers, change="Reconcile")
 
 
 @dataclass
@@ -40,14 +48,17 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
         known = {row.orthanc_id: (row.study_instance_uid, row.series_count, row.instance_count)
                  for row in s.scalars(select(Study).where(Study.deleted_at.is_(None)))}
     for oid in sorted(in_orthanc):
-        state = orthanc.study_state(oid)
-        if state is None:  # deleted between the listing and now
-            continue
         mine = known.get(oid)
-        if mine is not None and mine[1:] == (state["CountSeries"], state["CountInstances"]):
+        if mine is not None:
+            # One request per study the RIS has; the full read only when the counts differ.
+            counts = orthanc.study_counts(oid)
+            if counts is None or mine[1:] == counts:  # deleted since the listing, or current
+                continue
+        event = orthanc_study_event(orthanc, oid)
+        if event is None:  # deleted between the listing and now
             continue
         with transaction(sessions) as s:
-            apply_study_event(s, StudyEvent.from_json({"seq": 0, "change": "Reconcile", "orthanc_id": oid, "study": state}))
+            apply_study_event(s, event)
         if mine is None:
             report.added += 1
         else:
@@ -62,10 +73,9 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
             if study is None:
                 continue
             if moved_to:
-                state = orthanc.study_state(moved_to)
-                if state is not None:
-                    apply_study_event(s, StudyEvent.from_json(
-                        {"seq": 0, "change": "Reconcile", "orthanc_id": moved_to, "study": state}))
+                event = orthanc_study_event(orthanc, moved_to)
+                if event is not None:
+                    apply_study_event(s, event)
                     report.updated += 1
                     continue
             study.deleted_at = utcnow()

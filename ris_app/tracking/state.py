@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ris_app.db import utcnow
-from ris_app.model import OrthancTask, Study, SyncState
+from ris_app.model import OrthancTask, SyncState
+from ris_app.tracking.inbox import unmatched_studies
 
 FEED = "feed"  # what the plugin last reported: cursor, last, delivered
 RECONCILE = "reconcile"  # outcome of the last reconciliation
@@ -40,7 +41,7 @@ def summary(session: Session, orthanc_last: int | None) -> dict:
     backlog = max(0, int(last) - int(cursor)) if cursor is not None and last is not None else None
     pending = session.scalar(select(func.count(OrthancTask.id)).where(OrthancTask.state == "pending")) or 0
     failed = session.scalar(select(func.count(OrthancTask.id)).where(OrthancTask.state == "failed")) or 0
-    unmatched = session.scalar(select(func.count(Study.id)).where(Study.order_id.is_(None), Study.deleted_at.is_(None))) or 0
+    unmatched = session.scalar(select(func.count()).select_from(unmatched_studies().subquery())) or 0
     return {
         "feed_cursor": cursor, "orthanc_last_change": last, "backlog": backlog,
         "last_sync": feed_at.isoformat() if feed_at else None,

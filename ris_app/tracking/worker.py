@@ -18,8 +18,8 @@ from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction, utcnow
 from ris_app.model import OrthancTask, Study
 from ris_app.orthanc.client import OrthancClient, OrthancError
-from ris_app.tracking.events import StudyEvent, apply_study_event
-from ris_app.tracking.reconcile import reconcile
+from ris_app.tracking.events import apply_study_event
+from ris_app.tracking.reconcile import orthanc_study_event, reconcile
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -56,7 +56,7 @@ def run_pending_tasks(sessions: sessionmaker[Session], orthanc: OrthancClient) -
         try:
             current = _current_orthanc_id(orthanc, orthanc_id, suid)
             new_id = orthanc.modify_study(current, replace)
-            state = orthanc.study_state(new_id)
+            event = orthanc_study_event(orthanc, new_id)
         except OrthancError as exc:
             blocked.add(study_id)
             with transaction(sessions) as s:
@@ -71,9 +71,8 @@ def run_pending_tasks(sessions: sessionmaker[Session], orthanc: OrthancClient) -
             task = s.get(OrthancTask, task_id)
             task.state, task.done_at, task.error = "done", utcnow(), ""
             task.attempts += 1
-            if state is not None:
-                apply_study_event(s, StudyEvent.from_json(
-                    {"seq": 0, "change": "Reconcile", "orthanc_id": new_id, "study": state}))
+            if event is not None:
+                apply_study_event(s, event)
         done += 1
         log.info("Orthanc task %d done: study %d now %s", task_id, study_id, new_id)
     return done

@@ -164,9 +164,11 @@ class StubOrthanc:
             raise self.fail
         return "new-" + oid
 
-    def study_state(self, oid):
-        return {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X", "PatientID": "REAL",
-                "CountSeries": 1, "CountInstances": 3}
+    def study_answers(self, oid):
+        return {"study": {"ID": oid, "MainDicomTags": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X"},
+                          "PatientMainDicomTags": {"PatientID": "REAL"}},
+                "statistics": {"CountSeries": 1, "CountInstances": 3}, "series": [], "instance_tags": {},
+                "remote_aet": ""}
 
     def find_study(self, suid):
         return None
@@ -295,3 +297,28 @@ def test_journey_reads_reported_and_signed_from_the_report(client, auth, session
             version=1, status="FINAL", preliminary_at=datetime(2026, 11, 28, 11, 0), signed_at=datetime(2026, 11, 28, 11, 30))]))
     at = {m["name"]: m["at"] for m in client.get(f"/api/orders/{acc}/journey", headers=auth).json["milestones"]}
     assert (at["reported"], at["signed"]) == ("2026-11-28T11:00:00", "2026-11-28T11:30:00")
+
+
+def test_every_view_of_the_unmatched_studies_agrees(app, client, auth):
+    """The inbox page, the API, the studies page and the sync count read one query: a
+    linked study and a deleted unmatched one are in none of them."""
+    import re
+
+    from tests.scheduling.test_pages import _login
+
+    _login(app, client, "clerk")
+    _patient(client, auth)
+    order = _order(client, auth)
+    _study(client, auth, uid="1.2.3.1", oid="o1", acc=order["accession_number"], pid="T1")
+    _study(client, auth, uid="1.2.3.2", oid="o2", acc="WRONG")
+    _study(client, auth, uid="1.2.3.3", oid="o3", acc="GONE")
+    client.post("/api/internal/study-events", json={"seq": 9, "change": "Deleted", "orthanc_id": "o3"}, headers=auth)
+
+    items = client.get("/api/studies?unmatched=1", headers=auth).json["items"]
+    assert [s["study_instance_uid"] for s in items] == ["1.2.3.2"]
+    assert client.get("/api/sync", headers=auth).json["unmatched_studies"] == 1
+    inbox = client.get("/inbox").text
+    assert "WRONG" in inbox and "GONE" not in inbox and order["accession_number"] not in inbox
+    page = client.get("/studies?unmatched=1").text
+    assert re.findall(r'data-accession="([^"]*)"', page) == ["WRONG"]
+    assert 'class="hint legend"' in client.get("/studies").text  # shown when some study is unmatched
