@@ -13,15 +13,12 @@ from typing import Any, Callable
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager
 
 from ris_app.errors import Conflict, DomainError
 from ris_app.model import (
     PRIORITIES,
     SEXES,
-    Order,
     ProcedureCode,
-    RequestedProcedure,
     Station,
     Study,
 )
@@ -39,6 +36,7 @@ from ris_app.scheduling.orders import (
     find_patient,
     primary_step,
 )
+from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.states import TRANSITIONS, SPSStatus
 from ris_app.web import db, settings
 from ris_app.web import validation as v
@@ -297,14 +295,7 @@ def today():
             flash("The date must be YYYY-MM-DD; showing today.", "error")
     stations = s.scalars(select(Station).order_by(Station.aet)).all()
     station = next((st for st in stations if st.aet == request.args.get("station")), None)
-    start = datetime.combine(day, time.min)
-    steps = s.scalars(
-        select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order).join(Order.patient)
-        .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
-                 .contains_eager(Order.patient))
-        .where(SPS.start_datetime >= start, SPS.start_datetime < start + timedelta(days=1))
-        .order_by(SPS.start_datetime, SPS.id)
-    ).all()
+    steps = day_steps(s, day)
     if station is not None:  # in Python: AE titles are a backslash list, awkward in LIKE
         steps = [st for st in steps if _on_station(st, station)]
     counts = {status: sum(1 for st in steps if st.status == status) for status in SPSStatus}
