@@ -10,6 +10,7 @@ from datetime import date
 from flask import Blueprint, Response, jsonify, render_template, request
 from sqlalchemy import select
 
+from ris_app.clock import site_today
 from ris_app.model import Station, WorklistQueryLog
 from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
@@ -127,9 +128,10 @@ def worklist_query_page(query_id: int):
 @bp.get("/api/worklist")
 @api_auth
 def get_worklist():
-    """Scheduled steps of one day (default today), optionally per station, modality, status."""
+    """Scheduled steps of one site day (default the site's today), optionally per station,
+    modality, status."""
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else date.today()
+        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else site_today()
     except ValueError:
         raise ApiError(400, "must be a date as YYYY-MM-DD", field="date") from None
     statuses: list[str] = []
