@@ -16,19 +16,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ris_app.clock import site_today
 from ris_app.hl7.mllp import MLLPClient
 from tests.conftest import start_system, stop_system
 from tests.fixtures import hl7_messages as H
 from tests.fixtures.hl7_peer import msa
 from tests.fixtures.mwl import run_findscu, write_query
 
-TODAY = date.today().strftime("%Y%m%d")
+TODAY = site_today().strftime("%Y%m%d")
 
 
 def send_batch(port: int, tag: str, first: int, count: int, latencies: list[float]) -> None:

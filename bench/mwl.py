@@ -40,6 +40,8 @@ import pydicom  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
+from ris_app.clock import from_site, site_today  # noqa: E402
+
 FINDSCU = "/usr/bin/findscu"
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 WORKLIST_PLUGIN = "/usr/share/orthanc/plugins/libModalityWorklists.so"
@@ -60,7 +62,7 @@ def free_port() -> int:
 def plan(n: int) -> list[dict]:
     """n steps: 10 stations, 70 per station per day from today on, names from 1,000
     families, so a scanner's query for today answers 70 whatever n is."""
-    today = datetime.combine(date.today(), datetime.min.time())
+    today = datetime.combine(site_today(), datetime.min.time())  # site wall-clock time, as .wl files hold
     rows = []
     for i in range(n):
         day, rest = divmod(i, PER_STATION_DAY * len(STATIONS))
@@ -139,7 +141,7 @@ def load_ris(rows: list[dict], database_url: str) -> None:
                 rp = RequestedProcedure(requested_procedure_id=r["accession"], description=r["description"],
                                         study_instance_uid=r["study_uid"])
                 step = ScheduledProcedureStep(sps_id=r["sps_id"], modality=r["modality"], station_aet=r["station"],
-                                              description=r["description"], start_datetime=r["start"],
+                                              description=r["description"], start_datetime=from_site(r["start"]),
                                               performing_physician=r["physician"], status="SCHEDULED")
                 step.history.append(StepStatusChange(from_status=None, to_status="SCHEDULED", source="bench"))
                 rp.steps.append(step)
@@ -294,7 +296,7 @@ def run_size(n: int, work: Path, repeat: int, file_repeat: int, scanners: int, p
     load_ris(rows, ris.database_url)
     t2 = time.perf_counter()
     print(f"  .wl files written in {t1 - t0:.1f} s; RIS loaded (items prebuilt) in {t2 - t1:.1f} s", flush=True)
-    today = date.today().strftime("%Y%m%d")
+    today = site_today().strftime("%Y%m%d")
     queries = {
         "scanner": write_query(work / "q_scanner.dcm", aet=STATIONS[3], day=today),
         "name": write_query(work / "q_name.dcm", name="Fam0042*"),

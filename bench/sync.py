@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -25,12 +25,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ris_app.clock import site_today, utcnow  # noqa: E402
 from tests.conftest import STORESCU, free_port, start_system, stop_system  # noqa: E402
 from tests.fixtures.dicom_factory import write_series  # noqa: E402
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -50,7 +47,7 @@ def storescu(port: int, aet: str, files: list[Path]) -> float:
 
 def measure_lags(system, work: Path, studies: int, per_study: int) -> dict:
     started_lags, complete_lags = [], []
-    today = date.today().isoformat()
+    today = site_today().isoformat()
     r = system.api("POST", "/api/patients", json={"mrn": "BENCH", "family_name": "Bench", "given_name": "Mark"})
     assert r.status_code in (201, 409), r.text
     pending = []

@@ -6,6 +6,7 @@ import time
 
 from flask import Flask, g, request
 
+from ris_app import clock
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 
@@ -25,6 +26,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["ris_engine"] = engine
     app.extensions["ris_sessions"] = make_sessionmaker(engine)
     logging.getLogger("ris_app").setLevel(config.log_level)
+    # Pages, API, DICOM and HL7 built in this process speak the configured site's time.
+    clock.set_site_zone(clock.site_zone(config))
 
     from ris_app.ops.health import bp as health_bp
     from ris_app.reporting.api import bp as report_api_bp

@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ris_app.clock import zone_named
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,6 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
     Setting("ORTHANC_RIS_OHIF_URL", "", "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part."),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
+    Setting("ORTHANC_RIS_TIMEZONE", "", "The department's time zone, an IANA name such as Europe/Paris: scheduled times in DICOM, HL7, the pages and the API are its wall-clock time. Empty means the server's zone. Stored times are UTC whatever it is."),
     # HL7 v2 (ris_app/hl7, docs/hl7-conformance.md)
     Setting("ORTHANC_RIS_HL7_HOST", "127.0.0.1", "Address the HL7 MLLP listener binds to (0.0.0.0 to accept the EHR from other hosts)."),
     Setting("ORTHANC_RIS_HL7_PORT", "2575", "Port of the HL7 MLLP listener (ADT, ORM, OMI in; ACK out)."),
@@ -131,6 +134,7 @@ class Config:
     ohif_dir: Path = REPO_ROOT / "build" / "ohif" / "dist"
     institution: str = ""
     ohif_url: str = ""
+    timezone: str = ""  # IANA name; "" is the server's zone (ris_app.clock.site_zone)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
@@ -150,6 +154,8 @@ class Config:
         prefix = _get(env, "ORTHANC_RIS_ACCESSION_PREFIX")
         if len(prefix) > 8:
             raise ValueError("ORTHANC_RIS_ACCESSION_PREFIX: at most 8 characters (accession numbers are SH, 16)")
+        timezone = _get(env, "ORTHANC_RIS_TIMEZONE").strip()
+        zone_named(timezone)  # refuse an unknown zone at start, not on the first scheduled time
         return cls(
             home=home,
             database_url=db_url,
@@ -182,6 +188,7 @@ class Config:
             ohif_dir=Path(_get(env, "ORTHANC_RIS_OHIF_DIR") or REPO_ROOT / "build" / "ohif" / "dist"),
             institution=_get(env, "ORTHANC_RIS_INSTITUTION"),
             ohif_url=_get(env, "ORTHANC_RIS_OHIF_URL").rstrip("/"),
+            timezone=timezone,
             mpps_port=int(_get(env, "ORTHANC_RIS_MPPS_PORT")),
             mpps_aet=_get(env, "ORTHANC_RIS_MPPS_AET"),
             mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),

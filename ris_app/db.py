@@ -1,13 +1,17 @@
-"""Database engine, sessions and the one clock (SQLAlchemy 2.0, portable SQL only)."""
+"""Database engine, sessions and the column type of every stored time (SQLAlchemy 2.0,
+portable SQL only)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Iterator
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from ris_app.clock import utcnow  # noqa: F401  (the one clock, long imported from here)
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING = {
@@ -23,9 +27,32 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def utcnow() -> datetime:
-    """The one clock of the RIS: every stored time comes from here, in UTC."""
-    return datetime.now(UTC).replace(tzinfo=None)
+class UtcDateTime(TypeDecorator):
+    """A point in time, stored in UTC and read back timezone-aware in UTC, on SQLite and
+    PostgreSQL alike. Binding a naive datetime raises: it names no zone, and guessing one
+    is how times end up hours off (convert site wall-clock time with clock.from_site).
+
+    PostgreSQL stores `timestamp with time zone`; SQLite has no such type and keeps the
+    UTC wall time as text, as it always did, so the text still sorts by time."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"a UTC time column takes a datetime, not {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} bound to a UTC column: "
+                             "make it aware (clock.utcnow, clock.from_site)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def make_engine(url: str) -> Engine:

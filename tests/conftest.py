@@ -32,6 +32,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# --------------------------------------------------------------------------- the site's zone
+@pytest.fixture(autouse=True)
+def _site_zone_restored():
+    """The app factory sets this process's site zone; the next test starts from the
+    environment's again ($ORTHANC_RIS_TIMEZONE, else the server's zone)."""
+    from ris_app import clock
+
+    yield
+    clock.set_site_zone(None)
+
+
 # --------------------------------------------------------------------------- database
 def _reset_postgres(url: str) -> None:
     from sqlalchemy import create_engine, text
@@ -71,6 +82,8 @@ def config(tmp_path, database_url):
         "ORTHANC_RIS_API_TOKEN": TOKEN,
         "ORTHANC_RIS_SECRET_KEY": "test-secret",
         "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),  # nothing listens: "unreachable"
+        # The whole suite runs in another site zone with ORTHANC_RIS_TIMEZONE=... pytest.
+        "ORTHANC_RIS_TIMEZONE": os.environ.get("ORTHANC_RIS_TIMEZONE", ""),
     })
 
 

@@ -5,6 +5,7 @@ import secrets
 import time
 from datetime import datetime
 
+from ris_app.clock import to_site, utc_offset, utcnow
 from ris_app.hl7.mapping import parse_location
 from ris_app.hl7.parse import ERROR_TEXT, Envelope, Hl7Error, Message
 from ris_app.hl7.text import DEFAULT, Delimiters, escape
@@ -23,8 +24,16 @@ def new_control_id(prefix: str = "R") -> str:
     return f"{prefix[:1]}{stamp:0>6}{secrets.token_hex(6).upper()}"
 
 
+def hl7_datetime(dt: datetime) -> str:
+    """A stored (UTC) time as HL7 DTM in the site's wall-clock time with its offset
+    (20261130143000+0100): the receiver reads the department's time and knows the instant."""
+    local = to_site(dt)
+    return local.strftime("%Y%m%d%H%M%S") + utc_offset(local)
+
+
 def hl7_now() -> str:
-    return datetime.now().strftime("%Y%m%d%H%M%S")
+    """MSH-7: now, as hl7_datetime writes it."""
+    return hl7_datetime(utcnow())
 
 
 def _location_er7(loc: str, d: Delimiters) -> list[str]:

@@ -13,11 +13,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ris_app.clock import from_site, utcnow
 from ris_app.errors import DomainError
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.parse import (
@@ -99,20 +100,24 @@ def _date(value: str, loc: str) -> date | None:
     raise content_error(DATA_TYPE_ERROR, f"{loc} is not a date (YYYYMMDD)", loc)
 
 
-_DTM = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?)?(?:[+-]\d{4})?$")
+_DTM = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?)?(?:([+-])(\d{2})(\d{2}))?$")
 
 
 def _datetime(value: str, loc: str) -> datetime | None:
-    """HL7 DTM (YYYYMMDD[HH[MM[SS[.S]]]][+/-ZZZZ]) as a naive local datetime (the zone is
-    dropped: worklist dates and times are local to the department)."""
+    """HL7 DTM (YYYYMMDD[HH[MM[SS[.S]]]][+/-ZZZZ]) as aware UTC: with an offset it is that
+    instant; without one it is the department's wall-clock time (the site zone)."""
     if not value:
         return None
     match = _DTM.match(value)
     if match:
-        y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
+        y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups()[:6])
+        sign, oh, om = match.groups()[6:]
         try:
-            return datetime(y, mo, d, h, mi, s)
-        except ValueError:
+            if sign:
+                offset = timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == "-" else 1)
+                return datetime(y, mo, d, h, mi, s, tzinfo=timezone(offset)).astimezone(UTC)
+            return from_site(datetime(y, mo, d, h, mi, s))
+        except (ValueError, OverflowError):  # a day or offset that does not exist
             pass
     raise content_error(DATA_TYPE_ERROR, f"{loc} is not a date and time (YYYYMMDDHHMMSS)", loc)
 
@@ -344,7 +349,7 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     if procedure is None and not proc_text:
         raise content_error(TABLE_VALUE_NOT_FOUND, "procedure code not in the catalog and no procedure text", proc_loc)
     start_value, start_loc = _text(g, "scheduled_start", fam, 26)
-    start = _datetime(start_value, start_loc) or datetime.now().replace(second=0, microsecond=0)
+    start = _datetime(start_value, start_loc) or utcnow().replace(second=0, microsecond=0)
     station, _ = _text(g, "station_aet", fam, 128, forbid="")
     station = station.replace("~", "\\")
     if not station:

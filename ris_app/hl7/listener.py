@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 
+from ris_app import clock
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 from ris_app.hl7.mllp import MLLPServer, serve_in_thread
@@ -23,6 +24,7 @@ class Hl7Service:
         self.sessions = make_sessionmaker(self.engine)
         self.settings = settings
         set_settings(settings)
+        clock.set_site_zone(clock.site_zone(config))
         self.processor = InboundProcessor(self.sessions, settings, config)
         self.server = MLLPServer(
             (settings.host, settings.port),

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from ris_app.db import utcnow
+from ris_app.clock import utcnow
 from ris_app.hl7 import mapping as m
-from ris_app.hl7.ack import hl7_now, new_control_id, read_ack
+from ris_app.hl7.ack import hl7_datetime, hl7_now, new_control_id, read_ack
 from ris_app.hl7.mllp import MLLPClient
 from ris_app.hl7.settings import Destination, Hl7Settings
 from ris_app.hl7.text import DEFAULT, PersonName, escape, name_to_xpn, pn_to_name
@@ -121,7 +121,7 @@ def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family:
     w.put_key("station_aet", family, step.station_aet.split("\\")[0])
     w.put_key("station_name", family, step.station_name)
     w.put_key("location", family, step.location)
-    w.put_key("scheduled_start", family, step.start_datetime.strftime("%Y%m%d%H%M%S"))
+    w.put_key("scheduled_start", family, hl7_datetime(step.start_datetime))
     w.put_key("priority", family, m.PRIORITY_OUT.get(order.priority, "R"))
     if order.referring_physician:
         w.put_key("referring_physician", family, "^" + name_to_xpn(pn_to_name(order.referring_physician)), escaped=True)
@@ -141,7 +141,7 @@ def build_status_message(step: ScheduledProcedureStep, dest: Destination, settin
     w.put("ORC-1", "SC")  # status changed
     _write_patient_order(w, step, family)
     w.put_key("order_status", family, m.ORDER_STATUS_OUT.get(step.status, "SC"))
-    w.put("ORC-9", step.status_changed_at.strftime("%Y%m%d%H%M%S"))
+    w.put("ORC-9", hl7_datetime(step.status_changed_at))
     if family == "2.5.1":
         w.put("TQ1-1", "1")
     return message_type, w.render(_msh(settings, dest, message_type, control_id, version))
@@ -183,7 +183,7 @@ def send_report_result(session: Session, order: Order, report_text: str, *, amen
     Returns the outbox rows."""
     settings = settings or current_settings()
     step = order.requested_procedures[0].steps[0]
-    when = (signed_at or datetime.now()).strftime("%Y%m%d%H%M%S")
+    when = hl7_datetime(signed_at or utcnow())
     status = "C" if amended else "F"
     rows = []
     for dest in settings.destinations:
@@ -197,7 +197,7 @@ def send_report_result(session: Session, order: Order, report_text: str, *, amen
         w.put("OBR-24", step.modality)
         w.put("ORC-1", "RE")
         w.put("ORC-5", "CM")
-        w.put("OBR-7", step.start_datetime.strftime("%Y%m%d%H%M%S"))
+        w.put("OBR-7", hl7_datetime(step.start_datetime))
         w.put("OBR-22", when)
         w.put("OBR-25", status)
         if radiologist:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ris_app.clock import utcnow
 from ris_app.config import Config
-from ris_app.db import utcnow
 from ris_app.hl7.ack import build_ack
 from ris_app.hl7.inbound import Context, handle
 from ris_app.hl7.parse import (

@@ -13,7 +13,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from ris_app.db import utcnow
+from ris_app.clock import utcnow
 from ris_app.hl7.outbound import current_settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 
 
 class InboundStatus:
@@ -24,7 +25,7 @@ class Hl7Message(Base):
     __table_args__ = (Index("ix_hl7_message_sender_control_id", "sending_facility", "control_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     peer: Mapped[str] = mapped_column(String(64), default="")
     sending_application: Mapped[str] = mapped_column(String(180), default="")
     sending_facility: Mapped[str] = mapped_column(String(180), default="")
@@ -39,7 +40,7 @@ class Hl7Message(Base):
     summary: Mapped[str] = mapped_column(String(255), default="")
     duplicate_of: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class OutboxStatus:
@@ -56,7 +57,7 @@ class Hl7Outbox(Base):
     __table_args__ = (Index("ix_hl7_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     destination: Mapped[str] = mapped_column(String(64))
     message_type: Mapped[str] = mapped_column(String(20))
     control_id: Mapped[str] = mapped_column(String(20), unique=True)
@@ -64,7 +65,7 @@ class Hl7Outbox(Base):
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_error: Mapped[str] = mapped_column(String(1024), default="")
     ack_code: Mapped[str] = mapped_column(String(2), default="")
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -11,7 +11,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -21,7 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 from ris_app.model.tracking import Study
 from ris_app.model.users import User
 
@@ -60,9 +60,9 @@ class Report(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("ris_user.id"), index=True)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("report_template.id"))
     critical: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-    finalized_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    finalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     study: Mapped[Study] = relationship()
     author: Mapped[User | None] = relationship()
@@ -90,12 +90,12 @@ class ReportVersion(Base):
     impression: Mapped[str] = mapped_column(Text, default="")
     addendum: Mapped[str] = mapped_column(Text, default="")
     author_id: Mapped[int | None] = mapped_column(ForeignKey("ris_user.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     preliminary_by_id: Mapped[int | None] = mapped_column(ForeignKey("ris_user.id"))
-    preliminary_at: Mapped[datetime | None] = mapped_column(DateTime)
+    preliminary_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("ris_user.id"))
-    signed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    signed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Outputs made when the version is signed.
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
     sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")  # the Encapsulated PDF
@@ -123,10 +123,10 @@ class CriticalResult(Base):
     report_id: Mapped[int] = mapped_column(ForeignKey("report.id"), index=True)
     communicated_to: Mapped[str] = mapped_column(String(128))
     method: Mapped[str] = mapped_column(String(32))
-    communicated_at: Mapped[datetime] = mapped_column(DateTime)
+    communicated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("ris_user.id"))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     report: Mapped[Report] = relationship(back_populates="critical_results")
     recorded_by: Mapped[User | None] = relationship()

@@ -6,7 +6,6 @@ from datetime import date, datetime
 from sqlalchemy import (
     JSON,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -17,7 +16,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 from ris_app.scheduling.states import SPSStatus
 
 
@@ -39,8 +39,8 @@ class Patient(Base):
     email: Mapped[str] = mapped_column(String(255), default="")
     address: Mapped[str] = mapped_column(String(512), default="")
     insurance: Mapped[str] = mapped_column(String(255), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     # Set when this record was merged into another (the survivor keeps orders and studies).
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
 
@@ -88,8 +88,8 @@ class Order(Base):
     priority: Mapped[str] = mapped_column(String(16), default="ROUTINE")  # STAT HIGH ROUTINE MEDIUM LOW
     referring_physician: Mapped[str] = mapped_column(String(128), default="")
     reason_for_exam: Mapped[str] = mapped_column(String(255), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="orders")
     requested_procedures: Mapped[list["RequestedProcedure"]] = relationship(
@@ -126,10 +126,10 @@ class ScheduledProcedureStep(Base):
     station_name: Mapped[str] = mapped_column(String(16), default="")
     location: Mapped[str] = mapped_column(String(16), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
-    start_datetime: Mapped[datetime] = mapped_column(DateTime, index=True)
+    start_datetime: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     performing_physician: Mapped[str] = mapped_column(String(128), default="")
     status: Mapped[str] = mapped_column(String(16), default=SPSStatus.SCHEDULED, index=True)
-    status_changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status_changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # The worklist answer (DICOM Part 10 bytes), rebuilt whenever the step, its order or
     # its patient changes, so a C-FIND never builds DICOM on the hot path.
     worklist_item: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -151,7 +151,7 @@ class StepStatusChange(Base):
     step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_procedure_step.id"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
-    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api, page, images, hl7, mpps
 
     step: Mapped[ScheduledProcedureStep] = relationship(back_populates="history")

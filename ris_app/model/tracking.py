@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 
 if TYPE_CHECKING:
     from ris_app.model.scheduling import Order
@@ -32,10 +33,10 @@ class Study(Base):
     modalities: Mapped[str] = mapped_column(String(64), default="")
     series_count: Mapped[int] = mapped_column(Integer, default=0)
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
-    first_received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    last_received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    stable_at: Mapped[datetime | None] = mapped_column(DateTime)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    stable_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_change_seq: Mapped[int] = mapped_column(Integer, default=0)
     # Kept to score candidate orders for unmatched studies (the inbox).
     patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
@@ -57,13 +58,13 @@ class PerformedProcedureStep(Base):
     performed_station_aet: Mapped[str] = mapped_column(String(16), default="")
     study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
     accession_number: Mapped[str] = mapped_column(String(16), default="")
-    started_at: Mapped[datetime | None] = mapped_column(DateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Performed Series Sequence: [{"series_instance_uid", "instances": [sop uids]}]
     performed_series: Mapped[list | None] = mapped_column(JSON)
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     step = relationship("ScheduledProcedureStep")
 
@@ -81,7 +82,7 @@ class StudyCorrection(Base):
     before: Mapped[dict] = mapped_column(JSON)
     after: Mapped[dict] = mapped_column(JSON)
     performed_by: Mapped[str] = mapped_column(String(64), default="api")  # user name or "api"
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     undone_by_id: Mapped[int | None] = mapped_column(ForeignKey("study_correction.id"))
 
     study = relationship("Study")
@@ -102,8 +103,8 @@ class OrthancTask(Base):
     job_id: Mapped[str] = mapped_column(String(64), default="")
     error: Mapped[str] = mapped_column(Text, default="")
     correction_id: Mapped[int | None] = mapped_column(ForeignKey("study_correction.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     study = relationship("Study")
 
@@ -115,4 +116,4 @@ class SyncState(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

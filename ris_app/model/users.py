@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 
 ROLES = ("clerk", "technologist", "radiologist", "admin")
 
@@ -20,4 +21,4 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # clerk technologist radiologist admin
     full_name: Mapped[str] = mapped_column(String(128), default="")
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

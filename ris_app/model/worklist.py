@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String
+from sqlalchemy import JSON, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ris_app.db import Base, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import Base, UtcDateTime
 
 
 class WorklistQueryLog(Base):
@@ -17,7 +18,7 @@ class WorklistQueryLog(Base):
     __tablename__ = "worklist_query_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     calling_aet: Mapped[str] = mapped_column(String(16), default="", index=True)
     called_aet: Mapped[str] = mapped_column(String(16), default="")
     query: Mapped[dict] = mapped_column(JSON)  # the C-FIND identifier as DICOM JSON

@@ -31,10 +31,11 @@ def _session_factory(cfg: Config):
 @main.command()
 def migrate() -> None:
     """Create or upgrade the RIS database to the current schema."""
+    from ris_app import clock
     from ris_app.ops import migrate as m
 
     cfg = Config.from_env()
-    m.upgrade(cfg.database_url)
+    m.upgrade(cfg.database_url, site_zone=clock.site_zone(cfg))
     _seed(cfg)
     click.echo("database is up to date")
 
@@ -53,6 +54,7 @@ def _seed(cfg: Config) -> None:
 @click.option("--start-timeout", default=90.0, show_default=True, help="Seconds each part may take to become healthy.")
 def up(start_timeout: float) -> None:
     """Migrate, then start and supervise Orthanc (with our plugin) and the RIS."""
+    from ris_app import clock
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
     from ris_app.ops.supervisor import run
@@ -63,7 +65,7 @@ def up(start_timeout: float) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
-    m.upgrade(cfg.database_url)
+    m.upgrade(cfg.database_url, site_zone=clock.site_zone(cfg))
     _seed(cfg)
     sys.exit(run(cfg, start_timeout=start_timeout))
 
@@ -150,9 +152,11 @@ def orthanc_config_cmd() -> None:
 @main.command("mpps-scp")
 def mpps_scp() -> None:
     """Run the MPPS SCP (N-CREATE/N-SET from modalities) in the foreground."""
+    from ris_app import clock
     from ris_app.tracking.mpps import serve
 
     cfg = Config.from_env()
+    clock.set_site_zone(clock.site_zone(cfg))
     serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
 
 

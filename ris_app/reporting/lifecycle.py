@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import case, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from ris_app.db import utcnow
+from ris_app.clock import site_day_bounds, to_site, utcnow
 from ris_app.errors import Conflict, Invalid, NotFound
 from ris_app.model import (
     ADDENDUM,
@@ -237,7 +237,7 @@ def report_text(report: Report, upto: ReportVersion | None = None) -> list[tuple
         if upto is not None and v.version > upto.version:
             break
         if v.status == FINAL or v is upto:
-            when = v.signed_at.strftime("%Y-%m-%d %H:%M") if v.signed_at else "unsigned"
+            when = to_site(v.signed_at).strftime("%Y-%m-%d %H:%M") if v.signed_at else "unsigned"
             parts.append((f"Addendum {v.version - 1} ({when})", v.addendum))
     return parts
 
@@ -279,11 +279,11 @@ def reading_worklist(session: Session, filters: ReadingFilters, limit: int = 200
     )
     if filters.modality:
         stmt = stmt.where(Study.modalities.contains(filters.modality.upper()))
+    # The dates a reader picks are the site's days (the page shows received times in site time).
     if filters.date_from:
-        stmt = stmt.where(Study.first_received_at >= datetime.combine(filters.date_from, datetime.min.time()))
+        stmt = stmt.where(Study.first_received_at >= site_day_bounds(filters.date_from)[0])
     if filters.date_to:
-        stmt = stmt.where(Study.first_received_at < datetime.combine(filters.date_to + timedelta(days=1),
-                                                                    datetime.min.time()))
+        stmt = stmt.where(Study.first_received_at < site_day_bounds(filters.date_to)[1])
     if filters.status == UNREAD:
         stmt = stmt.where(Report.id.is_(None))
     elif filters.status in (DRAFT, PRELIMINARY):

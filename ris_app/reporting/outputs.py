@@ -21,6 +21,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
+from ris_app.clock import to_site, utc_offset, utcnow
 from ris_app.config import Config
 from ris_app.hl7.outbound import send_report_result
 from ris_app.model import FINAL, Report, ReportVersion
@@ -94,6 +95,13 @@ def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeade
 
 
 # --------------------------------------------------------------------------- PDF
+def signed_text(when: datetime) -> str:
+    """A signing time as a reader of the PDF wants it: the site's time and its zone
+    (2026-11-30 14:30 CET; UTC on a site in UTC)."""
+    local = to_site(when)
+    return f"{local.strftime('%Y-%m-%d %H:%M')} {local.tzname() or utc_offset(local)}"
+
+
 def _fonts() -> tuple[str, str]:
     """DejaVu (Debian fonts-dejavu-core) prints accented and Cyrillic/Greek names; the
     built-in Helvetica is the fallback."""
@@ -161,8 +169,8 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
             continue
         who = v.signed_by.full_name or v.signed_by.username if v.signed_by else "unknown"
         what = "Report" if v.version == 1 else f"Addendum {v.version - 1}"
-        story.append(Paragraph(_para(f"{what} electronically signed by {who} on "
-                                     f"{v.signed_at.strftime('%Y-%m-%d %H:%M')} UTC"), body))
+        story.append(Paragraph(_para(f"{what} electronically signed by {who} on {signed_text(v.signed_at)}"),
+                               body))
     story.append(Spacer(1, 3 * mm))
     story.append(Paragraph(_para(f"Study {header.study_instance_uid}"), small))
     doc.build(story)
@@ -173,7 +181,7 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
 def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion,
                      when: datetime | None = None) -> Dataset:
     """An Encapsulated PDF instance (PS3.3 A.45.1) in the report's study, own series."""
-    when = when or version.signed_at or datetime.now()
+    when = to_site(when or version.signed_at or utcnow())
     ds = _new_instance(ENCAPSULATED_PDF_STORAGE, version.sop_instance_uid, header, when)
     # Encapsulated Document Series, General Equipment, SC Equipment.
     ds.Modality = "DOC"
@@ -247,7 +255,7 @@ def basic_text_sr(report: Report, version: ReportVersion, header: ReportHeader,
                   predecessor_sop_uid: str = "") -> Dataset:
     """The signed report as a Basic Text SR (TID 2000 headings), VERIFIED by its signer.
     An addendum's SR holds the whole amended report and names the one it amends."""
-    when = version.signed_at or datetime.now()
+    when = to_site(version.signed_at or utcnow())
     ds = _new_instance(BASIC_TEXT_SR_STORAGE, version.sr_instance_uid, header, when)
     ds.Modality = "SR"
     ds.SeriesInstanceUID = report_series_uid(header.study_instance_uid, "sr")
@@ -304,7 +312,9 @@ def basic_text_sr(report: Report, version: ReportVersion, header: ReportHeader,
 
 def _new_instance(sop_class: str, sop_instance_uid: str, header: ReportHeader, when: datetime) -> Dataset:
     """SOP Common, file meta, and the Patient and General Study modules with the study's own
-    values. A version keeps its SOP Instance UID, so a retry stores the same instance."""
+    values. A version keeps its SOP Instance UID, so a retry stores the same instance.
+    `when` is the signing time in the site zone: every DA/TM/DT of the instance is that wall
+    time, and TimezoneOffsetFromUTC says which instant it is."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -314,6 +324,7 @@ def _new_instance(sop_class: str, sop_instance_uid: str, header: ReportHeader, w
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class
     ds.InstanceCreationDate, ds.InstanceCreationTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
+    ds.TimezoneOffsetFromUTC = utc_offset(when)
     _patient_and_study(ds, header)
     return ds
 

@@ -3,12 +3,13 @@ preliminary, sign, addenda, critical results, priors), report PDFs, and the hand
 to the viewers (OHIF, Orthanc Explorer) behind the RIS login."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
+from ris_app.clock import from_site, site_now
 from ris_app.errors import DomainError
 from ris_app.model import (
     COMMUNICATION_METHODS,
@@ -85,8 +86,8 @@ def worklist():
 
 
 def _local_to_utc(value: str) -> datetime:
-    """A time typed in the page (local wall-clock time) as stored: naive UTC."""
-    return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
+    """A time typed in the page (the site's wall-clock time) as stored: UTC."""
+    return from_site(datetime.fromisoformat(value))
 
 
 def _study(study_id: int) -> Study:
@@ -119,7 +120,7 @@ def report_page(study_id: int):
         "reading_report.html", study=study, report=report, draft=draft, template=template, procedure=procedure,
         modality=modality, procedure_code=code, priors=priors_of(s, study), sections=SECTIONS,
         methods=COMMUNICATION_METHODS, FINAL=FINAL, can_write=current_user().role in (*READERS, "admin"),
-        now=datetime.now().strftime("%Y-%m-%dT%H:%M"))
+        now=site_now().strftime("%Y-%m-%dT%H:%M"))
 
 
 def _publish(version: ReportVersion) -> None:

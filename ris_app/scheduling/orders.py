@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.db import utcnow
+from ris_app.clock import utcnow
 from ris_app.errors import Conflict, NotFound
 from ris_app.hl7.outbound import on_step_status
 from ris_app.model import (

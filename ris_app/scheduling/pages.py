@@ -7,21 +7,19 @@ who may do what is declared once, on the views (login_required) and in STEP_ACTI
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager
 
+from ris_app.clock import from_site, site_today, to_site
 from ris_app.errors import Conflict, DomainError
 from ris_app.model import (
     PRIORITIES,
     SEXES,
-    Order,
     ProcedureCode,
-    RequestedProcedure,
     Station,
     Study,
 )
@@ -40,6 +38,7 @@ from ris_app.scheduling.orders import (
     find_patient,
     primary_step,
 )
+from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.states import TRANSITIONS, SPSStatus
 from ris_app.tracking.inbox import unmatched_studies
 from ris_app.web import db, settings
@@ -78,11 +77,11 @@ def _inject():
 
 @bp.app_template_filter("local")
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """Event times are stored in UTC (models.utcnow); people read them in local time.
-    Scheduled times are already local wall-clock time and are formatted directly."""
+    """Times are stored in UTC (clock.utcnow); people read them in the site's wall-clock
+    time (ORTHANC_RIS_TIMEZONE), scheduled starts and event times alike."""
     if value is None:
         return "—"
-    return value.replace(tzinfo=timezone.utc).astimezone().strftime(fmt)
+    return to_site(value).strftime(fmt)
 
 
 @bp.app_template_filter("person_name")
@@ -124,7 +123,7 @@ def _name_part(f: Form, name: str, *, required: bool = False) -> str | None:
 
 def _birth_date(f: Form) -> date | None:
     born = f.read(v.iso_date, "birth_date")
-    if born is not None and born > date.today():
+    if born is not None and born > site_today():
         f.fail("birth_date", "is in the future")
     return born
 
@@ -190,7 +189,7 @@ def new_patient():
 
 def _patient_form(f: Form) -> str:
     return render_template("patient_new.html", form=f.data, errors=f.errors, labels=PATIENT_LABELS,
-                           sexes=SEX_LABELS, today_iso=date.today().isoformat())
+                           sexes=SEX_LABELS, today_iso=site_today().isoformat())
 
 
 @bp.route("/orders/new", methods=["GET", "POST"])
@@ -200,7 +199,7 @@ def new_order():
     procedures = s.scalars(select(ProcedureCode).order_by(ProcedureCode.modality, ProcedureCode.code)).all()
     stations = s.scalars(select(Station).order_by(Station.aet)).all()
     f = Form(request.form if request.method == "POST" else request.args)
-    f.data.setdefault("scheduled_date", date.today().isoformat())
+    f.data.setdefault("scheduled_date", site_today().isoformat())
     mrn = f.data.get("mrn", "").strip()
     patient = find_patient(s, mrn) if mrn else None
     ctx = dict(
@@ -235,7 +234,7 @@ def new_order():
         cfg = settings()
         order = create_order(s, OrderData(
             patient=patient, procedure=procedure, modality=procedure.modality,
-            scheduled_start=datetime.combine(day, at), station_aet=station.aet if station else "",
+            scheduled_start=from_site(datetime.combine(day, at)), station_aet=station.aet if station else "",
             priority=priority, referring_physician=referring or "", reason_for_exam=reason or "",
         ), accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, source="page")
         if _commit_or_fail(f):
@@ -290,7 +289,8 @@ def _on_station(step: SPS, station: Station) -> bool:
 @login_required()
 def today():
     s = db()
-    day = date.today()
+    today = site_today()
+    day = today
     if request.args.get("date"):
         try:
             day = date.fromisoformat(request.args["date"])
@@ -298,18 +298,11 @@ def today():
             flash("The date must be YYYY-MM-DD; showing today.", "error")
     stations = s.scalars(select(Station).order_by(Station.aet)).all()
     station = next((st for st in stations if st.aet == request.args.get("station")), None)
-    start = datetime.combine(day, time.min)
-    steps = s.scalars(
-        select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order).join(Order.patient)
-        .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
-                 .contains_eager(Order.patient))
-        .where(SPS.start_datetime >= start, SPS.start_datetime < start + timedelta(days=1))
-        .order_by(SPS.start_datetime, SPS.id)
-    ).all()
+    steps = day_steps(s, day)
     if station is not None:  # in Python: AE titles are a backslash list, awkward in LIKE
         steps = [st for st in steps if _on_station(st, station)]
     counts = {status: sum(1 for st in steps if st.status == status) for status in SPSStatus}
-    return render_template("today.html", steps=steps, day=day, is_today=day == date.today(),
+    return render_template("today.html", steps=steps, day=day, is_today=day == today,
                            stations=stations, station=station, counts={k: n for k, n in counts.items() if n},
                            prev_day=day - timedelta(days=1), next_day=day + timedelta(days=1))
 

@@ -1,11 +1,21 @@
-"""JSON shapes of the API resources (one function per resource)."""
+"""JSON shapes of the API resources (one function per resource).
+
+Times are ISO 8601 with their offset: what the RIS recorded (created_at, changed_at, ...)
+in UTC (+00:00), a scheduled start in the site's wall-clock time with the site's offset,
+the time integrators entered and scanners show."""
 from __future__ import annotations
 
+from ris_app.clock import to_site
 from ris_app.model import Order, Patient, ScheduledProcedureStep, Study
 
 
 def _iso(dt) -> str | None:
     return dt.isoformat() if dt else None
+
+
+def site_iso(dt) -> str | None:
+    """A stored time as the site's wall-clock time with its offset (2026-11-30T14:30:00+01:00)."""
+    return to_site(dt).isoformat() if dt else None
 
 
 def patient_json(p: Patient) -> dict:
@@ -22,7 +32,7 @@ def step_json(s: ScheduledProcedureStep) -> dict:
         "sps_id": s.sps_id, "modality": s.modality,
         "station_aet": s.station_aet.split("\\") if s.station_aet else [],
         "station_name": s.station_name, "location": s.location, "description": s.description,
-        "scheduled_start": _iso(s.start_datetime), "status": s.status,
+        "scheduled_start": site_iso(s.start_datetime), "status": s.status,
         "status_changed_at": _iso(s.status_changed_at),
         "history": [{"from": h.from_status, "to": h.to_status, "at": _iso(h.changed_at), "source": h.source}
                     for h in s.history],

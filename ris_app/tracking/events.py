@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.db import utcnow
+from ris_app.clock import utcnow
 from ris_app.errors import Invalid
 from ris_app.model import Study
 from ris_app.scheduling.orders import set_step_status

@@ -7,11 +7,12 @@ which ones matched, so the clerk sees why an order is proposed.
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from ris_app.clock import site_day_bounds, to_site
 from ris_app.model import Order, Patient, RequestedProcedure, Study
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.states import SPSStatus
@@ -41,9 +42,10 @@ def _fold(text: str) -> str:
     return "".join(c for c in norm if not unicodedata.combining(c)).casefold().strip()
 
 
-def _study_day(study: Study) -> datetime | None:
+def _study_day(study: Study) -> date | None:
+    """The StudyDate (the site's date, as the scanner's clock wrote it)."""
     try:
-        return datetime.strptime(study.study_date, "%Y%m%d")
+        return datetime.strptime(study.study_date, "%Y%m%d").date()
     except (TypeError, ValueError):
         return None
 
@@ -61,7 +63,7 @@ def score(study: Study, order: Order, step: SPS) -> tuple[int, list[str]]:
     if study.patient_birth_date and p.birth_date and study.patient_birth_date == p.birth_date.strftime("%Y%m%d"):
         reasons.append("birth_date")
     day = _study_day(study)
-    if day is not None and step.start_datetime.date() == day.date():
+    if day is not None and to_site(step.start_datetime).date() == day:
         reasons.append("date")
     if step.modality in (study.modalities or "").split("\\"):
         reasons.append("modality")
@@ -80,7 +82,11 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
         conditions.append(Patient.family_name.ilike(family))
     day = _study_day(study)
     if day is not None:
-        conditions.append(SPS.start_datetime.between(day - timedelta(days=WINDOW_DAYS), day + timedelta(days=WINDOW_DAYS + 1)))
+        try:
+            conditions.append(SPS.start_datetime.between(site_day_bounds(day - timedelta(days=WINDOW_DAYS))[0],
+                                                         site_day_bounds(day + timedelta(days=WINDOW_DAYS))[1]))
+        except OverflowError:  # a StudyDate at the calendar's edge: no date window
+            pass
     linked = select(Study.order_id).where(Study.order_id.is_not(None), Study.deleted_at.is_(None))
     rows = session.execute(
         select(Order, SPS).join(Order.patient).join(Order.requested_procedures).join(RequestedProcedure.steps)
@@ -96,7 +102,7 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
             out.append({"accession_number": order.accession_number, "score": points, "reasons": reasons,
                         "patient": {"mrn": p.mrn, "family_name": p.family_name, "given_name": p.given_name,
                                     "birth_date": p.birth_date.isoformat() if p.birth_date else None},
-                        "modality": step.modality, "scheduled_start": step.start_datetime.isoformat(),
+                        "modality": step.modality, "scheduled_start": to_site(step.start_datetime).isoformat(),
                         "status": step.status})
     out.sort(key=lambda c: (-c["score"], c["accession_number"]))
     return out[:limit]

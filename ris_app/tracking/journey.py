@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ris_app.model import Order, PerformedProcedureStep, Study
 from ris_app.scheduling.orders import primary_step
+from ris_app.scheduling.serializers import site_iso
 from ris_app.scheduling.states import SPSStatus
 
 MILESTONES = ("ordered", "scheduled", "arrived", "started", "images_complete", "reported", "signed")
@@ -59,7 +60,7 @@ def journey(session: Session, order: Order) -> dict:
     return {
         "accession_number": order.accession_number,
         "status": step.status,
-        "scheduled_start": step.start_datetime.isoformat(),
+        "scheduled_start": site_iso(step.start_datetime),
         "milestones": [{"name": name, "at": at[name].isoformat() if at[name] else None} for name in MILESTONES],
         "series": study.series_count if study else 0,
         "instances": held,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ris_app.db import utcnow
+from ris_app.clock import from_site, utcnow
 from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep
 from ris_app.scheduling.orders import set_step_status
 from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
@@ -57,13 +57,29 @@ class Outcome:
         return ds
 
 
-def _dt(date: str, time: str) -> datetime | None:
+def _offset(value: object) -> timezone | None:
+    """TimezoneOffsetFromUTC (0008,0201), +HHMM or -HHMM; None when absent or unreadable."""
+    text = str(value or "").strip()
+    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+        return None
+    try:
+        minutes = int(text[1:3]) * 60 + int(text[3:5])
+        return timezone(timedelta(minutes=-minutes if text[0] == "-" else minutes))
+    except ValueError:
+        return None
+
+
+def _dt(date: str, time: str, offset: object = None) -> datetime | None:
+    """A DICOM DA + TM as aware UTC: in the modality's TimezoneOffsetFromUTC when it sent
+    one, else the department's wall-clock time (the site zone)."""
     date, time = (date or "").strip(), (time or "").strip().split(".")[0]
     if not date:
         return None
     try:
-        return datetime.strptime(date + (time + "000000")[:6], "%Y%m%d%H%M%S")
-    except ValueError:
+        local = datetime.strptime(date + (time + "000000")[:6], "%Y%m%d%H%M%S")
+        zone = _offset(offset)
+        return local.replace(tzinfo=zone).astimezone(UTC) if zone else from_site(local)
+    except (ValueError, OverflowError):
         return None
 
 
@@ -117,7 +133,8 @@ class MppsManager:
             study_instance_uid=str(item.get("StudyInstanceUID", "") or "")[:64],
             accession_number=str(item.get("AccessionNumber", "") or "")[:16],
             started_at=_dt(ds.get("PerformedProcedureStepStartDate", ""),
-                           ds.get("PerformedProcedureStepStartTime", "")) or utcnow(),
+                           ds.get("PerformedProcedureStepStartTime", ""),
+                           ds.get("TimezoneOffsetFromUTC")) or utcnow(),
             performed_series=performed_series(ds), instance_count=0,
         )
         pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series or [])
@@ -144,7 +161,8 @@ class MppsManager:
         step = pps.step
         if new_status in (COMPLETED, DISCONTINUED):
             pps.ended_at = _dt(mods.get("PerformedProcedureStepEndDate", ""),
-                               mods.get("PerformedProcedureStepEndTime", "")) or utcnow()
+                               mods.get("PerformedProcedureStepEndTime", ""),
+                               mods.get("TimezoneOffsetFromUTC")) or utcnow()
             if step is not None and step.status not in FINAL_STATES:
                 if step.status in STARTABLE:
                     set_step_status(step, SPSStatus.STARTED, "mpps")

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ris_app.db import transaction, utcnow
+from ris_app.clock import utcnow
+from ris_app.db import transaction
 from ris_app.model import Study
 from ris_app.orthanc.client import OrthancClient
 from ris_app.tracking import state as sync_state

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ris_app.db import utcnow
+from ris_app.clock import utcnow
 from ris_app.model import OrthancTask, SyncState
 from ris_app.tracking.inbox import unmatched_studies
 

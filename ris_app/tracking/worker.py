@@ -14,8 +14,9 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ris_app.clock import utcnow
 from ris_app.config import Config
-from ris_app.db import make_engine, make_sessionmaker, transaction, utcnow
+from ris_app.db import make_engine, make_sessionmaker, transaction
 from ris_app.model import OrthancTask, Study
 from ris_app.orthanc.client import OrthancClient, OrthancError
 from ris_app.tracking.events import apply_study_event

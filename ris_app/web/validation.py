@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Iterable
 
+from ris_app.clock import from_site
 from ris_app.web.errors import ApiError
 
 
@@ -67,6 +68,8 @@ def _bad_date() -> date:
 
 
 def iso_datetime(body: dict, name: str, *, required: bool = False) -> datetime | None:
+    """An ISO 8601 date-time as aware UTC: with an offset (or Z) it is that instant; without
+    one it is the department's wall-clock time (the site zone), as DICOM DA/TM are."""
     value = body.get(name)
     if value in (None, ""):
         if required:
@@ -75,11 +78,9 @@ def iso_datetime(body: dict, name: str, *, required: bool = False) -> datetime |
     if not isinstance(value, str):
         raise ApiError(400, "must be an ISO 8601 date and time", field=name)
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return from_site(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):  # overflow: year 1 or 9999 moved past the calendar's end
         raise ApiError(400, "must be an ISO 8601 date and time, e.g. 2026-11-28T14:30", field=name) from None
-    # Scheduling is in the department's local wall-clock time, as DICOM DA/TM are.
-    return dt.replace(tzinfo=None)
 
 
 def aet_list(body: dict, name: str) -> str:

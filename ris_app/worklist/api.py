@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import struct
 import time
-from datetime import date, datetime, timedelta
+from datetime import date
 
 from flask import Blueprint, Response, jsonify, render_template, request
 from sqlalchemy import select
-from sqlalchemy.orm import contains_eager
 
-from ris_app.model import Order, RequestedProcedure, Station, WorklistQueryLog
-from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.clock import site_today
+from ris_app.model import Station, WorklistQueryLog
+from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
 from ris_app.web import db, get_or_404, settings
@@ -128,28 +128,21 @@ def worklist_query_page(query_id: int):
 @bp.get("/api/worklist")
 @api_auth
 def get_worklist():
-    """Scheduled steps of one day (default today), optionally per station, modality, status."""
+    """Scheduled steps of one site day (default the site's today), optionally per station,
+    modality, status."""
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else date.today()
+        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else site_today()
     except ValueError:
         raise ApiError(400, "must be a date as YYYY-MM-DD", field="date") from None
-    start = datetime.combine(day, datetime.min.time())
-    stmt = (select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order).join(Order.patient)
-            .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
-                     .contains_eager(Order.patient))
-            .where(SPS.start_datetime >= start, SPS.start_datetime < start + timedelta(days=1)))
-    if request.args.get("modality"):
-        stmt = stmt.where(SPS.modality == request.args["modality"].upper())
-    if request.args.get("station_aet"):
-        stmt = stmt.where(SPS.station_aet.contains(request.args["station_aet"]))
+    statuses: list[str] = []
     if request.args.get("status"):
         statuses = [x.strip().upper() for x in request.args["status"].split(",")]
         bad = [x for x in statuses if x not in SPSStatus.__members__]
         if bad:
             raise ApiError(400, f"unknown status {bad[0]}", field="status")
-        stmt = stmt.where(SPS.status.in_(statuses))
     items = []
-    for step in db().scalars(stmt.order_by(SPS.start_datetime, SPS.id)):
+    for step in day_steps(db(), day, modality=request.args.get("modality", "").upper(),
+                          station_aet=request.args.get("station_aet", ""), statuses=statuses):
         order = step.requested_procedure.order
         item = step_json(step)
         item.pop("history")

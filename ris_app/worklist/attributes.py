@@ -20,6 +20,7 @@ from sqlalchemy import String, and_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from ris_app.clock import to_site
 from ris_app.model import Order, Patient, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.names import patient_pn
@@ -31,6 +32,11 @@ def _patient_name(step: SPS) -> str:
 
 def _date(d: Any) -> str:
     return d.strftime("%Y%m%d") if d else ""
+
+
+def _start(step: SPS, fmt: str) -> str:
+    # Scanners show and match DA/TM as the department's wall-clock time; the RIS keeps UTC.
+    return to_site(step.start_datetime).strftime(fmt)
 
 
 # VRs whose stored value is one text: a backslash in it is not a value separator.
@@ -166,8 +172,8 @@ WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
     A("ScheduledStationAETitle", "AE", True, lambda s: s.station_aet, SPS.station_aet),
     A("ScheduledStationName", "SH", True, lambda s: s.station_name, SPS.station_name),
     A("ScheduledProcedureStepLocation", "SH", True, lambda s: s.location, SPS.location),
-    A("ScheduledProcedureStepStartDate", "DA", True, lambda s: s.start_datetime.strftime("%Y%m%d")),
-    A("ScheduledProcedureStepStartTime", "TM", True, lambda s: s.start_datetime.strftime("%H%M%S")),
+    A("ScheduledProcedureStepStartDate", "DA", True, lambda s: _start(s, "%Y%m%d")),
+    A("ScheduledProcedureStepStartTime", "TM", True, lambda s: _start(s, "%H%M%S")),
     A("ScheduledPerformingPhysicianName", "PN", True, lambda s: s.performing_physician),
     A("ScheduledPerformingPhysicianIdentificationSequence", "SQ", True, matching=False),
     A("ScheduledProcedureStepDescription", "LO", True, lambda s: s.description),

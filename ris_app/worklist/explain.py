@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from ris_app.clock import site_day_bounds, to_site, utcnow
 from ris_app.model import Order, RequestedProcedure, WorklistQueryLog
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.worklist.attributes import WORKLIST_ATTRIBUTES, attribute_value
@@ -47,7 +48,7 @@ def log_query(session: Session, wq: WorklistQuery, calling_aet: str, called_aet:
     if _logged_since_prune >= _PRUNE_EVERY:  # now and then, not on every scanner poll
         _logged_since_prune = 0
         session.execute(delete(WorklistQueryLog).where(
-            WorklistQueryLog.received_at < datetime.utcnow() - timedelta(days=LOG_KEEP_DAYS)))
+            WorklistQueryLog.received_at < utcnow() - timedelta(days=LOG_KEEP_DAYS)))
     return entry
 
 
@@ -107,16 +108,16 @@ def candidates(session: Session, entry: WorklistQueryLog, wq: WorklistQuery,
             clauses.append(SPS.sps_id == sps_id)
         stmt = stmt.where(or_(*clauses))
     else:
-        day = entry.received_at
+        day = to_site(entry.received_at).date()  # the scanner's day, as its DA keys are
         date_cond = wq.condition(START_DATE.keyword)
         if date_cond:
             try:
-                day = datetime.strptime(date_cond.value.replace("-", "")[:8], "%Y%m%d")
+                day = datetime.strptime(date_cond.value.replace("-", "")[:8], "%Y%m%d").date()
             except ValueError:
                 pass
         stmt = stmt.where(SPS.station_aet.contains(entry.calling_aet),
-                          SPS.start_datetime >= day - timedelta(days=7),
-                          SPS.start_datetime < day + timedelta(days=8))
+                          SPS.start_datetime >= site_day_bounds(day - timedelta(days=7))[0],
+                          SPS.start_datetime < site_day_bounds(day + timedelta(days=7))[1])
     return session.scalars(stmt.order_by(SPS.start_datetime, SPS.id).limit(CANDIDATE_CAP)).all()
 
 
@@ -168,7 +169,7 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
         order = step.requested_procedure.order
         steps_out.append({"accession_number": order.accession_number, "sps_id": step.sps_id,
                           "status": step.status, "station_aet": step.station_aet,
-                          "scheduled_start": step.start_datetime.isoformat(), "answered": answered,
+                          "scheduled_start": to_site(step.start_datetime).isoformat(), "answered": answered,
                           "reasons": reasons, "notes": notes})
     return {
         "query_id": entry.id, "received_at": entry.received_at.isoformat(), "calling_aet": entry.calling_aet,

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ris_app.clock import from_site
 from ris_app.errors import DomainError
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.names import pn_components
@@ -121,6 +122,7 @@ BY_KEYWORD_IN_SPS = {a.keyword: a.in_sps for a in BY_TAG.values()}
 
 
 def _start(sps: Dataset) -> datetime:
+    """The item's start, DICOM DA/TM in the site's wall-clock time, as UTC."""
     d = _text(sps, "ScheduledProcedureStepStartDate")
     t = _text(sps, "ScheduledProcedureStepStartTime").replace(":", "").split(".")[0]
     try:
@@ -129,7 +131,7 @@ def _start(sps: Dataset) -> datetime:
         raise BadItem("ScheduledProcedureStepStartDate missing or not a DICOM date") from None
     t = t.ljust(6, "0")[:6]
     try:
-        return day.replace(hour=int(t[0:2]), minute=int(t[2:4]), second=int(t[4:6]))
+        return from_site(day.replace(hour=int(t[0:2]), minute=int(t[2:4]), second=int(t[4:6])))
     except ValueError:
         raise BadItem("ScheduledProcedureStepStartTime is not a DICOM time") from None
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from typing import Sequence
 
 import pydicom
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, contains_eager
 
+from ris_app.clock import site_day_bounds
 from ris_app.model import Order, RequestedProcedure, Station
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.worklist.attributes import (
@@ -66,19 +67,24 @@ def _sql_filter(cond: Condition):
     return or_(*clauses)
 
 
+def _day(value: str) -> date:
+    return datetime.strptime(value, "%Y%m%d").date()
+
+
 def _date_bounds(q: str) -> tuple[datetime | None, datetime | None] | None:
-    """Datetime bounds of a DA query (single or range); None when not a plain form."""
+    """UTC bounds of a DA query (single or range) on the stored start times; None when not a
+    plain form. The query's dates are the site's (DICOM DA is local time): a step at 23:30
+    site time belongs to that day even when it is the next day in UTC."""
     if "\\" in q:
         return None
     try:
         if "-" in q:
             low, high = q.split("-", 1)
-            lo = datetime.strptime(low, "%Y%m%d") if low else None
-            hi = datetime.strptime(high, "%Y%m%d") + timedelta(days=1) if high else None
+            lo = site_day_bounds(_day(low))[0] if low else None
+            hi = site_day_bounds(_day(high))[1] if high else None
             return lo, hi
-        d = datetime.strptime(q, "%Y%m%d")
-        return d, d + timedelta(days=1)
-    except ValueError:
+        return site_day_bounds(_day(q))
+    except (ValueError, OverflowError):
         return None
 
 

@@ -2,16 +2,17 @@
 -> the order shows its study. Real Orthanc with our plugin, real RIS, dcmtk peers."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 import pytest
 
+from ris_app.clock import site_today
 from tests.conftest import wait_for
 from tests.fixtures.dicom_factory import write_series
 from tests.fixtures.mwl import run_findscu, write_query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
-TODAY = date.today()
+TODAY = site_today()
 
 
 def _register(system, mrn, family, given, birth="1970-01-01", sex="F"):

@@ -9,13 +9,13 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import pytest
 import requests
 from pypdf import PdfReader
 
+from ris_app.clock import site_today
 from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, stop_system, wait_for
 from tests.e2e.test_pages_browser import browser  # noqa: F401  (one Debian-chromium fixture for all)
 from tests.fixtures import hl7_peer
@@ -67,7 +67,7 @@ def _imaged_order(system, folder, mrn, name, code, priority, reason, modality="C
     r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": code, "modality": modality,
                                                  "station_aet": f"{modality}1", "priority": priority,
                                                  "reason_for_exam": reason,
-                                                 "scheduled_start": f"{date.today().isoformat()}T10:00"})
+                                                 "scheduled_start": f"{site_today().isoformat()}T10:00"})
     assert r.status_code == 201, r.text
     order = r.json()
     files = write_series(folder, count, patient_id=mrn, patient_name=name, modality=modality,

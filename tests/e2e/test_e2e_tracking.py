@@ -3,12 +3,11 @@ MPPS SCU, the inbox relinking a misfiled study in Orthanc and undoing it, a rena
 merge reaching the worklist and Orthanc, reconciliation and the health report."""
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from ris_app.clock import site_today
 from tests.conftest import wait_for
 from tests.e2e.test_e2e_loop import _order
 from tests.e2e.test_e2e_loop import _register as register
@@ -16,7 +15,7 @@ from tests.fixtures.dicom_factory import write_series
 from tests.fixtures.mwl import run_findscu, write_query
 
 pytestmark = pytest.mark.e2e
-TODAY = date.today()
+TODAY = site_today()
 
 
 def place_order(system, mrn, aet="CT1", at="09:30"):

@@ -2,17 +2,16 @@
 MLLP, the worklist read back by dcmtk's findscu, status messages received by a test EHR."""
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
+from ris_app.clock import site_today
 from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, stop_system, wait_for
 from tests.fixtures import hl7_messages as H
 from tests.fixtures.hl7_peer import Receiver, fields, msa, send
 from tests.fixtures.mwl import run_findscu, write_query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
-TODAY = date.today().strftime("%Y%m%d")
+TODAY = site_today().strftime("%Y%m%d")
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import pytest
 
+from ris_app.clock import site_today
 from tests.conftest import TEST_OUTPUT, wait_for
 from tests.fixtures.dicom_factory import write_series
 
@@ -75,7 +75,7 @@ def _busy_morning(system) -> None:
     for aet, name, modality, room in (("CT1", "CT 1", "CT", "Room 3"), ("MR1", "MR 1", "MR", "Room 5")):
         r = system.api("POST", "/api/stations", json={"aet": aet, "name": name, "modality": modality, "location": room})
         assert r.status_code == 201, r.text
-    today = date.today().isoformat()
+    today = site_today().isoformat()
     for n, (family, given, code, aet, at, priority, actions) in enumerate((
         ("Schmidt", "Anna", "CTCHEST", "CT1", "08:00", "ROUTINE", ["start", "complete"]),
         ("Παπαδόπουλος", "Νίκος", "MRBRAIN", "MR1", "08:40", "ROUTINE", ["arrive", "start"]),
@@ -133,7 +133,7 @@ def test_clerk_registers_orders_checks_in_and_sees_images(system, page, tmp_path
     page.select_option("#f-procedure_code", "CTHEAD")
     page.select_option("#f-station_aet", "CT1")
     page.select_option("#f-priority", "HIGH")
-    expect(page.locator("#f-scheduled_date")).to_have_value(date.today().isoformat())
+    expect(page.locator("#f-scheduled_date")).to_have_value(site_today().isoformat())
     page.fill("#f-scheduled_time", "09:30")
     page.fill("#f-referring_physician", "House^Gregory")
     page.fill("#f-reason_for_exam", "headache after a fall")

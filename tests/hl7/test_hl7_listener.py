@@ -12,7 +12,9 @@ import pydicom
 import pytest
 from sqlalchemy import func, select
 
+from ris_app.clock import from_site, to_site
 from ris_app.db import transaction
+from ris_app.hl7.ack import hl7_datetime
 from ris_app.hl7.listener import Hl7Service
 from ris_app.hl7.mllp import END, START, MLLPClient
 from ris_app.hl7.outbound import send_report_result, set_settings
@@ -131,7 +133,7 @@ def test_orm_nw_creates_order_with_ihe_fields(hl7):
         step = primary_step(order)
         assert (order.placer_order_number, order.priority, order.referring_physician, order.reason_for_exam) == \
             ("PLC-77", "ROUTINE", "House^Gregory", "headache")
-        assert (step.modality, step.station_aet, step.start_datetime) == ("CT", "CT7", datetime(2030, 1, 2, 9, 30))
+        assert (step.modality, step.station_aet, step.start_datetime) == ("CT", "CT7", from_site(datetime(2030, 1, 2, 9, 30)))
         assert order.requested_procedures[0].study_instance_uid == "1.2.826.0.1.3680043.2.1125.1.1"
         assert order.requested_procedures[0].procedure_code.code == "CTHEAD"
         assert step.history[0].source == "hl7"
@@ -171,7 +173,7 @@ def test_xo_changes_then_ca_cancels_then_dc(hl7):
     assert code == "AA"
     with hl7.sessions() as s:
         step = primary_step(find_order(s, "XO-ACC-1"))
-        assert (step.start_datetime.hour, step.station_aet) == (11, "CT2")
+        assert (to_site(step.start_datetime).hour, step.station_aet) == (11, "CT2")  # site time
         item = pydicom.dcmread(BytesIO(step.worklist_item))
         assert item.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "CT2"
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="XO-ACC-1")[0] == "AA"
@@ -508,4 +510,6 @@ def test_omg_o19_status_message_carries_ipc_and_tq1(hl7, client, auth, receiver)
     msh, ipc, tq1, orc = fields(msg, "MSH"), fields(msg, "IPC"), fields(msg, "TQ1"), fields(msg, "ORC")
     assert (msh[9], msh[12], msh[18]) == ("OMG^O19^OMG_O19", "2.5.1", "UNICODE UTF-8")
     assert ipc[1] == acc and ipc[5] == "CT" and ipc[9] == "CT1" and ipc[3] == client.get(f"/api/orders/{acc}", headers=auth).get_json()["study_instance_uid"]
-    assert tq1[7] == "20300101100000" and orc[1] == "SC" and orc[5] == "IP"
+    # The scheduled start as entered (site wall-clock time), with the site's offset.
+    assert tq1[7] == hl7_datetime(from_site(datetime(2030, 1, 1, 10, 0))) and tq1[7].startswith("20300101100000")
+    assert orc[1] == "SC" and orc[5] == "IP"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pydicom
 import pytest
@@ -21,7 +21,7 @@ from ris_app.scheduling.orders import OrderData, PatientData, create_order, crea
 from ris_app.web.auth import create_user
 
 pytestmark = pytest.mark.db
-T0 = datetime(2026, 11, 28, 8, 0)
+T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_addendum_needs_a_signed_report(s):
 def test_critical_result_records_who_how_when(s):
     user = _user(s)
     report = r.start_report(s, _study(s, _patient(s)), user)
-    when = datetime(2026, 11, 28, 9, 15)
+    when = datetime(2026, 11, 28, 9, 15, tzinfo=UTC)
     c = r.record_critical_result(s, report, user, communicated_to="Dr Who, ED", method="phone",
                                  communicated_at=when, note="read back")
     assert report.critical and (c.communicated_to, c.method, c.communicated_at, c.recorded_by_id) == \

@@ -3,11 +3,11 @@ CSRF, form errors that name the field and keep the input, and the happy path."""
 from __future__ import annotations
 
 import re
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
+from ris_app.clock import site_today
 from ris_app.db import transaction
 from ris_app.model import Order, Patient, Station, StepStatusChange, User
 from ris_app.tracking.events import StudyEvent, apply_study_event
@@ -17,7 +17,7 @@ from tests.fixtures.web import csrf_token as _token
 
 pytestmark = pytest.mark.db
 
-TODAY = date.today().isoformat()
+TODAY = site_today().isoformat()
 PATIENT = {"mrn": "P-100", "family_name": "Müller", "given_name": "Jürgen", "birth_date": "1961-02-03",
            "sex": "M", "phone": "+41 44 000 00 00", "email": "jm@example.org", "address": "Bahnhofstrasse 1",
            "insurance": "KVG 123"}

@@ -282,7 +282,7 @@ def test_migration_0004_keeps_the_expression_index_of_0002(database_url):
 
 
 def test_journey_reads_reported_and_signed_from_the_report(client, auth, sessions):
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from ris_app.model import Report, ReportVersion
 
@@ -294,9 +294,10 @@ def test_journey_reads_reported_and_signed_from_the_report(client, auth, session
     with transaction(sessions) as s:
         study = s.scalar(select(Study))
         s.add(Report(study=study, status="FINAL", versions=[ReportVersion(
-            version=1, status="FINAL", preliminary_at=datetime(2026, 11, 28, 11, 0), signed_at=datetime(2026, 11, 28, 11, 30))]))
+            version=1, status="FINAL", preliminary_at=datetime(2026, 11, 28, 11, 0, tzinfo=UTC),
+            signed_at=datetime(2026, 11, 28, 11, 30, tzinfo=UTC))]))
     at = {m["name"]: m["at"] for m in client.get(f"/api/orders/{acc}/journey", headers=auth).json["milestones"]}
-    assert (at["reported"], at["signed"]) == ("2026-11-28T11:00:00", "2026-11-28T11:30:00")
+    assert (at["reported"], at["signed"]) == ("2026-11-28T11:00:00+00:00", "2026-11-28T11:30:00+00:00")
 
 
 def test_every_view_of_the_unmatched_studies_agrees(app, client, auth):

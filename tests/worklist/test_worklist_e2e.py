@@ -3,15 +3,14 @@ the RIS behind it. Character sets, steps on several stations, the station rule, 
 answer cap and the explainer seeing the scanner's query."""
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
+from ris_app.clock import site_today
 from tests.conftest import start_system, stop_system
 from tests.fixtures.mwl import run_findscu, write_query
 
 pytestmark = pytest.mark.e2e
-TODAY = date.today()
+TODAY = site_today()
 
 
 def _patient(system, mrn, family, given=""):

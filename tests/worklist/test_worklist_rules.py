@@ -238,14 +238,15 @@ def test_name_prefilter_keeps_every_match(client, auth, pattern, found):
 
 
 def test_query_log_is_pruned_after_its_keep_days(app, client, auth, monkeypatch):
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
+    from ris_app.clock import utcnow
     from ris_app.model import WorklistQueryLog
     from ris_app.worklist import explain as worklist_explain
 
     monkeypatch.setattr(worklist_explain, "_PRUNE_EVERY", 1)
     with app.extensions["ris_sessions"]() as s:
-        s.add(WorklistQueryLog(calling_aet="OLD", query={}, received_at=datetime.utcnow() - timedelta(days=40)))
+        s.add(WorklistQueryLog(calling_aet="OLD", query={}, received_at=utcnow() - timedelta(days=40)))
         s.commit()
     find(client, auth, query(), calling="NEW")
     assert [e["calling_aet"] for e in client.get("/api/worklist/queries", headers=auth).json["items"]] == ["NEW"]
