@@ -22,7 +22,6 @@ from ris_app.model import (
     ReportVersion,
     Study,
 )
-from ris_app.reporting import outputs as report_outputs
 from ris_app.reporting.lifecycle import (
     UNREAD,
     ReadingFilters,
@@ -40,6 +39,7 @@ from ris_app.reporting.lifecycle import (
     study_procedure,
     template_for,
 )
+from ris_app.reporting.publish import publish_signed_version
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
 from ris_app.web import db, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
@@ -124,7 +124,7 @@ def report_page(study_id: int):
 
 
 def _publish(version: ReportVersion) -> None:
-    report_outputs.publish_signed_version(db(), version, settings())
+    publish_signed_version(db(), version, settings())
     db().commit()
     if version.pacs_status != "stored":
         flash("Signed. The report could not be stored in the PACS yet: retry from the report page.", "error")

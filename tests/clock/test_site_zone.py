@@ -30,7 +30,9 @@ from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Patient, ProcedureCode, ScheduledProcedureStep, Study
 from ris_app.ops import migrate
 from ris_app.reporting import lifecycle
-from ris_app.reporting import outputs as out
+from ris_app.reporting.documents import basic_text_sr, dicom_bytes, encapsulated_pdf
+from ris_app.reporting.header import header_for
+from ris_app.reporting.pdf import render_pdf
 from ris_app.scheduling.catalog import seed_default_catalog
 from ris_app.scheduling.orders import (
     OrderData,
@@ -272,15 +274,15 @@ def test_a_signed_report_carries_site_time_and_its_offset(make_site, monkeypatch
         v = lifecycle.save_report(s, report, user, {"impression": "Normal."}, "sign")
         assert v.signed_at == signed
 
-        header = out.header_for(report)
-        pdf = out.render_pdf(report, v, header)
+        header = header_for(report)
+        pdf = render_pdf(report, v, header)
         assert f"signed by Dr Rad on {printed}" in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
-        for ds in (out.encapsulated_pdf(pdf, header, v), out.basic_text_sr(report, v, header)):
-            back = pydicom.dcmread(io.BytesIO(out.dicom_bytes(ds)))
+        for ds in (encapsulated_pdf(pdf, header, v), basic_text_sr(report, v, header)):
+            back = pydicom.dcmread(io.BytesIO(dicom_bytes(ds)))
             assert (back.ContentDate, back.ContentTime, back.TimezoneOffsetFromUTC) == \
                 (content_date, content_time, offset)
             assert (back.InstanceCreationDate, back.InstanceCreationTime) == (content_date, content_time)
-        sr = out.basic_text_sr(report, v, header)
+        sr = basic_text_sr(report, v, header)
         assert sr.VerifyingObserverSequence[0].VerificationDateTime == content_date + content_time
 
         [row] = send_report_result(s, order, "Normal.", signed_at=v.signed_at,

@@ -16,7 +16,17 @@ from ris_app.db import transaction
 from ris_app.errors import Conflict, DomainError
 from ris_app.model import ADDENDUM, DRAFT, FINAL, PRELIMINARY, ProcedureCode, ReportTemplate, Study
 from ris_app.reporting import lifecycle as r
-from ris_app.reporting import outputs as out
+from ris_app.reporting.documents import (
+    BASIC_TEXT_SR_STORAGE,
+    ENCAPSULATED_PDF_STORAGE,
+    basic_text_sr,
+    dicom_bytes,
+    encapsulated_pdf,
+    report_series_uid,
+)
+from ris_app.reporting.header import header_for
+from ris_app.reporting.pdf import render_pdf
+from ris_app.reporting.publish import notify_report_result, publish_signed_version
 from ris_app.scheduling.orders import OrderData, PatientData, create_order, create_patient
 from ris_app.web.auth import create_user
 
@@ -181,7 +191,7 @@ def _signed(s):
 
 def test_pdf_holds_patient_exam_report_and_signature(s):
     report, v = _signed(s)
-    pdf = out.render_pdf(report, v, out.header_for(report), "Radiology, General Hospital")
+    pdf = render_pdf(report, v, header_for(report), "Radiology, General Hospital")
     text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
     for expected in ("Radiology, General Hospital", "Müller, Anna", "P1", "1960-05-04",
                      "CT head without contrast", report.study.order.accession_number,
@@ -192,16 +202,16 @@ def test_pdf_holds_patient_exam_report_and_signature(s):
 
 def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
     report, v = _signed(s)
-    header = out.header_for(report, {"MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
+    header = header_for(report, {"MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
                                      "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": ""}})
     # The images' values win (the instance joins their study), but empty ones do not blank the RIS's.
     assert (header.patient_name, header.sex, header.birth_date) == ("MÜLLER^ANNA", "F", "19600504")
-    pdf = out.render_pdf(report, v, header)
-    ds = out.encapsulated_pdf(pdf, header, v)
+    pdf = render_pdf(report, v, header)
+    ds = encapsulated_pdf(pdf, header, v)
     path = tmp_path / "report.dcm"
-    path.write_bytes(out.dicom_bytes(ds))
+    path.write_bytes(dicom_bytes(ds))
     back = pydicom.dcmread(path)
-    assert back.SOPClassUID == out.ENCAPSULATED_PDF_STORAGE
+    assert back.SOPClassUID == ENCAPSULATED_PDF_STORAGE
     assert back.StudyInstanceUID == report.study.study_instance_uid
     assert back.AccessionNumber == report.study.order.accession_number
     assert bytes(back.EncapsulatedDocument)[:len(pdf)] == pdf
@@ -214,12 +224,12 @@ def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
 
 def test_publish_records_an_unreachable_pacs_and_keeps_the_signature(s, config):
     _report, v = _signed(s)
-    out.publish_signed_version(s, v, config)  # nothing listens at its Orthanc URL
+    publish_signed_version(s, v, config)  # nothing listens at its Orthanc URL
     assert v.status == FINAL and v.pdf.startswith(b"%PDF")
     assert v.pacs_status.startswith("error:") and v.sop_instance_uid
     assert v.result_status.startswith("pending")
     v.result_status = "sent: ORU^R01 MSG0001"  # as the HL7 interface records it
-    out.publish_signed_version(s, v, config)  # the PACS retry
+    publish_signed_version(s, v, config)  # the PACS retry
     assert v.result_status == "sent: ORU^R01 MSG0001"  # not sent twice
 
 
@@ -259,13 +269,13 @@ def test_a_refused_signature_leaves_nothing_half_written(app):
 def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
     report, v1 = _signed(s)
     user = report.versions[0].signed_by
-    header = out.header_for(report)
-    v1.sr_instance_uid = out.basic_text_sr(report, v1, header).SOPInstanceUID
+    header = header_for(report)
+    v1.sr_instance_uid = basic_text_sr(report, v1, header).SOPInstanceUID
     r.start_addendum(s, report, user)
     v2 = r.save_report(s, report, user, {"addendum": "Incidental sinus mucosal thickening."}, "sign")
-    ds = out.basic_text_sr(report, v2, header, predecessor_sop_uid=v1.sr_instance_uid)
-    assert ds.SOPClassUID == out.BASIC_TEXT_SR_STORAGE and ds.VerificationFlag == "VERIFIED"
-    assert ds.SeriesInstanceUID == out.report_series_uid(report.study.study_instance_uid, "sr")
+    ds = basic_text_sr(report, v2, header, predecessor_sop_uid=v1.sr_instance_uid)
+    assert ds.SOPClassUID == BASIC_TEXT_SR_STORAGE and ds.VerificationFlag == "VERIFIED"
+    assert ds.SeriesInstanceUID == report_series_uid(report.study.study_instance_uid, "sr")
     texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.ContentSequence[0].TextValue
              for item in ds.ContentSequence}
     assert texts["Impressions"] == "Normal CT of the head."
@@ -273,7 +283,7 @@ def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
     predecessor = ds.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert predecessor.ReferencedSOPInstanceUID == v1.sr_instance_uid
     path = tmp_path / "sr.dcm"
-    path.write_bytes(out.dicom_bytes(ds))
+    path.write_bytes(dicom_bytes(ds))
     proc = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True)
     assert "Error" not in proc.stderr and "BasicTextSR" in proc.stderr, proc.stderr
 
@@ -286,10 +296,10 @@ def test_the_result_goes_to_the_hl7_outbox_of_each_destination(s):
     set_settings(Hl7Settings.from_env({"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=127.0.0.1:1"}))
     try:
         report, v1 = _signed(s)
-        assert out.notify_report_result(s, v1) == "sent: ORU^R01 queued for 1 destination(s)"
+        assert notify_report_result(s, v1) == "sent: ORU^R01 queued for 1 destination(s)"
         r.start_addendum(s, report, v1.signed_by)
         v2 = r.save_report(s, report, v1.signed_by, {"addendum": "Sinusitis."}, "sign")
-        out.notify_report_result(s, v2)
+        notify_report_result(s, v2)
         s.flush()
         first, second = (row.payload for row in s.scalars(select(Hl7Outbox).order_by(Hl7Outbox.id)))
     finally:

@@ -1,0 +1,92 @@
+"""ADT: A01/A04 register (or update a known patient), A08 updates, A40 merges, A03/A11
+update demographics only (the RIS keeps no visits).
+"""
+from __future__ import annotations
+
+import logging
+
+from ris_app.hl7.parse import (
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    Message,
+    content_error,
+    reject,
+)
+from ris_app.hl7.reading import (
+    Context,
+    family_of,
+    field_text,
+    lookup_patient,
+    read_patient,
+    required_segment,
+    segments,
+    upsert_patient,
+)
+from ris_app.scheduling.orders import (
+    patient_changed,
+)
+from ris_app.tracking.corrections import sync_patient_studies, update_patient_everywhere
+
+log = logging.getLogger(__name__)
+
+
+def adt_register(ctx: Context, msg: Message) -> str:
+    required_segment(msg, "PID")
+    fields, _ = read_patient(segments(msg, "PID"), family_of(msg))
+    existed = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) is not None
+    upsert_patient(ctx, fields)
+    return "patient updated" if existed else "patient registered"
+
+
+def adt_update(ctx: Context, msg: Message) -> str:
+    return adt_register(ctx, msg)
+
+
+def adt_demographics_only(ctx: Context, msg: Message) -> str:
+    """A03 (discharge) / A11 (cancel admit): the RIS keeps no visits; demographics of a
+    known patient are refreshed, nothing else changes."""
+    required_segment(msg, "PID")
+    fields, _ = read_patient(segments(msg, "PID"), family_of(msg))
+    patient = upsert_patient(ctx, fields, create=False)
+    return "acknowledged; no visit kept" if patient is None else "acknowledged; demographics refreshed"
+
+
+def adt_merge(ctx: Context, msg: Message) -> str:
+    """A40: each PID/MRG pair merges MRG-1 (prior) into PID-3 (surviving). The prior
+    patient's orders move to the surviving one (their worklist items say so) and the
+    prior record is removed; if only the prior exists it simply takes the new ID."""
+    fam = family_of(msg)
+    pids, mrgs = msg.all("PID"), msg.all("MRG")
+    if not pids or not mrgs:
+        raise reject(SEGMENT_SEQUENCE_ERROR, "A40 needs PID and MRG segments", "MRG" if pids else "PID")
+    done = []
+    for pid, mrg in zip(pids, mrgs):
+        segs = {"PID": pid, "MRG": mrg}
+        fields, _ = read_patient(segs, fam)
+        prior_mrn, _ = field_text(segs, "prior_mrn", fam, 64)
+        if not prior_mrn:
+            raise content_error(REQUIRED_FIELD_MISSING, "prior patient ID (MRG-1) is required", "MRG-1")
+        prior_issuer, _ = field_text(segs, "prior_issuer", fam, 64)
+        prior = lookup_patient(ctx.session, prior_mrn, prior_issuer)
+        surviving = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", ""))
+        if prior is None:
+            if surviving is None and fields.get("family_name"):
+                upsert_patient(ctx, fields)
+            done.append("prior patient unknown")
+        elif surviving is None:
+            update_patient_everywhere(ctx.session, prior, {k: v for k, v in fields.items() if v or k == "issuer"},
+                                      user="hl7")
+            done.append("patient ID changed")
+        elif prior.id == surviving.id:
+            done.append("already merged")
+        else:
+            for order in list(prior.orders):
+                order.patient = surviving
+            ctx.session.flush()
+            upsert_patient(ctx, fields)
+            patient_changed(surviving)  # the moved orders now carry the surviving patient
+            sync_patient_studies(ctx.session, surviving, "merge", {"merged_mrn": prior.mrn}, user="hl7")
+            ctx.session.delete(prior)
+            ctx.session.flush()
+            done.append("patients merged")
+    return "; ".join(done)
