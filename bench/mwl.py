@@ -36,11 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import pydicom  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
-from ris_app.clock import from_site, site_today  # noqa: E402
+from ris_app.clock import from_site, site_today
 
 FINDSCU = "/usr/bin/findscu"
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"

@@ -25,9 +25,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ris_app.clock import site_today, utcnow  # noqa: E402
-from tests.conftest import STORESCU, free_port, start_system, stop_system  # noqa: E402
-from tests.fixtures.dicom_factory import write_series  # noqa: E402
+from ris_app.clock import site_today, utcnow
+from tests.conftest import STORESCU, free_port, start_system, stop_system
+from tests.fixtures.dicom_factory import write_series
 
 
 def pct(values: list[float], p: float) -> float:

@@ -137,7 +137,7 @@ class Config:
     timezone: str = ""  # IANA name; "" is the server's zone (ris_app.clock.site_zone)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> "Config":
+    def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
         """Build the configuration from environment variables (os.environ by default)."""
         env = dict(os.environ if env is None else env)
         home = Path(_get(env, "ORTHANC_RIS_HOME")).expanduser().resolve()

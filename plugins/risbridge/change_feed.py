@@ -12,8 +12,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .ris_client import RisClient, RisRejected, RisUnavailable
 

@@ -61,9 +61,9 @@ def err_segment(error: Hl7Error, version: str, d: Delimiters = DEFAULT) -> str:
     loc = _location_er7(error.location, d)
     f, c, s = d.field, d.component, d.subcomponent
     if version and version < "2.5":
-        loc4 = (loc + ["", "", "", ""])[:4]
+        loc4 = ([*loc, "", "", "", ""])[:4]
         cm = s.join([str(error.error_code), escape(code_text, d), "HL70357"])
-        return "ERR" + f + c.join(loc4 + [cm]).rstrip(c)
+        return "ERR" + f + c.join([*loc4, cm]).rstrip(c)
     severity = "E"
     return (f"ERR{f}{f}{c.join(loc)}{f}{error.error_code}{c}{escape(code_text, d)}{c}HL70357"
             f"{f}{severity}{f}{f}{f}{f}{escape(error.text[:250], d)}")
@@ -105,6 +105,6 @@ def read_ack(payload: bytes) -> tuple[str, str, str]:
     fsep = segs[0][3]
     for seg in segs[1:]:
         if seg.startswith("MSA"):
-            parts = seg.split(fsep) + ["", "", ""]
+            parts = [*seg.split(fsep), "", "", ""]
             return parts[1].strip(), parts[2].strip(), parts[3].strip()
     return "", "", "reply has no MSA segment"

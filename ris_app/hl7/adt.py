@@ -60,7 +60,7 @@ def adt_merge(ctx: Context, msg: Message) -> str:
     if not pids or not mrgs:
         raise reject(SEGMENT_SEQUENCE_ERROR, "A40 needs PID and MRG segments", "MRG" if pids else "PID")
     done = []
-    for pid, mrg in zip(pids, mrgs):
+    for pid, mrg in zip(pids, mrgs, strict=False):
         segs = {"PID": pid, "MRG": mrg}
         fields, _ = read_patient(segs, fam)
         prior_mrn, _ = field_text(segs, "prior_mrn", fam, 64)

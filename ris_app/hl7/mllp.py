@@ -9,6 +9,7 @@ closed, since the byte stream cannot be resynchronised reliably.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import socketserver
@@ -198,10 +199,8 @@ class MLLPClient:
         return self.pending.pop(0)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def __enter__(self) -> Self:
         return self

@@ -190,7 +190,8 @@ def read_envelope(raw: bytes) -> Envelope:
             return env
         fsep = head[3]
         f = head.split(fsep)
-        get = lambda n: f[n - 1] if len(f) >= n else ""
+        def get(n):
+            return f[n - 1] if len(f) >= n else ""
         comp = get(2)[:1] or "^"
         env.control_id = get(10)[:199]
         env.version = get(12).split(comp)[0][:20]
@@ -203,7 +204,7 @@ def read_envelope(raw: bytes) -> Envelope:
         enc = get(2)
         if len(enc) >= 4 and fsep not in enc and len(set(enc[:4] + fsep)) == 5:
             env.d = Delimiters(fsep, enc[0], enc[1], enc[2], enc[3])
-    except Exception:  # noqa: BLE001,S110 - a NAK must still go out, with what could be read
+    except Exception:
         pass
     return env
 

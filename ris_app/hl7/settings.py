@@ -21,8 +21,7 @@ class Destination:
 def parse_destinations(value: str) -> tuple[Destination, ...]:
     """'EHR=ehr.example.org:2576;LIS=10.0.0.7:6661' -> destinations."""
     out = []
-    for item in value.replace(",", ";").split(";"):
-        item = item.strip()
+    for item in (i.strip() for i in value.replace(",", ";").split(";")):
         if not item:
             continue
         name, _, addr = item.partition("=")
@@ -36,8 +35,7 @@ def parse_destinations(value: str) -> tuple[Destination, ...]:
 def parse_rules(value: str) -> dict[tuple[str, str], str]:
     """ORTHANC_RIS_HL7_STATION_RULES -> {(kind, key): AE titles} (see ris_app.hl7.stations)."""
     rules: dict[tuple[str, str], str] = {}
-    for item in value.split(";"):
-        item = item.strip()
+    for item in (i.strip() for i in value.split(";")):
         if not item:
             continue
         kind_key, _, aets = item.partition("=")

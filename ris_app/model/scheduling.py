@@ -44,7 +44,7 @@ class Patient(Base):
     # Set when this record was merged into another (the survivor keeps orders and studies).
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
 
-    orders: Mapped[list["Order"]] = relationship(back_populates="patient")
+    orders: Mapped[list[Order]] = relationship(back_populates="patient")
 
 
 class ProcedureCode(Base):
@@ -92,7 +92,7 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="orders")
-    requested_procedures: Mapped[list["RequestedProcedure"]] = relationship(
+    requested_procedures: Mapped[list[RequestedProcedure]] = relationship(
         back_populates="order", cascade="all, delete-orphan"
     )
 
@@ -109,7 +109,7 @@ class RequestedProcedure(Base):
 
     order: Mapped[Order] = relationship(back_populates="requested_procedures")
     procedure_code: Mapped[ProcedureCode | None] = relationship()
-    steps: Mapped[list["ScheduledProcedureStep"]] = relationship(
+    steps: Mapped[list[ScheduledProcedureStep]] = relationship(
         back_populates="requested_procedure", cascade="all, delete-orphan"
     )
 
@@ -137,7 +137,7 @@ class ScheduledProcedureStep(Base):
     extra_attributes: Mapped[dict | None] = mapped_column(JSON)
 
     requested_procedure: Mapped[RequestedProcedure] = relationship(back_populates="steps")
-    history: Mapped[list["StepStatusChange"]] = relationship(
+    history: Mapped[list[StepStatusChange]] = relationship(
         back_populates="step", cascade="all, delete-orphan", order_by="StepStatusChange.id"
     )
 

@@ -6,6 +6,7 @@ which ones matched, so the clerk sees why an order is proposed.
 """
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from datetime import date, datetime, timedelta
 
@@ -82,11 +83,9 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
         conditions.append(Patient.family_name.ilike(family))
     day = _study_day(study)
     if day is not None:
-        try:
+        with contextlib.suppress(OverflowError):  # a StudyDate at the calendar's edge: no date window
             conditions.append(SPS.start_datetime.between(site_day_bounds(day - timedelta(days=WINDOW_DAYS))[0],
                                                          site_day_bounds(day + timedelta(days=WINDOW_DAYS))[1]))
-        except OverflowError:  # a StudyDate at the calendar's edge: no date window
-            pass
     linked = select(Study.order_id).where(Study.order_id.is_not(None), Study.deleted_at.is_(None))
     rows = session.execute(
         select(Order, SPS).join(Order.patient).join(Order.requested_procedures).join(RequestedProcedure.steps)

@@ -1,8 +1,9 @@
 """Reading untrusted JSON input: each reader names the field and the reason it refuses."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any
 
 from ris_app.clock import from_site
 from ris_app.web.errors import ApiError

@@ -11,8 +11,9 @@ matcher, the importer and the query explainer all read this table.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue

@@ -7,9 +7,10 @@ DICOM JSON, answer count); the log files only ever get the key names.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
@@ -111,10 +112,8 @@ def candidates(session: Session, entry: WorklistQueryLog, wq: WorklistQuery,
         day = to_site(entry.received_at).date()  # the scanner's day, as its DA keys are
         date_cond = wq.condition(START_DATE.keyword)
         if date_cond:
-            try:
+            with contextlib.suppress(ValueError):
                 day = datetime.strptime(date_cond.value.replace("-", "")[:8], "%Y%m%d").date()
-            except ValueError:
-                pass
         stmt = stmt.where(SPS.station_aet.contains(entry.calling_aet),
                           SPS.start_datetime >= site_day_bounds(day - timedelta(days=7))[0],
                           SPS.start_datetime < site_day_bounds(day + timedelta(days=7))[1])
@@ -180,4 +179,4 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
     }
 
 
-__all__ = ["log_query", "explain", "candidates"]
+__all__ = ["candidates", "explain", "log_query"]

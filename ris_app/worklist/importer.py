@@ -12,10 +12,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pydicom
 from pydicom.dataset import Dataset

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Sequence
 
 import pydicom
 from sqlalchemy import or_, select

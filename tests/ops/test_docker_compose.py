@@ -140,10 +140,10 @@ def host_path(source: str) -> Path:
 
 def container_file(service: dict, path: str) -> Path | None:
     """The repository file a bind mount shows at `path` inside the container."""
-    for kind, source, target in mounts(service):
+    for kind, source, mounted_at in mounts(service):
         if kind != "bind":
             continue
-        target = target.rstrip("/")
+        target = mounted_at.rstrip("/")
         if path == target:
             return host_path(source)
         if path.startswith(target + "/"):
@@ -255,7 +255,7 @@ def test_services_and_named_volumes_are_declared():
     assert {"ris", "orthanc"} <= set(c["services"])
     declared = set(c.get("volumes") or {})
     for name, service in c["services"].items():
-        for kind, source, target in mounts(service):
+        for kind, source, _target in mounts(service):
             if kind == "volume":
                 assert source in declared, f"{name}: named volume {source} is not declared"
 

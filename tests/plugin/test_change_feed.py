@@ -47,8 +47,8 @@ class StubOrthanc:
         raise NotImplementedError(uri)
 
     def api(self) -> OrthancApi:
-        return OrthancApi(self.rest_get, lambda k, d: self.properties.get(k, d),
-                          lambda k, v: self.properties.__setitem__(k, v))
+        return OrthancApi(self.rest_get, self.properties.get,
+                          self.properties.__setitem__)
 
 
 @pytest.fixture

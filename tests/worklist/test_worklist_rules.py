@@ -256,7 +256,7 @@ def test_explainer_spots_utf8_sent_as_latin1(client, auth):
     _patient(client, auth, "P1", family="Müller", given="Jürgen")
     acc = _order(client, auth, "P1", aet="CT1")["accession_number"]
     q = pydicom.dcmread(io.BytesIO(query(charset="ISO_IR 100")), force=True)
-    q.PatientName = "Müller*".encode("utf-8").decode("latin-1")  # what a misconfigured scanner sends
+    q.PatientName = "Müller*".encode().decode("latin-1")  # what a misconfigured scanner sends
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, q, implicit_vr=False, little_endian=True)
     assert find(client, auth, buf.getvalue(), calling="CT1")[0] == []
