@@ -15,6 +15,7 @@ and the ratio per query kind; `--write` appends the figures to bench/RESULTS.md.
 
     .venv/bin/python bench/mwl.py --sizes 1000,10000 --repeat 15
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,13 +69,24 @@ def plan(n: int) -> list[dict]:
         day, rest = divmod(i, PER_STATION_DAY * len(STATIONS))
         station, slot = divmod(rest, PER_STATION_DAY)
         start = today + timedelta(days=day, hours=7, minutes=slot * 10)
-        rows.append({
-            "i": i, "mrn": f"B{i:07d}", "family": f"Fam{i % FAMILIES:04d}", "given": f"Given{i % 97}",
-            "birth": date(1940 + i % 60, 1 + i % 12, 1 + i % 28), "sex": "MF"[i % 2],
-            "accession": f"ACC{i:09d}", "sps_id": f"SPS{i:09d}", "study_uid": f"1.2.826.0.1.3680043.10.99.{i + 1}",
-            "station": STATIONS[station], "modality": "CT", "start": start,
-            "description": f"Exam {i % 50}", "physician": f"Doctor^{i % 20}",
-        })
+        rows.append(
+            {
+                "i": i,
+                "mrn": f"B{i:07d}",
+                "family": f"Fam{i % FAMILIES:04d}",
+                "given": f"Given{i % 97}",
+                "birth": date(1940 + i % 60, 1 + i % 12, 1 + i % 28),
+                "sex": "MF"[i % 2],
+                "accession": f"ACC{i:09d}",
+                "sps_id": f"SPS{i:09d}",
+                "study_uid": f"1.2.826.0.1.3680043.10.99.{i + 1}",
+                "station": STATIONS[station],
+                "modality": "CT",
+                "start": start,
+                "description": f"Exam {i % 50}",
+                "physician": f"Doctor^{i % 20}",
+            }
+        )
     return rows
 
 
@@ -133,16 +145,31 @@ def load_ris(rows: list[dict], database_url: str) -> None:
     for chunk_start in range(0, len(rows), 2000):
         with sessions() as s:
             steps = []
-            for r in rows[chunk_start:chunk_start + 2000]:
-                p = Patient(mrn=r["mrn"], family_name=r["family"], given_name=r["given"], birth_date=r["birth"],
-                            sex=r["sex"])
-                o = Order(accession_number=r["accession"], filler_order_number="", patient=p,
-                          priority="ROUTINE", referring_physician=r["physician"])
-                rp = RequestedProcedure(requested_procedure_id=r["accession"], description=r["description"],
-                                        study_instance_uid=r["study_uid"])
-                step = ScheduledProcedureStep(sps_id=r["sps_id"], modality=r["modality"], station_aet=r["station"],
-                                              description=r["description"], start_datetime=from_site(r["start"]),
-                                              performing_physician=r["physician"], status="SCHEDULED")
+            for r in rows[chunk_start : chunk_start + 2000]:
+                p = Patient(
+                    mrn=r["mrn"], family_name=r["family"], given_name=r["given"], birth_date=r["birth"], sex=r["sex"]
+                )
+                o = Order(
+                    accession_number=r["accession"],
+                    filler_order_number="",
+                    patient=p,
+                    priority="ROUTINE",
+                    referring_physician=r["physician"],
+                )
+                rp = RequestedProcedure(
+                    requested_procedure_id=r["accession"],
+                    description=r["description"],
+                    study_instance_uid=r["study_uid"],
+                )
+                step = ScheduledProcedureStep(
+                    sps_id=r["sps_id"],
+                    modality=r["modality"],
+                    station_aet=r["station"],
+                    description=r["description"],
+                    start_datetime=from_site(r["start"]),
+                    performing_physician=r["physician"],
+                    status="SCHEDULED",
+                )
                 step.history.append(StepStatusChange(from_status=None, to_status="SCHEDULED", source="bench"))
                 rp.steps.append(step)
                 o.requested_procedures.append(rp)
@@ -163,17 +190,30 @@ class FileWorklistOrthanc:
         self.aet = "FILEWL"
         home.mkdir(parents=True, exist_ok=True)
         conf = {
-            "Name": "bench-file-worklists", "HttpPort": free_port(), "DicomPort": self.port, "DicomAet": self.aet,
-            "StorageDirectory": str(home / "storage"), "IndexDirectory": str(home / "storage"),
-            "DicomAlwaysAllowFindWorklist": True, "DicomCheckCalledAet": False, "DefaultEncoding": "Utf8",
-            "TcpNoDelay": True, "DicomThreadsCount": 4, "RemoteAccessAllowed": False,
+            "Name": "bench-file-worklists",
+            "HttpPort": free_port(),
+            "DicomPort": self.port,
+            "DicomAet": self.aet,
+            "StorageDirectory": str(home / "storage"),
+            "IndexDirectory": str(home / "storage"),
+            "DicomAlwaysAllowFindWorklist": True,
+            "DicomCheckCalledAet": False,
+            "DefaultEncoding": "Utf8",
+            "TcpNoDelay": True,
+            "DicomThreadsCount": 4,
+            "RemoteAccessAllowed": False,
             "Plugins": [WORKLIST_PLUGIN],
             "Worklists": {"Enable": True, "Database": str(worklists), "LimitAnswers": LIMIT},
         }
         (home / "orthanc.json").write_text(json.dumps(conf))
         self.log = open(home / "orthanc.log", "wb")
-        self.proc = subprocess.Popen([ORTHANC, str(home / "orthanc.json")], env=ENV, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [ORTHANC, str(home / "orthanc.json")],
+            env=ENV,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_port(self.port, self.proc)
 
     def stop(self) -> None:
@@ -188,17 +228,29 @@ class RisSystem:
         self.port = free_port()
         self.aet = "RISBENCH"
         self.home = home
-        self.env = {**ENV, "ORTHANC_RIS_HOME": str(home), "ORTHANC_RIS_HTTP_PORT": str(free_port()),
-                    "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()), "ORTHANC_RIS_DICOM_PORT": str(self.port),
-                    "ORTHANC_RIS_AET": self.aet, "ORTHANC_RIS_WORKLIST_LIMIT": str(LIMIT),
-                    "ORTHANC_RIS_LOG_LEVEL": "WARNING", "ORTHANC_RIS_API_TOKEN": "bench-token"}
+        self.env = {
+            **ENV,
+            "ORTHANC_RIS_HOME": str(home),
+            "ORTHANC_RIS_HTTP_PORT": str(free_port()),
+            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
+            "ORTHANC_RIS_DICOM_PORT": str(self.port),
+            "ORTHANC_RIS_AET": self.aet,
+            "ORTHANC_RIS_WORKLIST_LIMIT": str(LIMIT),
+            "ORTHANC_RIS_LOG_LEVEL": "WARNING",
+            "ORTHANC_RIS_API_TOKEN": "bench-token",
+        }
         self.env.pop("ORTHANC_RIS_DATABASE_URL", None)
         self.database_url = f"sqlite:///{home / 'ris.sqlite3'}"
 
     def start(self) -> None:
         log = open(self.home / "up.log", "ab")
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "orthanc-ris"), "up"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "orthanc-ris"), "up"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while b"orthanc-ris is up" not in (self.home / "up.log").read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -226,8 +278,15 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 def write_query(path: Path, *, name: str = "", aet: str = "", day: str = "") -> Path:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
-    for key in ("AccessionNumber", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                "RequestedProcedureID", "RequestedProcedureDescription"):
+    for key in (
+        "AccessionNumber",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "RequestedProcedureID",
+        "RequestedProcedureDescription",
+    ):
         setattr(ds, key, "")
     ds.PatientName = name
     sps = Dataset()
@@ -249,8 +308,13 @@ def write_query(path: Path, *, name: str = "", aet: str = "", day: str = "") -> 
 def findscu(port: int, aet: str, query: Path, calling: str = "SCAN00") -> tuple[float, int, bool]:
     """One query with findscu: (seconds, answers, ok)."""
     started = time.perf_counter()
-    proc = subprocess.run([FINDSCU, "-W", "-v", "-aet", calling, "-aec", aet, "127.0.0.1", str(port), str(query)],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    proc = subprocess.run(
+        [FINDSCU, "-W", "-v", "-aet", calling, "-aec", aet, "127.0.0.1", str(port), str(query)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     elapsed = time.perf_counter() - started
     out = proc.stdout + proc.stderr
     answers = sum(1 for line in out.splitlines() if "Find Response:" in line and "Pending" in line)
@@ -267,8 +331,12 @@ def measure(port: int, aet: str, query: Path, repeat: int) -> dict:
     findscu(port, aet, query)  # warm-up (file cache, connections)
     runs = [findscu(port, aet, query) for _ in range(repeat)]
     times = [r[0] * 1000 for r in runs]
-    return {"p50": statistics.median(times), "p95": pct(times, 95), "answers": runs[-1][1],
-            "errors": sum(not r[2] for r in runs)}
+    return {
+        "p50": statistics.median(times),
+        "p95": pct(times, 95),
+        "answers": runs[-1][1],
+        "errors": sum(not r[2] for r in runs),
+    }
 
 
 def concurrent(port: int, aet: str, query: Path, scanners: int, per_scanner: int) -> dict:
@@ -280,8 +348,13 @@ def concurrent(port: int, aet: str, query: Path, scanners: int, per_scanner: int
         results = [r for batch in pool.map(one, range(scanners)) for r in batch]
     wall = time.perf_counter() - started
     times = [r[0] * 1000 for r in results]
-    return {"p50": statistics.median(times), "p95": pct(times, 95), "errors": sum(not r[2] for r in results),
-            "queries": len(results), "wall_s": wall}
+    return {
+        "p50": statistics.median(times),
+        "p95": pct(times, 95),
+        "errors": sum(not r[2] for r in results),
+        "queries": len(results),
+        "wall_s": wall,
+    }
 
 
 # ------------------------------------------------------------------ the run
@@ -310,15 +383,21 @@ def run_size(n: int, work: Path, repeat: int, file_repeat: int, scanners: int, p
             ours = measure(ris.port, ris.aet, q, repeat)
             theirs = measure(files.port, files.aet, q, file_repeat)
             result["kinds"][kind] = {"ris": ours, "file": theirs, "ratio": theirs["p50"] / ours["p50"]}
-            print(f"  {kind:10s} RIS p50 {ours['p50']:8.1f} ms p95 {ours['p95']:8.1f} ms ({ours['answers']} answers) | "
-                  f"file plugin p50 {theirs['p50']:8.1f} ms p95 {theirs['p95']:8.1f} ms ({theirs['answers']} answers) | "
-                  f"x{theirs['p50'] / ours['p50']:.1f}", flush=True)
+            print(
+                f"  {kind:10s} RIS p50 {ours['p50']:8.1f} ms p95 {ours['p95']:8.1f} ms ({ours['answers']} answers) | "
+                f"file plugin p50 {theirs['p50']:8.1f} ms p95 {theirs['p95']:8.1f} ms ({theirs['answers']} answers) | "
+                f"x{theirs['p50'] / ours['p50']:.1f}",
+                flush=True,
+            )
         load_ours = concurrent(ris.port, ris.aet, queries["scanner"], scanners, per_scanner)
         load_theirs = concurrent(files.port, files.aet, queries["scanner"], scanners, max(1, per_scanner // 4))
         result["concurrent"] = {"ris": load_ours, "file": load_theirs}
-        print(f"  {scanners} scanners at once: RIS p50 {load_ours['p50']:.1f} ms p95 {load_ours['p95']:.1f} ms, "
-              f"{load_ours['errors']} errors in {load_ours['queries']} | file plugin p50 {load_theirs['p50']:.1f} ms "
-              f"p95 {load_theirs['p95']:.1f} ms, {load_theirs['errors']} errors in {load_theirs['queries']}", flush=True)
+        print(
+            f"  {scanners} scanners at once: RIS p50 {load_ours['p50']:.1f} ms p95 {load_ours['p95']:.1f} ms, "
+            f"{load_ours['errors']} errors in {load_ours['queries']} | file plugin p50 {load_theirs['p50']:.1f} ms "
+            f"p95 {load_theirs['p95']:.1f} ms, {load_theirs['errors']} errors in {load_theirs['queries']}",
+            flush=True,
+        )
     finally:
         files.stop()
         ris.stop()
@@ -326,24 +405,35 @@ def run_size(n: int, work: Path, repeat: int, file_repeat: int, scanners: int, p
 
 
 def markdown(results: list[dict], args) -> str:
-    lines = [f"## Run of {datetime.now().strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'} "
-             f"({os.cpu_count()} cores)", "",
-             f"`bench/mwl.py --sizes {args.sizes} --repeat {args.repeat} --file-repeat {args.file_repeat} "
-             f"--scanners {args.scanners} --per-scanner {args.per_scanner}`", "",
-             "| steps | query | RIS p50 ms | RIS p95 ms | file plugin p50 ms | file plugin p95 ms | answers (RIS / file) | ratio (p50) |",
-             "|---:|---|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        f"## Run of {datetime.now().strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'} "
+        f"({os.cpu_count()} cores)",
+        "",
+        f"`bench/mwl.py --sizes {args.sizes} --repeat {args.repeat} --file-repeat {args.file_repeat} "
+        f"--scanners {args.scanners} --per-scanner {args.per_scanner}`",
+        "",
+        "| steps | query | RIS p50 ms | RIS p95 ms | file plugin p50 ms | file plugin p95 ms | answers (RIS / file) | ratio (p50) |",
+        "|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
     for r in results:
         for kind, k in r["kinds"].items():
-            lines.append(f"| {r['size']:,} | {kind} | {k['ris']['p50']:.1f} | {k['ris']['p95']:.1f} | "
-                         f"{k['file']['p50']:.1f} | {k['file']['p95']:.1f} | {k['ris']['answers']} / "
-                         f"{k['file']['answers']} | {k['ratio']:.1f}x |")
-    lines += ["", "| steps | scanners at once | RIS p50 / p95 ms | RIS errors | file plugin p50 / p95 ms | file errors |",
-              "|---:|---:|---|---|---|---|"]
+            lines.append(
+                f"| {r['size']:,} | {kind} | {k['ris']['p50']:.1f} | {k['ris']['p95']:.1f} | "
+                f"{k['file']['p50']:.1f} | {k['file']['p95']:.1f} | {k['ris']['answers']} / "
+                f"{k['file']['answers']} | {k['ratio']:.1f}x |"
+            )
+    lines += [
+        "",
+        "| steps | scanners at once | RIS p50 / p95 ms | RIS errors | file plugin p50 / p95 ms | file errors |",
+        "|---:|---:|---|---|---|---|",
+    ]
     for r in results:
         c = r["concurrent"]
-        lines.append(f"| {r['size']:,} | {args.scanners} | {c['ris']['p50']:.1f} / {c['ris']['p95']:.1f} | "
-                     f"{c['ris']['errors']} of {c['ris']['queries']} | {c['file']['p50']:.1f} / {c['file']['p95']:.1f} | "
-                     f"{c['file']['errors']} of {c['file']['queries']} |")
+        lines.append(
+            f"| {r['size']:,} | {args.scanners} | {c['ris']['p50']:.1f} / {c['ris']['p95']:.1f} | "
+            f"{c['ris']['errors']} of {c['ris']['queries']} | {c['file']['p50']:.1f} / {c['file']['p95']:.1f} | "
+            f"{c['file']['errors']} of {c['file']['queries']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

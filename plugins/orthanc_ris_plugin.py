@@ -1,5 +1,6 @@
 """orthanc-ris plugin entry: registers one dispatcher per Orthanc callback type and hands
 every event to the risbridge modules. Nothing else happens here."""
+
 import json
 import logging
 import os
@@ -34,8 +35,11 @@ _log.setLevel(os.environ.get("ORTHANC_RIS_LOG_LEVEL", "INFO").upper())
 _log.propagate = False
 
 _settings = json.loads(orthanc.GetConfiguration()).get("OrthancRIS", {})
-_ris = RisClient(_settings.get("RisUrl", "http://127.0.0.1:5000"), _settings.get("ApiToken", ""),
-                 float(_settings.get("RequestTimeoutSeconds", 10)))
+_ris = RisClient(
+    _settings.get("RisUrl", "http://127.0.0.1:5000"),
+    _settings.get("ApiToken", ""),
+    float(_settings.get("RequestTimeoutSeconds", 10)),
+)
 _feed = ChangeFeed(
     OrthancApi(orthanc.RestApiGet, orthanc.GetGlobalProperty, orthanc.SetGlobalProperty),
     _ris,

@@ -1,4 +1,5 @@
 """orthanc-ris: the RIS (Flask + SQLAlchemy) and its glue to Orthanc."""
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,11 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.tracking.pages import bp as tracking_pages_bp
     from ris_app.web.auth import bp as auth_bp
     from ris_app.web.errors import register_error_handlers
+    from ris_app.web.templating import register_template_helpers
     from ris_app.worklist.api import bp as worklist_admin_bp
 
     register_error_handlers(app)
+    register_template_helpers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
@@ -67,8 +70,13 @@ def create_app(config: Config | None = None) -> Flask:
         # The route's pattern, never the concrete path: paths hold MRNs and accession
         # numbers, which stay out of logs above DEBUG.
         rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
-        access.info("%s %s %d %.1f ms", request.method, rule, response.status_code,
-                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000)
+        access.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            rule,
+            response.status_code,
+            (time.perf_counter() - g.get("started", time.perf_counter())) * 1000,
+        )
         access.debug("path %s", request.path)
         return response
 

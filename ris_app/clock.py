@@ -8,6 +8,7 @@ what comes in (a form, an API value without an offset, a DICOM or HL7 time), `to
 what goes out (pages, DICOM, HL7, the scheduled start in the API), `site_today` and
 `site_day_bounds` for "today" and "that day" as the department means them.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,7 @@ def zone_named(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"ORTHANC_RIS_TIMEZONE: {name!r} is not an IANA time zone name such as "
-                         "Europe/Paris") from None
+        raise ValueError(f"ORTHANC_RIS_TIMEZONE: {name!r} is not an IANA time zone name such as Europe/Paris") from None
 
 
 def zone_name(zone: tzinfo) -> str:
@@ -140,6 +140,18 @@ def utc_offset(dt: datetime) -> str:
 
 
 __all__ = [
-    "UTC", "as_utc", "from_site", "server_zone", "set_site_zone", "site_day_bounds", "site_now",
-    "site_today", "site_zone", "to_site", "utc_offset", "utcnow", "zone_name", "zone_named",
+    "UTC",
+    "as_utc",
+    "from_site",
+    "server_zone",
+    "set_site_zone",
+    "site_day_bounds",
+    "site_now",
+    "site_today",
+    "site_zone",
+    "to_site",
+    "utc_offset",
+    "utcnow",
+    "zone_name",
+    "zone_named",
 ]

@@ -3,6 +3,7 @@
 One table (SETTINGS) is the single place that names every variable, its default and what
 it means; docs/configuration.md is written from the same list.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,58 +24,178 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("ORTHANC_RIS_HOME", "./data", "Data folder: RIS database, Orthanc storage and index, generated config, secrets."),
-    Setting("ORTHANC_RIS_DATABASE_URL", "", "SQLAlchemy URL of the RIS database; empty means SQLite at $ORTHANC_RIS_HOME/ris.sqlite3. PostgreSQL: postgresql+psycopg://user:pw@host/db."),
+    Setting(
+        "ORTHANC_RIS_HOME", "./data", "Data folder: RIS database, Orthanc storage and index, generated config, secrets."
+    ),
+    Setting(
+        "ORTHANC_RIS_DATABASE_URL",
+        "",
+        "SQLAlchemy URL of the RIS database; empty means SQLite at $ORTHANC_RIS_HOME/ris.sqlite3. PostgreSQL: postgresql+psycopg://user:pw@host/db.",
+    ),
     Setting("ORTHANC_RIS_HTTP_HOST", "127.0.0.1", "Address the RIS web server binds to."),
     Setting("ORTHANC_RIS_HTTP_PORT", "5000", "Port of the RIS web pages and REST API."),
     Setting("ORTHANC_RIS_WORKERS", "2", "RIS web server worker processes."),
     Setting("ORTHANC_RIS_ORTHANC_HTTP_PORT", "8042", "Port of Orthanc's REST API and Orthanc Explorer."),
-    Setting("ORTHANC_RIS_ORTHANC_URL", "", "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT."),
-    Setting("ORTHANC_RIS_ORTHANC_PUBLIC_URL", "", "Orthanc's address as users' browsers reach it (Explorer links); empty means $ORTHANC_RIS_ORTHANC_URL."),
-    Setting("ORTHANC_RIS_ORTHANC_USERNAME", "", "User the RIS authenticates as when Orthanc has authentication enabled (Docker)."),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_URL",
+        "",
+        "URL the RIS uses to reach Orthanc; empty means http://127.0.0.1:$ORTHANC_RIS_ORTHANC_HTTP_PORT.",
+    ),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_PUBLIC_URL",
+        "",
+        "Orthanc's address as users' browsers reach it (Explorer links); empty means $ORTHANC_RIS_ORTHANC_URL.",
+    ),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_USERNAME",
+        "",
+        "User the RIS authenticates as when Orthanc has authentication enabled (Docker).",
+    ),
     Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
-    Setting("ORTHANC_RIS_API_TOKEN", "", "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token."),
-    Setting("ORTHANC_RIS_SECRET_KEY", "", "Key signing login sessions; empty means one is generated into $ORTHANC_RIS_HOME/secrets/secret-key."),
-    Setting("ORTHANC_RIS_RIS_URL", "", "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT."),
-    Setting("ORTHANC_RIS_STABLE_AGE", "60", "Seconds without new instances before Orthanc calls a study stable (images complete)."),
-    Setting("ORTHANC_RIS_ORTHANC_REMOTE_ACCESS", "false", "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first)."),
-    Setting("ORTHANC_RIS_ORTHANC_INDEX_URL", "", "PostgreSQL URI for Orthanc's index (postgresql://user:pw@host:5432/db, needs the orthanc-postgresql package); empty means Orthanc's SQLite index in the data folder. Several Orthanc processes may share one."),
+    Setting(
+        "ORTHANC_RIS_API_TOKEN",
+        "",
+        "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token.",
+    ),
+    Setting(
+        "ORTHANC_RIS_SECRET_KEY",
+        "",
+        "Key signing login sessions; empty means one is generated into $ORTHANC_RIS_HOME/secrets/secret-key.",
+    ),
+    Setting(
+        "ORTHANC_RIS_RIS_URL",
+        "",
+        "URL the Orthanc plugin uses to reach the RIS; empty means http://127.0.0.1:$ORTHANC_RIS_HTTP_PORT.",
+    ),
+    Setting(
+        "ORTHANC_RIS_STABLE_AGE",
+        "60",
+        "Seconds without new instances before Orthanc calls a study stable (images complete).",
+    ),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_REMOTE_ACCESS",
+        "false",
+        "Let hosts other than this one reach Orthanc's HTTP port (enable Orthanc authentication first).",
+    ),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_INDEX_URL",
+        "",
+        "PostgreSQL URI for Orthanc's index (postgresql://user:pw@host:5432/db, needs the orthanc-postgresql package); empty means Orthanc's SQLite index in the data folder. Several Orthanc processes may share one.",
+    ),
     Setting("ORTHANC_RIS_ORTHANC_BINARY", "Orthanc", "Orthanc executable."),
-    Setting("ORTHANC_RIS_ORTHANC_PLUGINS", "/usr/share/orthanc/plugins", "Folder holding libOrthancPython.so and libOrthancDicomWeb.so."),
-    Setting("ORTHANC_RIS_WORKLIST_STATUSES", "SCHEDULED,ARRIVED,READY", "Step statuses answered by worklist queries that do not ask for a status."),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_PLUGINS",
+        "/usr/share/orthanc/plugins",
+        "Folder holding libOrthancPython.so and libOrthancDicomWeb.so.",
+    ),
+    Setting(
+        "ORTHANC_RIS_WORKLIST_STATUSES",
+        "SCHEDULED,ARRIVED,READY",
+        "Step statuses answered by worklist queries that do not ask for a status.",
+    ),
     Setting("ORTHANC_RIS_WORKLIST_LIMIT", "500", "Most answers to one worklist query; more are marked incomplete."),
-    Setting("ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."),
+    Setting(
+        "ORTHANC_RIS_ACCESSION_PREFIX", "RIS", "Prefix of generated accession numbers (total at most 16 characters)."
+    ),
     Setting("ORTHANC_RIS_UID_ROOT", "", "UID root for generated StudyInstanceUIDs; empty means 2.25 (UUID-derived)."),
-    Setting("ORTHANC_RIS_VIEWER_PORT", "3000", "Port of the image viewer (OHIF) and the Orthanc Explorer proxy; both need a RIS login."),
-    Setting("ORTHANC_RIS_VIEWER_URL", "", "URL browsers use to reach the viewer; empty means the RIS page's host name with $ORTHANC_RIS_VIEWER_PORT."),
-    Setting("ORTHANC_RIS_OHIF_DIR", "", "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`."),
-    Setting("ORTHANC_RIS_OHIF_URL", "", "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part."),
+    Setting(
+        "ORTHANC_RIS_VIEWER_PORT",
+        "3000",
+        "Port of the image viewer (OHIF) and the Orthanc Explorer proxy; both need a RIS login.",
+    ),
+    Setting(
+        "ORTHANC_RIS_VIEWER_URL",
+        "",
+        "URL browsers use to reach the viewer; empty means the RIS page's host name with $ORTHANC_RIS_VIEWER_PORT.",
+    ),
+    Setting(
+        "ORTHANC_RIS_OHIF_DIR",
+        "",
+        "Folder of OHIF's prebuilt viewer (dist/ of npm @ohif/app); empty means build/ohif/dist, installed by `make setup`.",
+    ),
+    Setting(
+        "ORTHANC_RIS_OHIF_URL",
+        "",
+        "An OHIF served elsewhere, e.g. Orthanc's OHIF plugin under Docker (http://host:8042/ohif); when set, viewer links go to it and to $ORTHANC_RIS_ORTHANC_PUBLIC_URL (Orthanc's own login) instead of the viewer part.",
+    ),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
-    Setting("ORTHANC_RIS_TIMEZONE", "", "The department's time zone, an IANA name such as Europe/Paris: scheduled times in DICOM, HL7, the pages and the API are its wall-clock time. Empty means the server's zone. Stored times are UTC whatever it is."),
+    Setting(
+        "ORTHANC_RIS_TIMEZONE",
+        "",
+        "The department's time zone, an IANA name such as Europe/Paris: scheduled times in DICOM, HL7, the pages and the API are its wall-clock time. Empty means the server's zone. Stored times are UTC whatever it is.",
+    ),
     # HL7 v2 (ris_app/hl7, docs/hl7-conformance.md)
-    Setting("ORTHANC_RIS_HL7_HOST", "127.0.0.1", "Address the HL7 MLLP listener binds to (0.0.0.0 to accept the EHR from other hosts)."),
+    Setting(
+        "ORTHANC_RIS_HL7_HOST",
+        "127.0.0.1",
+        "Address the HL7 MLLP listener binds to (0.0.0.0 to accept the EHR from other hosts).",
+    ),
     Setting("ORTHANC_RIS_HL7_PORT", "2575", "Port of the HL7 MLLP listener (ADT, ORM, OMI in; ACK out)."),
-    Setting("ORTHANC_RIS_HL7_MAX_MESSAGE_BYTES", "1048576", "Largest inbound HL7 message; larger frames get AR and the connection is closed."),
-    Setting("ORTHANC_RIS_HL7_READ_TIMEOUT", "30", "Seconds a started MLLP frame may take to complete before it is refused as truncated."),
-    Setting("ORTHANC_RIS_HL7_IDLE_TIMEOUT", "600", "Seconds an MLLP connection may stay idle between messages before it is closed."),
+    Setting(
+        "ORTHANC_RIS_HL7_MAX_MESSAGE_BYTES",
+        "1048576",
+        "Largest inbound HL7 message; larger frames get AR and the connection is closed.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_READ_TIMEOUT",
+        "30",
+        "Seconds a started MLLP frame may take to complete before it is refused as truncated.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_IDLE_TIMEOUT",
+        "600",
+        "Seconds an MLLP connection may stay idle between messages before it is closed.",
+    ),
     Setting("ORTHANC_RIS_HL7_MAX_CONNECTIONS", "64", "Most simultaneous MLLP connections; more are closed at once."),
-    Setting("ORTHANC_RIS_HL7_DEFAULT_CHARSET", "UNICODE UTF-8", "Character set of inbound messages whose MSH-18 is empty (HL7 table 0211 name, e.g. 8859/1)."),
-    Setting("ORTHANC_RIS_HL7_APPLICATION", "ORTHANC_RIS", "Our MSH-3 (sending application) in ACKs and outbound messages."),
+    Setting(
+        "ORTHANC_RIS_HL7_DEFAULT_CHARSET",
+        "UNICODE UTF-8",
+        "Character set of inbound messages whose MSH-18 is empty (HL7 table 0211 name, e.g. 8859/1).",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_APPLICATION", "ORTHANC_RIS", "Our MSH-3 (sending application) in ACKs and outbound messages."
+    ),
     Setting("ORTHANC_RIS_HL7_FACILITY", "RADIOLOGY", "Our MSH-4 (sending facility) in ACKs and outbound messages."),
-    Setting("ORTHANC_RIS_HL7_STATION_RULES", "", "Station for orders naming none: 'procedure:MRKNEE=MR2;modality:CT=CT1\\CT2'. Unruled modalities get every station of that modality; none leaves the AE title empty (any scanner finds it)."),
-    Setting("ORTHANC_RIS_HL7_DESTINATIONS", "", "Peers receiving status (ORM/OMG) and result (ORU) messages: 'EHR=host:port;OTHER=host:port'. Empty sends nothing."),
-    Setting("ORTHANC_RIS_HL7_STATUS_MESSAGE", "ORM^O01", "Outbound status message: ORM^O01 (HL7 2.3.1) or OMG^O19 (2.5.1)."),
-    Setting("ORTHANC_RIS_HL7_RETRY_SECONDS", "2", "First delay before re-sending an outbound message; doubles on each failure."),
-    Setting("ORTHANC_RIS_HL7_RETRY_MAX_SECONDS", "300", "Longest delay between re-sends (outbound messages are retried until acknowledged)."),
+    Setting(
+        "ORTHANC_RIS_HL7_STATION_RULES",
+        "",
+        "Station for orders naming none: 'procedure:MRKNEE=MR2;modality:CT=CT1\\CT2'. Unruled modalities get every station of that modality; none leaves the AE title empty (any scanner finds it).",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_DESTINATIONS",
+        "",
+        "Peers receiving status (ORM/OMG) and result (ORU) messages: 'EHR=host:port;OTHER=host:port'. Empty sends nothing.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_STATUS_MESSAGE", "ORM^O01", "Outbound status message: ORM^O01 (HL7 2.3.1) or OMG^O19 (2.5.1)."
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_RETRY_SECONDS",
+        "2",
+        "First delay before re-sending an outbound message; doubles on each failure.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_RETRY_MAX_SECONDS",
+        "300",
+        "Longest delay between re-sends (outbound messages are retried until acknowledged).",
+    ),
     Setting("ORTHANC_RIS_HL7_SEND_TIMEOUT", "10", "Seconds to wait for a peer's ACK to an outbound message."),
     # Image tracking (docs/tracking.md)
     Setting("ORTHANC_RIS_MPPS_PORT", "11112", "Port of the RIS's MPPS SCP (modalities send N-CREATE/N-SET here)."),
     Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
     Setting("ORTHANC_RIS_MPPS_HOST", "0.0.0.0", "Address the MPPS SCP binds to (modalities are on the network)."),
-    Setting("ORTHANC_RIS_RECONCILE_SECONDS", "300", "Seconds between two comparisons of Orthanc's studies with the RIS (repairs drift)."),
-    Setting("ORTHANC_RIS_COERCE_ON_STABLE", "false", "Correct stable studies linked to an order whose patient or accession differ from the RIS (in Orthanc, UIDs kept)."),
+    Setting(
+        "ORTHANC_RIS_RECONCILE_SECONDS",
+        "300",
+        "Seconds between two comparisons of Orthanc's studies with the RIS (repairs drift).",
+    ),
+    Setting(
+        "ORTHANC_RIS_COERCE_ON_STABLE",
+        "false",
+        "Correct stable studies linked to an order whose patient or accession differ from the RIS (in Orthanc, UIDs kept).",
+    ),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
 )
 
@@ -164,8 +285,11 @@ class Config:
             workers=int(_get(env, "ORTHANC_RIS_WORKERS")),
             orthanc_http_port=orthanc_http_port,
             orthanc_url=(_get(env, "ORTHANC_RIS_ORTHANC_URL") or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
-            orthanc_public_url=(_get(env, "ORTHANC_RIS_ORTHANC_PUBLIC_URL") or _get(env, "ORTHANC_RIS_ORTHANC_URL")
-                                or f"http://127.0.0.1:{orthanc_http_port}").rstrip("/"),
+            orthanc_public_url=(
+                _get(env, "ORTHANC_RIS_ORTHANC_PUBLIC_URL")
+                or _get(env, "ORTHANC_RIS_ORTHANC_URL")
+                or f"http://127.0.0.1:{orthanc_http_port}"
+            ).rstrip("/"),
             orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
             orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
@@ -178,7 +302,9 @@ class Config:
             orthanc_index_url=_get(env, "ORTHANC_RIS_ORTHANC_INDEX_URL"),
             orthanc_binary=_get(env, "ORTHANC_RIS_ORTHANC_BINARY"),
             orthanc_plugins=Path(_get(env, "ORTHANC_RIS_ORTHANC_PLUGINS")),
-            worklist_statuses=tuple(s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()),
+            worklist_statuses=tuple(
+                s.strip().upper() for s in _get(env, "ORTHANC_RIS_WORKLIST_STATUSES").split(",") if s.strip()
+            ),
             worklist_limit=int(_get(env, "ORTHANC_RIS_WORKLIST_LIMIT")),
             accession_prefix=prefix,
             uid_root=_get(env, "ORTHANC_RIS_UID_ROOT"),

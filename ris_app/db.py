@@ -1,5 +1,6 @@
 """Database engine, sessions and the column type of every stored time (SQLAlchemy 2.0,
 portable SQL only)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -44,8 +45,10 @@ class UtcDateTime(TypeDecorator):
         if not isinstance(value, datetime):
             raise TypeError(f"a UTC time column takes a datetime, not {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} bound to a UTC column: "
-                             "make it aware (clock.utcnow, clock.from_site)")
+            raise ValueError(
+                f"naive datetime {value.isoformat()} bound to a UTC column: "
+                "make it aware (clock.utcnow, clock.from_site)"
+            )
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 

@@ -5,6 +5,7 @@ HTTP or HL7: `ris_app.web.errors` turns them into HTTP statuses with the JSON bo
 `ris_app.hl7.inbound` into HL7 error codes. Each carries the offending input's name in
 `field` when there is one, and a stable machine-readable `code`.
 """
+
 from __future__ import annotations
 
 

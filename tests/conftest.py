@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh database per test, and the whole system (`orthanc-ris up`)
 running on free ports for end-to-end tests."""
+
 from __future__ import annotations
 
 import os
@@ -76,15 +77,17 @@ TOKEN = "test-token-0123456789"
 def config(tmp_path, database_url):
     from ris_app.config import Config
 
-    return Config.from_env({
-        "ORTHANC_RIS_HOME": str(tmp_path / "home"),
-        "ORTHANC_RIS_DATABASE_URL": database_url,
-        "ORTHANC_RIS_API_TOKEN": TOKEN,
-        "ORTHANC_RIS_SECRET_KEY": "test-secret",
-        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),  # nothing listens: "unreachable"
-        # The whole suite runs in another site zone with ORTHANC_RIS_TIMEZONE=... pytest.
-        "ORTHANC_RIS_TIMEZONE": os.environ.get("ORTHANC_RIS_TIMEZONE", ""),
-    })
+    return Config.from_env(
+        {
+            "ORTHANC_RIS_HOME": str(tmp_path / "home"),
+            "ORTHANC_RIS_DATABASE_URL": database_url,
+            "ORTHANC_RIS_API_TOKEN": TOKEN,
+            "ORTHANC_RIS_SECRET_KEY": "test-secret",
+            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),  # nothing listens: "unreachable"
+            # The whole suite runs in another site zone with ORTHANC_RIS_TIMEZONE=... pytest.
+            "ORTHANC_RIS_TIMEZONE": os.environ.get("ORTHANC_RIS_TIMEZONE", ""),
+        }
+    )
 
 
 @pytest.fixture
@@ -136,18 +139,44 @@ class System:
     def orthanc(self, method: str, path: str, **kw) -> requests.Response:
         return requests.request(method, self.orthanc_url + path, timeout=30, **kw)
 
-    def findscu(self, query_file: Path, calling_aet: str = "FINDSCU", extra: list[str] | None = None) -> subprocess.CompletedProcess:
+    def findscu(
+        self, query_file: Path, calling_aet: str = "FINDSCU", extra: list[str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [FINDSCU, "-W", "-aet", calling_aet, "-aec", self.aet, *(extra or []),
-             "127.0.0.1", str(self.dicom_port), str(query_file)],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "TCP_NODELAY": "1"},
+            [
+                FINDSCU,
+                "-W",
+                "-aet",
+                calling_aet,
+                "-aec",
+                self.aet,
+                *(extra or []),
+                "127.0.0.1",
+                str(self.dicom_port),
+                str(query_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
 
     def storescu(self, files: list[Path], calling_aet: str = "STORESCU") -> subprocess.CompletedProcess:
         return subprocess.run(
-            [STORESCU, "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
-             *[str(f) for f in files]],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "TCP_NODELAY": "1"},
+            [
+                STORESCU,
+                "-aet",
+                calling_aet,
+                "-aec",
+                self.aet,
+                "127.0.0.1",
+                str(self.dicom_port),
+                *[str(f) for f in files],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
 
 
@@ -180,15 +209,30 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "up.log", "ab")
     offset = log.tell()  # a restart appends: look for "up" in this run's lines only
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "orthanc-ris"), "up"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    system = System(home=home, ris_url=f"http://127.0.0.1:{http_port}",
-                    orthanc_url=f"http://127.0.0.1:{orthanc_port}", dicom_port=dicom_port,
-                    aet="RISPACS", token=TOKEN, proc=proc, env=env, hl7_port=int(env["ORTHANC_RIS_HL7_PORT"]))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "up"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    system = System(
+        home=home,
+        ris_url=f"http://127.0.0.1:{http_port}",
+        orthanc_url=f"http://127.0.0.1:{orthanc_port}",
+        dicom_port=dicom_port,
+        aet="RISPACS",
+        token=TOKEN,
+        proc=proc,
+        env=env,
+        hl7_port=int(env["ORTHANC_RIS_HL7_PORT"]),
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"orthanc-ris up exited with {proc.returncode}:\n{(home / 'up.log').read_text()[-4000:]}")
+            raise RuntimeError(
+                f"orthanc-ris up exited with {proc.returncode}:\n{(home / 'up.log').read_text()[-4000:]}"
+            )
         if b"orthanc-ris is up" in (home / "up.log").read_bytes()[offset:]:
             return system
         time.sleep(0.2)
@@ -209,8 +253,9 @@ def _create_databases(server_url: str, tag: str) -> tuple[str, str]:
     engine.dispose()
     url = make_url(server_url)
     ris = url.set(database=f"ris_{name}").render_as_string(hide_password=False)
-    orthanc = (f"postgresql://{url.username}{':' + url.password if url.password else ''}@{url.host}:{url.port}"
-               f"/orthanc_{name}")
+    orthanc = (
+        f"postgresql://{url.username}{':' + url.password if url.password else ''}@{url.host}:{url.port}/orthanc_{name}"
+    )
     return ris, orthanc
 
 

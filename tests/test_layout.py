@@ -1,5 +1,6 @@
 """The shape of the code, checked: one folder per capability, domain code free of HTTP,
 one place for each rule. A change that breaks one of these fails here, not in review."""
+
 from __future__ import annotations
 
 import ast
@@ -55,8 +56,11 @@ def test_no_module_is_long_without_a_written_reason(path: Path):
         assert LONG_REASON in doc, f"{lines} lines: split it, or say '{LONG_REASON} ...' in its docstring"
 
 
-@pytest.mark.parametrize("path", [p for pkg in DOMAIN_PACKAGES for p in sorted((PKG / pkg).glob("*.py"))
-                                  if p.name not in WEB_MODULES], ids=lambda p: str(p.relative_to(PKG)))
+@pytest.mark.parametrize(
+    "path",
+    [p for pkg in DOMAIN_PACKAGES for p in sorted((PKG / pkg).glob("*.py")) if p.name not in WEB_MODULES],
+    ids=lambda p: str(p.relative_to(PKG)),
+)
 def test_domain_code_knows_nothing_of_http(path: Path):
     imported = _imports(path)
     assert not {m for m in imported if m == "flask" or m.startswith(("flask.", "werkzeug", "ris_app.web"))}

@@ -6,6 +6,7 @@ while Orthanc was stopped, are delivered when both are back. The cursor moves on
 the RIS has accepted every event before it. The RIS handles each event idempotently, so
 a redelivery after a crash changes nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,14 @@ class OrthancApi:
 
 
 class ChangeFeed:
-    def __init__(self, api: OrthancApi, ris: RisClient, poll_seconds: float = 5.0,
-                 max_backoff: float = 30.0, debounce_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        api: OrthancApi,
+        ris: RisClient,
+        poll_seconds: float = 5.0,
+        max_backoff: float = 30.0,
+        debounce_seconds: float = 0.0,
+    ) -> None:
         self.api = api
         self.ris = ris
         self.poll_seconds = poll_seconds
@@ -154,8 +161,9 @@ class ChangeFeed:
         if now - self._reported_at < wait:
             return
         try:
-            self.ris.post_json("/api/internal/feed-status",
-                               {"cursor": cursor, "last": self.last_seen, "delivered": self.delivered})
+            self.ris.post_json(
+                "/api/internal/feed-status", {"cursor": cursor, "last": self.last_seen, "delivered": self.delivered}
+            )
             self._reported_at, self._reported_cursor = now, cursor
         except RisRejected as exc:  # an older RIS without the endpoint: say so now and then
             self._reported_at, self._reported_cursor = now, cursor
@@ -185,8 +193,13 @@ class ChangeFeed:
         except Exception:  # orthanc.OrthancException: 404 once the study is gone
             return None
         first = (series[0].get("Instances") or [None])[0] if series else None
-        return {"study": study, "statistics": statistics, "series": series,
-                "instance_tags": self._instance_tags(first), "remote_aet": self._remote_aet(first)}
+        return {
+            "study": study,
+            "statistics": statistics,
+            "series": series,
+            "instance_tags": self._instance_tags(first),
+            "remote_aet": self._remote_aet(first),
+        }
 
     def _instance_tags(self, instance_id: str | None) -> dict:
         """One instance's tags, for the SPS IDs of its Request Attributes Sequence."""
@@ -211,8 +224,9 @@ class ChangeFeed:
 # RIS (ris_app/tracking/events.py): this plugin runs on the standard library inside Orthanc
 # and cannot import the RIS, so the code is kept alike, and a contract test
 # (tests/tracking/test_study_event_contract.py) feeds both the same Orthanc answers.
-def study_state(study: dict, statistics: dict, series: list, instance_tags: dict | None = None,
-                remote_aet: str = "") -> dict:
+def study_state(
+    study: dict, statistics: dict, series: list, instance_tags: dict | None = None, remote_aet: str = ""
+) -> dict:
     """The "study" of an event, from Orthanc's REST answers: GET /studies/{id},
     /studies/{id}/statistics, /studies/{id}/series, and /instances/{id}/tags?short and
     /instances/{id}/metadata/RemoteAET of the first series' first instance."""
@@ -238,5 +252,8 @@ def study_state(study: dict, statistics: dict, series: list, instance_tags: dict
 def sps_ids_of(instance_tags: dict) -> list:
     """The SPS IDs (0040,0009) of the Request Attributes Sequence (0040,0275) in an
     instance's tags as Orthanc's /tags?short gives them: the third way to link."""
-    return [str(item["0040,0009"]) for item in instance_tags.get("0040,0275") or []
-            if isinstance(item, dict) and item.get("0040,0009")]
+    return [
+        str(item["0040,0009"])
+        for item in instance_tags.get("0040,0275") or []
+        if isinstance(item, dict) and item.get("0040,0009")
+    ]

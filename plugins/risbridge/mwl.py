@@ -3,6 +3,7 @@
 Orthanc serialises worklist callbacks, so this path does one keep-alive HTTP round trip
 and hands the RIS's prebuilt items back; no DICOM is built here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,5 +25,10 @@ class WorklistHandler:
             answers.WorklistAddAnswer(query, item)
         if incomplete:
             answers.WorklistMarkIncomplete()
-        log.info("worklist C-FIND from %s: %d answer(s)%s in %.1f ms", issuer_aet.strip(), len(items),
-                 " (incomplete)" if incomplete else "", (time.perf_counter() - started) * 1000)
+        log.info(
+            "worklist C-FIND from %s: %d answer(s)%s in %.1f ms",
+            issuer_aet.strip(),
+            len(items),
+            " (incomplete)" if incomplete else "",
+            (time.perf_counter() - started) * 1000,
+        )

@@ -1,4 +1,5 @@
 """HTTP client from the plugin to the RIS: keep-alive, bearer token, clear errors."""
+
 from __future__ import annotations
 
 import http.client
@@ -43,8 +44,9 @@ class RisClient:
             conn.close()
         self._local.conn = None
 
-    def request(self, method: str, path: str, body: bytes, content_type: str,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         hdrs = {"Authorization": f"Bearer {self._token}", "Content-Type": content_type}
         hdrs.update(headers or {})
         for attempt in (1, 2):  # a kept-alive connection the server closed: retry once
@@ -78,7 +80,10 @@ class RisClient:
     def find_worklist(self, query: bytes, calling_aet: str, called_aet: str) -> tuple[list[bytes], bool]:
         """Send a DICOM MWL query; returns the answer items and whether more were cut."""
         _, headers, data = self.request(
-            "POST", "/api/internal/worklist/find", query, "application/dicom",
+            "POST",
+            "/api/internal/worklist/find",
+            query,
+            "application/dicom",
             {"X-Calling-AET": calling_aet.strip(), "X-Called-AET": called_aet.strip()},
         )
         return split_frames(data), headers.get("x-worklist-incomplete") == "1"
@@ -94,6 +99,6 @@ def split_frames(data: bytes) -> list[bytes]:
         pos += 4
         if pos + size > len(data):
             raise RisUnavailable("truncated worklist answer from the RIS")
-        items.append(data[pos:pos + size])
+        items.append(data[pos : pos + size])
         pos += size
     return items

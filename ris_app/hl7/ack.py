@@ -1,4 +1,5 @@
 """ACK and NAK construction: MSA-2 echoes MSH-10; AE/AR carry an ERR naming the field."""
+
 from __future__ import annotations
 
 import secrets
@@ -65,30 +66,62 @@ def err_segment(error: Hl7Error, version: str, d: Delimiters = DEFAULT) -> str:
         cm = s.join([str(error.error_code), escape(code_text, d), "HL70357"])
         return "ERR" + f + c.join([*loc4, cm]).rstrip(c)
     severity = "E"
-    return (f"ERR{f}{f}{c.join(loc)}{f}{error.error_code}{c}{escape(code_text, d)}{c}HL70357"
-            f"{f}{severity}{f}{f}{f}{f}{escape(error.text[:250], d)}")
+    return (
+        f"ERR{f}{f}{c.join(loc)}{f}{error.error_code}{c}{escape(code_text, d)}{c}HL70357"
+        f"{f}{severity}{f}{f}{f}{f}{escape(error.text[:250], d)}"
+    )
 
 
-def build_ack(source: Message | Envelope, code: str, text: str = "", error: Hl7Error | None = None, *,
-              application: str = "ORTHANC_RIS", facility: str = "RADIOLOGY") -> str:
+def build_ack(
+    source: Message | Envelope,
+    code: str,
+    text: str = "",
+    error: Hl7Error | None = None,
+    *,
+    application: str = "ORTHANC_RIS",
+    facility: str = "RADIOLOGY",
+) -> str:
     """An ACK to `source` (a parsed message, or the envelope of one we could not parse)."""
     if isinstance(source, Message):
-        env = Envelope(control_id=source.control_id, version=source.version,
-                       message_type=source.message_type, sending_application=source.msh.raw(3),
-                       sending_facility=source.msh.raw(4), receiving_application=source.msh.raw(5),
-                       receiving_facility=source.msh.raw(6), charset=source.msh.raw(18), d=source.d)
+        env = Envelope(
+            control_id=source.control_id,
+            version=source.version,
+            message_type=source.message_type,
+            sending_application=source.msh.raw(3),
+            sending_facility=source.msh.raw(4),
+            receiving_application=source.msh.raw(5),
+            receiving_facility=source.msh.raw(6),
+            charset=source.msh.raw(18),
+            d=source.d,
+        )
     else:
         env = source
     d = env.d
     f, c = d.field, d.component
     version = env.version if env.version in ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6") else "2.5.1"
     trigger = env.message_type.split("^")[1] if "^" in env.message_type else ""
-    msh = f.join([
-        "MSH", d.encoding_characters, escape(application, d), escape(facility, d),
-        env.sending_application, env.sending_facility, hl7_now(), "",
-        c.join(["ACK", trigger, "ACK"]) if trigger else "ACK", new_control_id("A"), "P", version,
-        "", "", "", "", "", env.charset if env.charset else "",
-    ]).rstrip(f)
+    msh = f.join(
+        [
+            "MSH",
+            d.encoding_characters,
+            escape(application, d),
+            escape(facility, d),
+            env.sending_application,
+            env.sending_facility,
+            hl7_now(),
+            "",
+            c.join(["ACK", trigger, "ACK"]) if trigger else "ACK",
+            new_control_id("A"),
+            "P",
+            version,
+            "",
+            "",
+            "",
+            "",
+            "",
+            env.charset if env.charset else "",
+        ]
+    ).rstrip(f)
     msa = f.join(["MSA", code, escape(env.control_id, d), escape(text[:80], d)]).rstrip(f)
     segments = [msh, msa]
     if error is not None:

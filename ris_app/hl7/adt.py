@@ -1,6 +1,7 @@
 """ADT: A01/A04 register (or update a known patient), A08 updates, A40 merges, A03/A11
 update demographics only (the RIS keeps no visits).
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,9 @@ def adt_merge(ctx: Context, msg: Message) -> str:
                 upsert_patient(ctx, fields)
             done.append("prior patient unknown")
         elif surviving is None:
-            update_patient_everywhere(ctx.session, prior, {k: v for k, v in fields.items() if v or k == "issuer"},
-                                      user="hl7")
+            update_patient_everywhere(
+                ctx.session, prior, {k: v for k, v in fields.items() if v or k == "issuer"}, user="hl7"
+            )
             done.append("patient ID changed")
         elif prior.id == surviving.id:
             done.append("already merged")

@@ -8,6 +8,7 @@ order group per ORC: NW creates, XO changes, CA cancels, DC discontinues (or can
 that has not started). Content problems raise Hl7Error AE naming the field; messages we do
 not handle raise AR.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """The `orthanc-ris hl7-listener` process: the MLLP listener and the outbox sender."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,10 @@ class Hl7Service:
             (settings.host, settings.port),
             lambda raw, peer: self.processor.receive(raw, peer).ack,
             lambda partial, reason, peer: self.processor.receive_broken(partial, reason, peer).ack,
-            max_bytes=settings.max_message_bytes, read_timeout=settings.read_timeout,
-            idle_timeout=settings.idle_timeout, max_connections=settings.max_connections,
+            max_bytes=settings.max_message_bytes,
+            read_timeout=settings.read_timeout,
+            idle_timeout=settings.idle_timeout,
+            max_connections=settings.max_connections,
         )
         self.sender = OutboxSender(self.sessions, settings, poll=outbox_poll)
         self.thread: threading.Thread | None = None
@@ -57,8 +60,12 @@ def run(config: Config) -> int:
     """Serve until SIGTERM/SIGINT."""
     settings = Hl7Settings.from_env()
     service = Hl7Service(config, settings).start()
-    log.info("HL7 MLLP listener on %s:%d; %d outbound destination(s)", settings.host, service.port,
-             len(settings.destinations))
+    log.info(
+        "HL7 MLLP listener on %s:%d; %d outbound destination(s)",
+        settings.host,
+        service.port,
+        len(settings.destinations),
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -7,6 +7,7 @@ first location; docs/hl7-conformance.md prints this table (a test keeps them equ
 Locations are 'SEG-field[.component[.subcomponent]]'. ORM^O01 and ADT follow IHE SWF in
 HL7 2.3.1; OMI^O23 and OMG^O19 follow IHE SWF.b in HL7 2.5.1 (IPC segment, TQ1 timing).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,14 @@ FIELDS: tuple[FieldMap, ...] = (
     # ---- patient (PID), RAD-1 / RAD-12
     F("mrn", "Patient.mrn", "PatientID (0010,0020)", ("PID-3.1",), ("PID-3.1",)),
     F("issuer", "Patient.issuer", "IssuerOfPatientID (0010,0021)", ("PID-3.4",), ("PID-3.4",)),
-    F("name", "Patient.family_name, given_name, middle_name, name_suffix, name_prefix",
-      "PatientName (0010,0010)", ("PID-5",), ("PID-5",), "xpn"),
+    F(
+        "name",
+        "Patient.family_name, given_name, middle_name, name_suffix, name_prefix",
+        "PatientName (0010,0010)",
+        ("PID-5",),
+        ("PID-5",),
+        "xpn",
+    ),
     F("birth_date", "Patient.birth_date", "PatientBirthDate (0010,0030)", ("PID-7.1",), ("PID-7.1",), "date"),
     F("sex", "Patient.sex", "PatientSex (0010,0040)", ("PID-8",), ("PID-8",), "code"),
     F("address", "Patient.address", "PatientAddress (0010,1040)", ("PID-11",), ("PID-11",), "xad"),
@@ -40,39 +47,113 @@ FIELDS: tuple[FieldMap, ...] = (
     F("prior_mrn", "(merge: the patient that disappears)", "-", ("MRG-1.1",), ("MRG-1.1",)),
     F("prior_issuer", "(merge: its issuer)", "-", ("MRG-1.4",), ("MRG-1.4",)),
     # ---- order (ORC, OBR), RAD-2 / RAD-3 / RAD-4 / RAD-13
-    F("order_control", "(action: NW create, XO change, CA cancel, DC discontinue)", "-", ("ORC-1",), ("ORC-1",), "code"),
-    F("placer_order_number", "Order.placer_order_number",
-      "PlacerOrderNumberImagingServiceRequest (0040,2016)", ("ORC-2.1", "OBR-2.1"), ("ORC-2.1", "OBR-2.1")),
-    F("filler_order_number", "Order.filler_order_number",
-      "FillerOrderNumberImagingServiceRequest (0040,2017)", ("ORC-3.1", "OBR-3.1"), ("ORC-3.1", "OBR-3.1")),
-    F("order_status", "ScheduledProcedureStep.status (outbound)", "ScheduledProcedureStepStatus (0040,0020)",
-      ("ORC-5",), ("ORC-5",), "code"),
-    F("accession_number", "Order.accession_number", "AccessionNumber (0008,0050)",
-      ("OBR-18",), ("IPC-1", "OBR-18")),
-    F("requested_procedure_id", "RequestedProcedure.requested_procedure_id", "RequestedProcedureID (0040,1001)",
-      ("OBR-19",), ("IPC-2", "OBR-19")),
-    F("study_instance_uid", "RequestedProcedure.study_instance_uid", "StudyInstanceUID (0020,000D)",
-      ("ZDS-1.1",), ("IPC-3", "ZDS-1.1")),
-    F("sps_id", "ScheduledProcedureStep.sps_id", "ScheduledProcedureStepID (0040,0009)",
-      ("OBR-20",), ("IPC-4", "OBR-20")),
-    F("procedure_code", "RequestedProcedure.procedure_code (catalog code)",
-      "RequestedProcedureCodeSequence > CodeValue (0008,0100)", ("OBR-4.1",), ("OBR-4.1",)),
-    F("procedure_text", "RequestedProcedure.description, ScheduledProcedureStep.description",
-      "RequestedProcedureDescription (0032,1060)", ("OBR-4.2",), ("OBR-4.2",)),
+    F(
+        "order_control",
+        "(action: NW create, XO change, CA cancel, DC discontinue)",
+        "-",
+        ("ORC-1",),
+        ("ORC-1",),
+        "code",
+    ),
+    F(
+        "placer_order_number",
+        "Order.placer_order_number",
+        "PlacerOrderNumberImagingServiceRequest (0040,2016)",
+        ("ORC-2.1", "OBR-2.1"),
+        ("ORC-2.1", "OBR-2.1"),
+    ),
+    F(
+        "filler_order_number",
+        "Order.filler_order_number",
+        "FillerOrderNumberImagingServiceRequest (0040,2017)",
+        ("ORC-3.1", "OBR-3.1"),
+        ("ORC-3.1", "OBR-3.1"),
+    ),
+    F(
+        "order_status",
+        "ScheduledProcedureStep.status (outbound)",
+        "ScheduledProcedureStepStatus (0040,0020)",
+        ("ORC-5",),
+        ("ORC-5",),
+        "code",
+    ),
+    F("accession_number", "Order.accession_number", "AccessionNumber (0008,0050)", ("OBR-18",), ("IPC-1", "OBR-18")),
+    F(
+        "requested_procedure_id",
+        "RequestedProcedure.requested_procedure_id",
+        "RequestedProcedureID (0040,1001)",
+        ("OBR-19",),
+        ("IPC-2", "OBR-19"),
+    ),
+    F(
+        "study_instance_uid",
+        "RequestedProcedure.study_instance_uid",
+        "StudyInstanceUID (0020,000D)",
+        ("ZDS-1.1",),
+        ("IPC-3", "ZDS-1.1"),
+    ),
+    F(
+        "sps_id",
+        "ScheduledProcedureStep.sps_id",
+        "ScheduledProcedureStepID (0040,0009)",
+        ("OBR-20",),
+        ("IPC-4", "OBR-20"),
+    ),
+    F(
+        "procedure_code",
+        "RequestedProcedure.procedure_code (catalog code)",
+        "RequestedProcedureCodeSequence > CodeValue (0008,0100)",
+        ("OBR-4.1",),
+        ("OBR-4.1",),
+    ),
+    F(
+        "procedure_text",
+        "RequestedProcedure.description, ScheduledProcedureStep.description",
+        "RequestedProcedureDescription (0032,1060)",
+        ("OBR-4.2",),
+        ("OBR-4.2",),
+    ),
     F("modality", "ScheduledProcedureStep.modality", "Modality (0008,0060)", ("OBR-24",), ("IPC-5", "OBR-24")),
-    F("station_aet", "ScheduledProcedureStep.station_aet", "ScheduledStationAETitle (0040,0001)",
-      ("OBR-21",), ("IPC-9", "OBR-21")),
+    F(
+        "station_aet",
+        "ScheduledProcedureStep.station_aet",
+        "ScheduledStationAETitle (0040,0001)",
+        ("OBR-21",),
+        ("IPC-9", "OBR-21"),
+    ),
     F("station_name", "ScheduledProcedureStep.station_name", "ScheduledStationName (0040,0010)", (), ("IPC-7",)),
     F("location", "ScheduledProcedureStep.location", "ScheduledProcedureStepLocation (0040,0011)", (), ("IPC-8",)),
-    F("scheduled_start", "ScheduledProcedureStep.start_datetime",
-      "ScheduledProcedureStepStartDate/Time (0040,0002/0003)", ("ORC-7.4", "OBR-27.4"),
-      ("TQ1-7.1", "ORC-7.4", "OBR-27.4"), "datetime"),
-    F("priority", "Order.priority", "RequestedProcedurePriority (0040,1003)", ("ORC-7.6", "OBR-27.6"),
-      ("TQ1-9.1", "ORC-7.6", "OBR-27.6"), "code"),
-    F("referring_physician", "Order.referring_physician", "ReferringPhysicianName (0008,0090)",
-      ("OBR-16", "ORC-12"), ("OBR-16", "ORC-12"), "xcn"),
-    F("reason_for_exam", "Order.reason_for_exam", "ReasonForTheRequestedProcedure (0040,1002)",
-      ("OBR-31.2", "OBR-31.1"), ("OBR-31.2", "OBR-31.1")),
+    F(
+        "scheduled_start",
+        "ScheduledProcedureStep.start_datetime",
+        "ScheduledProcedureStepStartDate/Time (0040,0002/0003)",
+        ("ORC-7.4", "OBR-27.4"),
+        ("TQ1-7.1", "ORC-7.4", "OBR-27.4"),
+        "datetime",
+    ),
+    F(
+        "priority",
+        "Order.priority",
+        "RequestedProcedurePriority (0040,1003)",
+        ("ORC-7.6", "OBR-27.6"),
+        ("TQ1-9.1", "ORC-7.6", "OBR-27.6"),
+        "code",
+    ),
+    F(
+        "referring_physician",
+        "Order.referring_physician",
+        "ReferringPhysicianName (0008,0090)",
+        ("OBR-16", "ORC-12"),
+        ("OBR-16", "ORC-12"),
+        "xcn",
+    ),
+    F(
+        "reason_for_exam",
+        "Order.reason_for_exam",
+        "ReasonForTheRequestedProcedure (0040,1002)",
+        ("OBR-31.2", "OBR-31.1"),
+        ("OBR-31.2", "OBR-31.1"),
+    ),
 )
 
 BY_KEY: dict[str, FieldMap] = {f.key: f for f in FIELDS}
@@ -83,8 +164,16 @@ PRIORITY_OUT = {"STAT": "S", "HIGH": "A", "ROUTINE": "R", "MEDIUM": "P", "LOW": 
 # HL7 table 0001 (administrative sex) -> DICOM PatientSex.
 SEX_IN = {"M": "M", "F": "F", "O": "O", "U": "U", "A": "O", "N": "U", "": "U"}
 # SPS status -> ORC-5 order status (HL7 table 0038) in outbound status messages.
-ORDER_STATUS_OUT = {"SCHEDULED": "SC", "ARRIVED": "SC", "READY": "SC", "STARTED": "IP", "DEPARTED": "IP",
-                    "COMPLETED": "CM", "CANCELED": "CA", "DISCONTINUED": "DC"}
+ORDER_STATUS_OUT = {
+    "SCHEDULED": "SC",
+    "ARRIVED": "SC",
+    "READY": "SC",
+    "STARTED": "IP",
+    "DEPARTED": "IP",
+    "COMPLETED": "CM",
+    "CANCELED": "CA",
+    "DISCONTINUED": "DC",
+}
 
 
 def parse_location(loc: str) -> tuple[str, int, int, int]:
@@ -127,9 +216,12 @@ def read(segments: dict[str, Segment], key: str, family: str) -> tuple[str | lis
 
 def markdown_table() -> str:
     """The mapping table as Markdown, for docs/hl7-conformance.md."""
-    lines = ["| Item | HL7 2.3.1 (ADT, ORM^O01) | HL7 2.5.1 (OMI^O23, OMG^O19) | RIS model | DICOM |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| Item | HL7 2.3.1 (ADT, ORM^O01) | HL7 2.5.1 (OMI^O23, OMG^O19) | RIS model | DICOM |",
+        "|---|---|---|---|---|",
+    ]
     for f in FIELDS:
-        lines.append(f"| {f.key} | {', '.join(f.v231) or '-'} | {', '.join(f.v251) or '-'} | "
-                     f"{f.attribute} | {f.dicom} |")
+        lines.append(
+            f"| {f.key} | {', '.join(f.v231) or '-'} | {', '.join(f.v251) or '-'} | {f.attribute} | {f.dicom} |"
+        )
     return "\n".join(lines)

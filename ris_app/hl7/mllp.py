@@ -7,6 +7,7 @@ engines wait for the ACK), and refuses what it cannot frame: a frame larger than
 or one left unfinished (peer closed, or read timeout) gets an AR and the connection is
 closed, since the byte stream cannot be resynchronised reliably.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,9 +83,17 @@ class MLLPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handle_message: MessageHandler, on_broken: BrokenHandler, *,
-                 max_bytes: int = 1_048_576, read_timeout: float = 30.0, idle_timeout: float = 600.0,
-                 max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handle_message: MessageHandler,
+        on_broken: BrokenHandler,
+        *,
+        max_bytes: int = 1_048_576,
+        read_timeout: float = 30.0,
+        idle_timeout: float = 600.0,
+        max_connections: int = 64,
+    ) -> None:
         self.handle_message = handle_message
         self.on_broken = on_broken
         self.max_bytes = max_bytes
@@ -110,8 +119,9 @@ class _Connection(socketserver.BaseRequestHandler):
             too_many = srv.active > srv.max_connections
         try:
             if too_many:
-                log.warning("MLLP: more than %d connections; closing one from %s", srv.max_connections,
-                            self.client_address[0])
+                log.warning(
+                    "MLLP: more than %d connections; closing one from %s", srv.max_connections, self.client_address[0]
+                )
                 return
             self._serve()
         finally:
@@ -170,8 +180,9 @@ class _Connection(socketserver.BaseRequestHandler):
 
 
 def serve_in_thread(server: MLLPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="mllp-listener", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="mllp-listener", daemon=True
+    )
     thread.start()
     return thread
 

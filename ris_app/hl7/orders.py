@@ -1,6 +1,7 @@
 """Orders: ORM^O01 (2.3.1) and OMI^O23 (2.5.1) carry one order group per ORC: NW creates,
 XO changes, CA cancels, DC discontinues (or cancels a step that has not started).
 """
+
 from __future__ import annotations
 
 import logging
@@ -147,8 +148,12 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     station, _ = field_text(g, "station_aet", fam, 128, forbid="")
     station = station.replace("~", "\\")
     if not station:
-        station = pick_station(ctx.session, ctx.settings.station_rules, modality=modality,
-                               procedure_code=procedure.code if procedure else "")
+        station = pick_station(
+            ctx.session,
+            ctx.settings.station_rules,
+            modality=modality,
+            procedure_code=procedure.code if procedure else "",
+        )
     priority, _ = field_text(g, "priority", fam, 8)
     suid = _uid(g, "study_instance_uid", fam)
     sps_id, sps_loc = field_text(g, "sps_id", fam, 16)
@@ -156,11 +161,15 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
         raise content_error(DUPLICATE_KEY_IDENTIFIER, "a scheduled step with this SPS ID exists", sps_loc)
     rp_id, _ = field_text(g, "requested_procedure_id", fam, 16)
     data = OrderData(
-        patient=patient, procedure=procedure, modality=modality, scheduled_start=start,
+        patient=patient,
+        procedure=procedure,
+        modality=modality,
+        scheduled_start=start,
         station_aet=station,
         station_name=field_text(g, "station_name", fam, 16)[0],
         location=field_text(g, "location", fam, 16)[0],
-        accession_number=accession, study_instance_uid=suid,
+        accession_number=accession,
+        study_instance_uid=suid,
         placer_order_number=field_text(g, "placer_order_number", fam, 64)[0],
         filler_order_number=field_text(g, "filler_order_number", fam, 64)[0],
         priority=m.PRIORITY_IN.get(priority.upper(), "ROUTINE"),
@@ -169,11 +178,15 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
         description=proc_text if procedure is None else "",
     )
     try:
-        order = create_order(ctx.session, data, accession_prefix=ctx.accession_prefix, uid_root=ctx.uid_root,
-                             source=SOURCE)
+        order = create_order(
+            ctx.session, data, accession_prefix=ctx.accession_prefix, uid_root=ctx.uid_root, source=SOURCE
+        )
     except DomainError as exc:
-        raise content_error(DOMAIN_ERROR_CODES.get(exc.code, DATA_TYPE_ERROR), exc.message,
-                            {"study_instance_uid": m.locations("study_instance_uid", fam)[0]}.get(exc.field or "", "")) from None
+        raise content_error(
+            DOMAIN_ERROR_CODES.get(exc.code, DATA_TYPE_ERROR),
+            exc.message,
+            {"study_instance_uid": m.locations("study_instance_uid", fam)[0]}.get(exc.field or "", ""),
+        ) from None
     step = primary_step(order)
     if sps_id or rp_id:
         step.sps_id = sps_id or step.sps_id
@@ -225,7 +238,9 @@ def _move(step: ScheduledProcedureStep, action: str) -> None:
     try:
         apply_action(step, action, source=SOURCE)
     except DomainError as exc:
-        raise content_error(DOMAIN_ERROR_CODES.get(exc.code, APPLICATION_INTERNAL_ERROR), exc.message, "ORC-1") from None
+        raise content_error(
+            DOMAIN_ERROR_CODES.get(exc.code, APPLICATION_INTERNAL_ERROR), exc.message, "ORC-1"
+        ) from None
 
 
 def order_cancel(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:
@@ -249,7 +264,10 @@ def order_discontinue(ctx: Context, msg: Message, g: dict[str, Segment], fam: st
 
 
 ORDER_CONTROLS: dict[str, Callable[[Context, Message, dict[str, Segment], str], str]] = {
-    "NW": order_new, "XO": order_change, "CA": order_cancel, "DC": order_discontinue,
+    "NW": order_new,
+    "XO": order_change,
+    "CA": order_cancel,
+    "DC": order_discontinue,
 }
 
 
@@ -260,7 +278,10 @@ def order_message(ctx: Context, msg: Message) -> str:
         control = g["ORC"].get(1).upper()
         handler = ORDER_CONTROLS.get(control)
         if handler is None:
-            raise content_error(TABLE_VALUE_NOT_FOUND, f"order control {control or '(empty)'} is not supported "
-                                "(NW, XO, CA, DC)", "ORC-1")
+            raise content_error(
+                TABLE_VALUE_NOT_FOUND,
+                f"order control {control or '(empty)'} is not supported (NW, XO, CA, DC)",
+                "ORC-1",
+            )
         results.append(handler(ctx, msg, g, fam))
     return "; ".join(results)

@@ -4,6 +4,7 @@ amended. Messages are written to the outbox in the caller's transaction (nothing
 when a peer is down, nothing is sent for a change that rolls back) and sent by
 OutboxSender, which re-sends until the peer's ACK echoes our control ID in MSA-2.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,9 @@ from ris_app.scheduling.states import SPSStatus
 log = logging.getLogger(__name__)
 
 # Step statuses the EHR hears about.
-NOTIFY = frozenset({SPSStatus.ARRIVED, SPSStatus.STARTED, SPSStatus.COMPLETED, SPSStatus.CANCELED,
-                    SPSStatus.DISCONTINUED})
+NOTIFY = frozenset(
+    {SPSStatus.ARRIVED, SPSStatus.STARTED, SPSStatus.COMPLETED, SPSStatus.CANCELED, SPSStatus.DISCONTINUED}
+)
 
 _settings: Hl7Settings | None = None
 
@@ -88,9 +90,28 @@ class SegmentWriter:
 
 
 def _msh(settings: Hl7Settings, dest: Destination, message_type: str, control_id: str, version: str) -> str:
-    return "|".join(["MSH", DEFAULT.encoding_characters, escape(settings.application), escape(settings.facility),
-                     escape(dest.name), escape(dest.name), hl7_now(), "", message_type, control_id, "P", version,
-                     "", "", "", "", "", "UNICODE UTF-8"])
+    return "|".join(
+        [
+            "MSH",
+            DEFAULT.encoding_characters,
+            escape(settings.application),
+            escape(settings.facility),
+            escape(dest.name),
+            escape(dest.name),
+            hl7_now(),
+            "",
+            message_type,
+            control_id,
+            "P",
+            version,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "UNICODE UTF-8",
+        ]
+    )
 
 
 def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family: str) -> None:
@@ -99,8 +120,12 @@ def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family:
     p = order.patient
     w.put_key("mrn", family, p.mrn)
     w.put_key("issuer", family, p.issuer)
-    w.put_key("name", family, name_to_xpn(PersonName(p.family_name, p.given_name, p.middle_name, p.name_prefix,
-                                                     p.name_suffix)), escaped=True)
+    w.put_key(
+        "name",
+        family,
+        name_to_xpn(PersonName(p.family_name, p.given_name, p.middle_name, p.name_prefix, p.name_suffix)),
+        escaped=True,
+    )
     w.put_key("birth_date", family, p.birth_date.strftime("%Y%m%d") if p.birth_date else "")
     w.put_key("sex", family, p.sex)
     w.put("PV1-2", "U")
@@ -129,8 +154,9 @@ def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family:
         w.put("ZDS-1", f"{escape(rp.study_instance_uid)}^{escape('ORTHANC_RIS')}^Application^DICOM", escaped=True)
 
 
-def build_status_message(step: ScheduledProcedureStep, dest: Destination, settings: Hl7Settings,
-                         control_id: str) -> tuple[str, str]:
+def build_status_message(
+    step: ScheduledProcedureStep, dest: Destination, settings: Hl7Settings, control_id: str
+) -> tuple[str, str]:
     """(message type, ER7) of an order status message for one step."""
     if settings.status_message == "OMG^O19":
         family, version, message_type = "2.5.1", "2.5.1", "OMG^O19^OMG_O19"
@@ -147,11 +173,18 @@ def build_status_message(step: ScheduledProcedureStep, dest: Destination, settin
     return message_type, w.render(_msh(settings, dest, message_type, control_id, version))
 
 
-def _queue(session: Session, dest: Destination, message_type: str, control_id: str, payload: str,
-           reference: str) -> Hl7Outbox:
-    row = Hl7Outbox(destination=dest.name, message_type="^".join(message_type.split("^")[:2]),
-                    control_id=control_id, reference=reference[:64], payload=payload,
-                    status=OutboxStatus.PENDING, next_attempt_at=utcnow())
+def _queue(
+    session: Session, dest: Destination, message_type: str, control_id: str, payload: str, reference: str
+) -> Hl7Outbox:
+    row = Hl7Outbox(
+        destination=dest.name,
+        message_type="^".join(message_type.split("^")[:2]),
+        control_id=control_id,
+        reference=reference[:64],
+        payload=payload,
+        status=OutboxStatus.PENDING,
+        next_attempt_at=utcnow(),
+    )
     session.add(row)
     return row
 
@@ -169,14 +202,23 @@ def on_step_status(step: ScheduledProcedureStep, target: SPSStatus | str, source
     for dest in settings.destinations:
         control_id = new_control_id("S")
         message_type, payload = build_status_message(step, dest, settings, control_id)
-        rows.append(_queue(session, dest, message_type, control_id, payload,
-                           step.requested_procedure.order.accession_number))
+        rows.append(
+            _queue(session, dest, message_type, control_id, payload, step.requested_procedure.order.accession_number)
+        )
     return rows
 
 
-def send_report_result(session: Session, order: Order, report_text: str, *, amended: bool = False,
-                       radiologist: str = "", signed_at: datetime | None = None, report_id: str = "",
-                       settings: Hl7Settings | None = None) -> list[Hl7Outbox]:
+def send_report_result(
+    session: Session,
+    order: Order,
+    report_text: str,
+    *,
+    amended: bool = False,
+    radiologist: str = "",
+    signed_at: datetime | None = None,
+    report_id: str = "",
+    settings: Hl7Settings | None = None,
+) -> list[Hl7Outbox]:
     """Queue an ORU^R01 (HL7 2.5.1) carrying a signed (OBR-25/OBX-11 'F') or amended ('C')
     report to every destination, in the caller's transaction. `radiologist` is a DICOM PN
     (Family^Given); `report_text` may hold line breaks (sent as FT with \\.br\\).
@@ -254,8 +296,9 @@ class OutboxSender(threading.Thread):
         blocked: set[str] = set()
         now = utcnow()
         with self.sessions() as s:
-            rows = s.scalars(select(Hl7Outbox).where(Hl7Outbox.status == OutboxStatus.PENDING)
-                             .order_by(Hl7Outbox.id).limit(500)).all()
+            rows = s.scalars(
+                select(Hl7Outbox).where(Hl7Outbox.status == OutboxStatus.PENDING).order_by(Hl7Outbox.id).limit(500)
+            ).all()
             for row in rows:
                 if row.destination in blocked:
                     continue
@@ -275,8 +318,9 @@ class OutboxSender(threading.Thread):
         delay = min(self.settings.retry_max_seconds, self.settings.retry_seconds * 2 ** (row.attempts - 1))
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
         row.last_error = error[:1024]
-        log.warning("HL7 outbox %d to %s: %s (attempt %d, next in %.0f s)", row.id, row.destination, error,
-                    row.attempts, delay)
+        log.warning(
+            "HL7 outbox %d to %s: %s (attempt %d, next in %.0f s)", row.id, row.destination, error, row.attempts, delay
+        )
         return False
 
     def _send(self, row: Hl7Outbox, dest: Destination | None) -> bool:

@@ -6,6 +6,7 @@ as are no MSH, broken encoding characters and unsupported versions. Fields are t
 hl7apy's component lists drop empty components (XPN "Doe^^^^Dr" would lose positions)
 and we need escape handling per component.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -105,8 +106,9 @@ class Segment:
         reps = self.repetitions(n)
         if repetition >= len(reps):
             return []
-        return [unescape(c.split(self.d.subcomponent)[0], self.d).strip()
-                for c in reps[repetition].split(self.d.component)]
+        return [
+            unescape(c.split(self.d.subcomponent)[0], self.d).strip() for c in reps[repetition].split(self.d.component)
+        ]
 
 
 @dataclass
@@ -190,8 +192,10 @@ def read_envelope(raw: bytes) -> Envelope:
             return env
         fsep = head[3]
         f = head.split(fsep)
+
         def get(n):
             return f[n - 1] if len(f) >= n else ""
+
         comp = get(2)[:1] or "^"
         env.control_id = get(10)[:199]
         env.version = get(12).split(comp)[0][:20]
@@ -286,6 +290,9 @@ def parse(raw: bytes, default_charset: str = "UNICODE UTF-8", *, check_grammar: 
     if check_grammar:
         for seg in segments[1:]:
             if not known_segment(seg.name, msg.version):
-                raise reject(SEGMENT_SEQUENCE_ERROR, f"segment {seg.name[:8]!r} is not defined in HL7 {msg.version}",
-                             seg.name[:3])
+                raise reject(
+                    SEGMENT_SEQUENCE_ERROR,
+                    f"segment {seg.name[:8]!r} is not defined in HL7 {msg.version}",
+                    seg.name[:3],
+                )
     return msg

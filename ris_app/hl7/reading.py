@@ -1,6 +1,7 @@
 """Reading patients and values out of an inbound message through the field table
 (`mapping`), and the context every inbound handler works in.
 """
+
 from __future__ import annotations
 
 import logging
@@ -115,8 +116,13 @@ def read_patient(segs: dict[str, Segment], fam: str) -> tuple[dict, str]:
     comps, loc = m.read(segs, "name", fam)
     if comps:
         name = xpn_components(list(comps))
-        for attr, value in (("family_name", name.family), ("given_name", name.given), ("middle_name", name.middle),
-                            ("name_suffix", name.suffix), ("name_prefix", name.prefix)):
+        for attr, value in (
+            ("family_name", name.family),
+            ("given_name", name.given),
+            ("middle_name", name.middle),
+            ("name_suffix", name.suffix),
+            ("name_prefix", name.prefix),
+        ):
             if any(ch in value for ch in NAME_FORBID) or any(ord(ch) < 32 for ch in value):
                 raise content_error(DATA_TYPE_ERROR, "a patient name part holds ^, \\ or =", loc)
             if len(value) > 64:

@@ -1,4 +1,5 @@
 """HL7 settings, read from the ORTHANC_RIS_HL7_* variables named in ris_app.config.SETTINGS."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ modality in the station table is scheduled (a multi-valued ScheduledStationAETit
 each of those scanners finds the step); with none, the AE title stays empty, and a scanner
 that queries without an AE title still finds it.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import select

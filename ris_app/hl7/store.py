@@ -4,6 +4,7 @@ parsed; it is applied in one transaction that also marks it processed, so a cras
 is answered AA without being applied twice. One lock serialises processing in the listener:
 messages apply in arrival order and two copies of one message cannot race.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,17 +82,24 @@ class InboundProcessor:
     # -------------------------------------------------------------- steps
     def _store(self, raw: bytes, env: Envelope, peer: str) -> int:
         with self.sessions() as s:
-            row = Hl7Message(raw=raw, peer=peer[:64], sending_application=env.sending_application[:180],
-                             sending_facility=env.sending_facility[:180], control_id=env.control_id[:199],
-                             message_type=env.message_type[:20], version=env.version[:20],
-                             status=InboundStatus.RECEIVED)
+            row = Hl7Message(
+                raw=raw,
+                peer=peer[:64],
+                sending_application=env.sending_application[:180],
+                sending_facility=env.sending_facility[:180],
+                control_id=env.control_id[:199],
+                message_type=env.message_type[:20],
+                version=env.version[:20],
+                status=InboundStatus.RECEIVED,
+            )
             s.add(row)
             s.commit()
             return row.id
 
     def _ack(self, source: Message | Envelope, code: str, text: str, error: Hl7Error | None, codec: str) -> bytes:
-        ack = build_ack(source, code, text, error, application=self.settings.application,
-                        facility=self.settings.facility)
+        ack = build_ack(
+            source, code, text, error, application=self.settings.application, facility=self.settings.facility
+        )
         try:
             return ack.encode(codec or "utf-8")
         except (UnicodeEncodeError, LookupError):
@@ -105,12 +113,16 @@ class InboundProcessor:
         with self.sessions() as s:
             if not reprocess:
                 earlier = s.scalar(
-                    select(Hl7Message.id).where(
+                    select(Hl7Message.id)
+                    .where(
                         Hl7Message.sending_facility == env.sending_facility[:180],
                         Hl7Message.control_id == env.control_id[:199],
                         Hl7Message.status == InboundStatus.PROCESSED,
                         Hl7Message.id != message_id,
-                    ).order_by(Hl7Message.id).limit(1))
+                    )
+                    .order_by(Hl7Message.id)
+                    .limit(1)
+                )
                 if earlier is not None:
                     row = s.get(Hl7Message, message_id)
                     assert row is not None
@@ -119,8 +131,9 @@ class InboundProcessor:
                     row.processed_at = utcnow()
                     s.commit()
                     log.info("HL7 %s %s: duplicate of message %d", msg.message_type, message_id, earlier)
-                    return Outcome(message_id, "AA", self._ack(msg, "AA", row.summary, None, msg.charset),
-                                   row.status, row.summary)
+                    return Outcome(
+                        message_id, "AA", self._ack(msg, "AA", row.summary, None, msg.charset), row.status, row.summary
+                    )
             ctx = Context(s, self.settings, self.accession_prefix, self.uid_root)
             try:
                 summary = handle(ctx, msg)
@@ -139,10 +152,15 @@ class InboundProcessor:
                 log.exception("HL7 message %d failed", message_id)
                 error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
                 return self._finish_error(message_id, env, msg, error)
-        log.info("HL7 %s %d applied: %s", msg.message_type, message_id, summary if log.isEnabledFor(logging.DEBUG)
-                 else summary.split(" ")[0])
-        return Outcome(message_id, "AA", self._ack(msg, "AA", summary, None, msg.charset), InboundStatus.PROCESSED,
-                       summary)
+        log.info(
+            "HL7 %s %d applied: %s",
+            msg.message_type,
+            message_id,
+            summary if log.isEnabledFor(logging.DEBUG) else summary.split(" ")[0],
+        )
+        return Outcome(
+            message_id, "AA", self._ack(msg, "AA", summary, None, msg.charset), InboundStatus.PROCESSED, summary
+        )
 
     def _finish_error(self, message_id: int, env: Envelope, msg: Message | None, error: Hl7Error) -> Outcome:
         status = InboundStatus.REJECTED if error.ack_code == "AR" else InboundStatus.ERROR
@@ -154,8 +172,19 @@ class InboundProcessor:
                 row.processed_at = utcnow()
                 row.attempts += 1
                 s.commit()
-        log.warning("HL7 message %d refused (%s %d at %s): %s", message_id, error.ack_code, error.error_code,
-                    error.location or "-", error.text)
+        log.warning(
+            "HL7 message %d refused (%s %d at %s): %s",
+            message_id,
+            error.ack_code,
+            error.error_code,
+            error.location or "-",
+            error.text,
+        )
         codec = msg.charset if msg is not None else "utf-8"
-        return Outcome(message_id, error.ack_code, self._ack(msg or env, error.ack_code, error.text, error, codec),
-                       status, error.text)
+        return Outcome(
+            message_id,
+            error.ack_code,
+            self._ack(msg or env, error.ack_code, error.text, error, codec),
+            status,
+            error.text,
+        )

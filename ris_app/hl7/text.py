@@ -1,4 +1,5 @@
 """Text right: MSH-18 character sets, HL7 escape sequences, and names (XPN <-> DICOM PN)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,14 +102,14 @@ def unescape(value: str, d: Delimiters = DEFAULT) -> str:
         if j < 0:
             out.append(value[i:])
             break
-        seq = value[i + 1:j]
+        seq = value[i + 1 : j]
         i = j + 1
         simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": e}
         if seq in simple:
             out.append(simple[seq])
         elif seq == ".br":
             out.append("\n")
-        elif seq in ("H", "N") or seq[:1] in ("C", "M") or seq.startswith(".") :
+        elif seq in ("H", "N") or seq[:1] in ("C", "M") or seq.startswith("."):
             continue
         elif seq[:1] == "X" and len(seq) % 2 == 1:
             try:

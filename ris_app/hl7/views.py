@@ -1,4 +1,5 @@
 """The message store and the outbox for operators: a JSON API and a page."""
+
 from __future__ import annotations
 
 from flask import (
@@ -25,8 +26,13 @@ api = Blueprint("hl7_api", __name__, url_prefix="/api/hl7")
 pages = Blueprint("hl7_pages", __name__, template_folder="templates")
 pages.before_request(check_csrf)
 
-INBOUND_STATUSES = (InboundStatus.RECEIVED, InboundStatus.PROCESSED, InboundStatus.DUPLICATE,
-                    InboundStatus.ERROR, InboundStatus.REJECTED)
+INBOUND_STATUSES = (
+    InboundStatus.RECEIVED,
+    InboundStatus.PROCESSED,
+    InboundStatus.DUPLICATE,
+    InboundStatus.ERROR,
+    InboundStatus.REJECTED,
+)
 
 
 def _text_of(raw: bytes) -> str:
@@ -38,11 +44,21 @@ def _text_of(raw: bytes) -> str:
 
 def message_json(row: Hl7Message, *, raw: bool = False) -> dict:
     out = {
-        "id": row.id, "received_at": row.received_at.isoformat(), "peer": row.peer,
-        "sending_application": row.sending_application, "sending_facility": row.sending_facility,
-        "control_id": row.control_id, "message_type": row.message_type, "version": row.version,
-        "status": row.status, "ack_code": row.ack_code, "error": row.error, "error_location": row.error_location,
-        "summary": row.summary, "duplicate_of": row.duplicate_of, "attempts": row.attempts,
+        "id": row.id,
+        "received_at": row.received_at.isoformat(),
+        "peer": row.peer,
+        "sending_application": row.sending_application,
+        "sending_facility": row.sending_facility,
+        "control_id": row.control_id,
+        "message_type": row.message_type,
+        "version": row.version,
+        "status": row.status,
+        "ack_code": row.ack_code,
+        "error": row.error,
+        "error_location": row.error_location,
+        "summary": row.summary,
+        "duplicate_of": row.duplicate_of,
+        "attempts": row.attempts,
         "processed_at": row.processed_at.isoformat() if row.processed_at else None,
     }
     if raw:
@@ -52,10 +68,17 @@ def message_json(row: Hl7Message, *, raw: bool = False) -> dict:
 
 def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
     out = {
-        "id": row.id, "created_at": row.created_at.isoformat(), "destination": row.destination,
-        "message_type": row.message_type, "control_id": row.control_id, "reference": row.reference,
-        "status": row.status, "attempts": row.attempts, "next_attempt_at": row.next_attempt_at.isoformat(),
-        "last_error": row.last_error, "ack_code": row.ack_code,
+        "id": row.id,
+        "created_at": row.created_at.isoformat(),
+        "destination": row.destination,
+        "message_type": row.message_type,
+        "control_id": row.control_id,
+        "reference": row.reference,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "last_error": row.last_error,
+        "ack_code": row.ack_code,
         "sent_at": row.sent_at.isoformat() if row.sent_at else None,
     }
     if payload:
@@ -148,8 +171,9 @@ def messages_page():
         rows = _messages()
     except ApiError:
         rows = []
-    return render_template("hl7_messages.html", rows=rows, statuses=INBOUND_STATUSES,
-                           status=request.args.get("status", ""))
+    return render_template(
+        "hl7_messages.html", rows=rows, statuses=INBOUND_STATUSES, status=request.args.get("status", "")
+    )
 
 
 @pages.post("/hl7/messages/<int:message_id>/reprocess")
@@ -157,8 +181,10 @@ def messages_page():
 def reprocess_page(message_id: int):
     try:
         result = reprocess(message_id)
-        flash(f"Message {message_id} reprocessed: {result['ack_code']} {result['text']}",
-              "ok" if result["ack_code"] == "AA" else "error")
+        flash(
+            f"Message {message_id} reprocessed: {result['ack_code']} {result['text']}",
+            "ok" if result["ack_code"] == "AA" else "error",
+        )
     except ApiError as exc:
         flash(f"Message {message_id}: {exc.message}", "error")
     return redirect(url_for("hl7_pages.messages_page", status=request.args.get("status", "")))

@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the caller (ris_app.ops.migrate) or the settings."""
+
 from alembic import context
 
 import ris_app.model  # noqa: F401  (the one registry of tables)

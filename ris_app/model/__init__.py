@@ -8,6 +8,7 @@
   reporting   report templates, reports, versions, critical results
   hl7         inbound messages and the outbox
 """
+
 from __future__ import annotations
 
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
@@ -48,11 +49,38 @@ from ris_app.model.users import ROLES, User
 from ris_app.model.worklist import WorklistQueryLog
 
 __all__ = [
-    "ADDENDUM", "COMMUNICATION_METHODS", "DRAFT", "FINAL", "ORIGINAL", "PRELIMINARY",
-    "PRIORITIES", "REPORT_STATUSES", "ROLES", "SECTIONS", "SEXES",
-    "CriticalResult", "Hl7Message", "Hl7Outbox", "IdSequence", "InboundStatus", "Order",
-    "OrthancTask", "OutboxStatus", "Patient", "PerformedProcedureStep", "ProcedureCode",
-    "Report", "ReportTemplate", "ReportVersion", "RequestedProcedure", "ScheduledProcedureStep",
-    "Station", "StepStatusChange", "Study", "StudyCorrection", "SyncState", "User",
+    "ADDENDUM",
+    "COMMUNICATION_METHODS",
+    "DRAFT",
+    "FINAL",
+    "ORIGINAL",
+    "PRELIMINARY",
+    "PRIORITIES",
+    "REPORT_STATUSES",
+    "ROLES",
+    "SECTIONS",
+    "SEXES",
+    "CriticalResult",
+    "Hl7Message",
+    "Hl7Outbox",
+    "IdSequence",
+    "InboundStatus",
+    "Order",
+    "OrthancTask",
+    "OutboxStatus",
+    "Patient",
+    "PerformedProcedureStep",
+    "ProcedureCode",
+    "Report",
+    "ReportTemplate",
+    "ReportVersion",
+    "RequestedProcedure",
+    "ScheduledProcedureStep",
+    "Station",
+    "StepStatusChange",
+    "Study",
+    "StudyCorrection",
+    "SyncState",
+    "User",
     "WorklistQueryLog",
 ]

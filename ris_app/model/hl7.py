@@ -1,4 +1,5 @@
 """Tables of the HL7 interface: every inbound message as received, and the outbox."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ A signed version is never edited: a correction after FINAL is a new version of k
 ADDENDUM, and every version keeps the outputs made from it (PDF, the DICOM instance
 stored into the study, the result message to the EHR).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -67,9 +68,11 @@ class Report(Base):
     study: Mapped[Study] = relationship()
     author: Mapped[User | None] = relationship()
     versions: Mapped[list[ReportVersion]] = relationship(
-        back_populates="report", cascade="all, delete-orphan", order_by="ReportVersion.version")
+        back_populates="report", cascade="all, delete-orphan", order_by="ReportVersion.version"
+    )
     critical_results: Mapped[list[CriticalResult]] = relationship(
-        back_populates="report", cascade="all, delete-orphan", order_by="CriticalResult.id")
+        back_populates="report", cascade="all, delete-orphan", order_by="CriticalResult.id"
+    )
 
 
 class ReportVersion(Base):

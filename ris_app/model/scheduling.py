@@ -1,4 +1,5 @@
 """The RIS data model, named as radiology names it (SQLAlchemy 2.0 typed models)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -1,5 +1,6 @@
 """Tables of image tracking: studies as Orthanc holds them, performed steps (MPPS), corrections made to studies, the queue
 of changes to apply to Orthanc, and the sync state reported by the plugin."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """What the worklist keeps besides the steps themselves: the log of C-FIND queries."""
+
 from __future__ import annotations
 
 from datetime import datetime

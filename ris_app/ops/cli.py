@@ -1,4 +1,5 @@
 """The `orthanc-ris` command."""
+
 from __future__ import annotations
 
 import getpass
@@ -82,7 +83,9 @@ def hl7_listener() -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["clerk", "technologist", "radiologist", "admin"]), required=True)
 @click.option("--full-name", default="")
-@click.option("--password-env", default="", help="Read the password from this environment variable instead of a prompt.")
+@click.option(
+    "--password-env", default="", help="Read the password from this environment variable instead of a prompt."
+)
 def create_user_cmd(username: str, role: str, full_name: str, password_env: str) -> None:
     """Create a user who can log in to the pages (or reset an existing one's password)."""
     from ris_app.db import transaction

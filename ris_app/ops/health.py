@@ -1,4 +1,5 @@
 """The health check operators and load balancers probe: the database, Orthanc, the sync."""
+
 from __future__ import annotations
 
 import requests
@@ -28,7 +29,11 @@ def health():
         status["orthanc"] = "ok" if r.ok else f"http {r.status_code}"
     except requests.RequestException:
         status["orthanc"] = "unreachable"
-    last = db().scalar(select(Study.last_received_at).order_by(Study.last_received_at.desc()).limit(1)) if code == 200 else None
+    last = (
+        db().scalar(select(Study.last_received_at).order_by(Study.last_received_at.desc()).limit(1))
+        if code == 200
+        else None
+    )
     status["last_study_event"] = last.isoformat() if last else None
     if code == 200:
         from ris_app.tracking.api import sync_summary

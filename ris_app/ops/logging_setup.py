@@ -1,4 +1,5 @@
 """Logging for every process: one line per event, no patient data above DEBUG."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Database migrations (Alembic), run by `orthanc-ris migrate` and `orthanc-ris up`."""
+
 from __future__ import annotations
 
 from datetime import tzinfo
@@ -23,7 +24,7 @@ def upgrade(url: str, revision: str = "head", site_zone: tzinfo | None = None) -
     """Bring the database at `url` to `revision` (creates it for SQLite). `site_zone`:
     the department's zone (default: this process's, ris_app.clock.site_zone)."""
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url, site_zone), revision)
 
 

@@ -3,6 +3,7 @@
 Each part is a child process with a health URL. If one dies, the others are stopped and
 the exit names the part and its exit status; SIGINT/SIGTERM stop all parts cleanly.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,20 +42,22 @@ class PartFailed(RuntimeError):
 def child_env(cfg: Config) -> dict[str, str]:
     """Environment shared by every part: resolved settings, so all agree on secrets."""
     env = dict(os.environ)
-    env.update({
-        "ORTHANC_RIS_HOME": str(cfg.home),
-        "ORTHANC_RIS_DATABASE_URL": cfg.database_url,
-        "ORTHANC_RIS_API_TOKEN": cfg.api_token,
-        "ORTHANC_RIS_SECRET_KEY": cfg.secret_key,
-        "ORTHANC_RIS_HTTP_PORT": str(cfg.http_port),
-        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
-        "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),
-        "ORTHANC_RIS_AET": cfg.aet,
-        "ORTHANC_RIS_MPPS_PORT": str(cfg.mpps_port),
-        "ORTHANC_RIS_MPPS_AET": cfg.mpps_aet,
-        # DCMTK (inside Orthanc) reads this: without it every C-STORE waits on Nagle.
-        "TCP_NODELAY": "1",
-    })
+    env.update(
+        {
+            "ORTHANC_RIS_HOME": str(cfg.home),
+            "ORTHANC_RIS_DATABASE_URL": cfg.database_url,
+            "ORTHANC_RIS_API_TOKEN": cfg.api_token,
+            "ORTHANC_RIS_SECRET_KEY": cfg.secret_key,
+            "ORTHANC_RIS_HTTP_PORT": str(cfg.http_port),
+            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
+            "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),
+            "ORTHANC_RIS_AET": cfg.aet,
+            "ORTHANC_RIS_MPPS_PORT": str(cfg.mpps_port),
+            "ORTHANC_RIS_MPPS_AET": cfg.mpps_aet,
+            # DCMTK (inside Orthanc) reads this: without it every C-STORE waits on Nagle.
+            "TCP_NODELAY": "1",
+        }
+    )
     return env
 
 
@@ -66,9 +69,20 @@ def parts(cfg: Config) -> list[Part]:
     return [
         Part(
             name="ris",
-            argv=[gunicorn, "--workers", str(cfg.workers), "--threads", "4", "--worker-class", "gthread",
-                  "--bind", f"{cfg.http_host}:{cfg.http_port}", "--timeout", "60",
-                  "ris_app.wsgi:app"],
+            argv=[
+                gunicorn,
+                "--workers",
+                str(cfg.workers),
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+                "--bind",
+                f"{cfg.http_host}:{cfg.http_port}",
+                "--timeout",
+                "60",
+                "ris_app.wsgi:app",
+            ],
             health_url=f"http://127.0.0.1:{cfg.http_port}/api/health",
             env=env,
             listens=f"RIS pages and REST API  http://{cfg.http_host}:{cfg.http_port}/",
@@ -79,15 +93,28 @@ def parts(cfg: Config) -> list[Part]:
             health_url=f"{cfg.orthanc_url}/system",
             env=env,
             cwd=cfg.home / "orthanc",
-            listens=(f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
-                     f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"),
+            listens=(
+                f"Orthanc REST/Explorer  {cfg.orthanc_url}/app/explorer.html\n"
+                f"  DICOM (C-STORE, MWL)   AE {cfg.aet} port {cfg.dicom_port}"
+            ),
         ),
         Part(
             # OHIF and the Orthanc Explorer proxy, behind the RIS login (ris_app/viewer.py).
             name="viewer",
-            argv=[gunicorn, "--workers", "1", "--threads", "16", "--worker-class", "gthread",
-                  "--bind", f"{cfg.http_host}:{cfg.viewer_port}", "--timeout", "300",
-                  "ris_app.viewer.wsgi:app"],
+            argv=[
+                gunicorn,
+                "--workers",
+                "1",
+                "--threads",
+                "16",
+                "--worker-class",
+                "gthread",
+                "--bind",
+                f"{cfg.http_host}:{cfg.viewer_port}",
+                "--timeout",
+                "300",
+                "ris_app.viewer.wsgi:app",
+            ],
             health_url=f"http://127.0.0.1:{cfg.viewer_port}/healthz",
             env={**env, "ORTHANC_RIS_VIEWER_PORT": str(cfg.viewer_port)},
             listens=f"Viewer (OHIF, Explorer) http://{cfg.http_host}:{cfg.viewer_port}/",
@@ -102,11 +129,21 @@ def tracking_parts(cfg: Config, env: dict[str, str], bindir: Path) -> list[Part]
     cli = str(bindir / "orthanc-ris") if (bindir / "orthanc-ris").exists() else "orthanc-ris"
     mpps_host = "127.0.0.1" if cfg.mpps_host in ("0.0.0.0", "::", "") else cfg.mpps_host
     return [
-        Part(name="mpps-scp", argv=[cli, "mpps-scp"], health_url=None, env=env,
-             health_tcp=(mpps_host, cfg.mpps_port),
-             listens=f"MPPS SCP               AE {cfg.mpps_aet} port {cfg.mpps_port}"),
-        Part(name="sync-worker", argv=[cli, "sync-worker"], health_url=None, env=env,
-             listens=f"sync worker            reconciles every {cfg.reconcile_seconds:.0f} s"),
+        Part(
+            name="mpps-scp",
+            argv=[cli, "mpps-scp"],
+            health_url=None,
+            env=env,
+            health_tcp=(mpps_host, cfg.mpps_port),
+            listens=f"MPPS SCP               AE {cfg.mpps_aet} port {cfg.mpps_port}",
+        ),
+        Part(
+            name="sync-worker",
+            argv=[cli, "sync-worker"],
+            health_url=None,
+            env=env,
+            listens=f"sync worker            reconciles every {cfg.reconcile_seconds:.0f} s",
+        ),
     ]
 
 

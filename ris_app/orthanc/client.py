@@ -11,6 +11,7 @@ Orthanc 1.10 rules that shape `modify_study` (checked against the real server):
   only this study, the patient is modified (one job); otherwise each instance is modified
   and stored again, then the old study is deleted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,9 +108,13 @@ class OrthancClient:
         first = (series[0].get("Instances") or [None])[0] if series else None
         tags = self._get_if_found(f"/instances/{first}/tags?short") if first else None
         aet = self._get_if_found(f"/instances/{first}/metadata/RemoteAET") if first else None
-        return StudyAnswers(study=study, statistics=statistics, series=series,
-                            instance_tags=tags.json() if tags is not None else {},
-                            remote_aet=aet.text if aet is not None else "")
+        return StudyAnswers(
+            study=study,
+            statistics=statistics,
+            series=series,
+            instance_tags=tags.json() if tags is not None else {},
+            remote_aet=aet.text if aet is not None else "",
+        )
 
     def _get_if_found(self, path: str) -> requests.Response | None:
         """GET an answer Orthanc may not have (a study uploaded over REST has no
@@ -139,8 +144,14 @@ class OrthancClient:
         raise OrthancError(f"job {job_id} did not finish within {self.job_timeout:.0f} s")
 
     def _modify_job(self, level: str, resource_id: str, replace: dict, keep_source: bool) -> dict:
-        body = {"Replace": replace, "Keep": KEEP_UIDS, "Force": True, "KeepSource": keep_source,
-                "Asynchronous": True, "Priority": 1}
+        body = {
+            "Replace": replace,
+            "Keep": KEEP_UIDS,
+            "Force": True,
+            "KeepSource": keep_source,
+            "Asynchronous": True,
+            "Priority": 1,
+        }
         job_id = self.post(f"/{level}/{resource_id}/modify", body).json()["ID"]
         log.info("Orthanc job %s modifies %s %s", job_id, level, resource_id)
         return self.wait_job(job_id)

@@ -1,4 +1,5 @@
 """Orthanc's configuration, generated from orthanc-config/orthanc.json and our settings."""
+
 from __future__ import annotations
 
 import json
@@ -17,24 +18,31 @@ PLUGIN_LIBRARIES = ("libOrthancPython.so", "libOrthancDicomWeb.so")
 def render(cfg: Config) -> dict:
     conf = json.loads(TEMPLATE.read_text())
     storage = cfg.home / "orthanc" / "storage"
-    conf.update({
-        "HttpPort": cfg.orthanc_http_port,
-        "DicomPort": cfg.dicom_port,
-        "DicomAet": cfg.aet,
-        "StorageDirectory": str(storage),
-        "IndexDirectory": str(cfg.home / "orthanc" / "index"),
-        "StableAge": cfg.stable_age,
-        "RemoteAccessAllowed": cfg.orthanc_remote_access,
-        "PythonScript": str(PLUGIN_SCRIPT),
-        "Plugins": [str(cfg.orthanc_plugins / lib) for lib in PLUGIN_LIBRARIES
-                    if (cfg.orthanc_plugins / lib).exists()],
-    })
+    conf.update(
+        {
+            "HttpPort": cfg.orthanc_http_port,
+            "DicomPort": cfg.dicom_port,
+            "DicomAet": cfg.aet,
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(cfg.home / "orthanc" / "index"),
+            "StableAge": cfg.stable_age,
+            "RemoteAccessAllowed": cfg.orthanc_remote_access,
+            "PythonScript": str(PLUGIN_SCRIPT),
+            "Plugins": [
+                str(cfg.orthanc_plugins / lib) for lib in PLUGIN_LIBRARIES if (cfg.orthanc_plugins / lib).exists()
+            ],
+        }
+    )
     if cfg.orthanc_index_url:
         # Orthanc's index in PostgreSQL (images stay on disk): what lets several Orthanc
         # processes share one archive. Lock off, so they can run side by side.
         conf["Plugins"].append(str(cfg.orthanc_plugins / "libOrthancPostgreSQLIndex.so"))
-        conf["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": False,
-                              "ConnectionUri": cfg.orthanc_index_url, "Lock": False}
+        conf["PostgreSQL"] = {
+            "EnableIndex": True,
+            "EnableStorage": False,
+            "ConnectionUri": cfg.orthanc_index_url,
+            "Lock": False,
+        }
     conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.api_token)
     return conf
 

@@ -1,6 +1,7 @@
 """Reports in the REST API (read only, bearer token): for integrators and the EHR side
 that wants the text or the PDF of a signed report. Writing stays on the pages, where a
 radiologist signs in person."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
@@ -26,13 +27,23 @@ def _who(user: User | None) -> dict | None:
 
 def version_json(v: ReportVersion) -> dict:
     return {
-        "version": v.version, "kind": v.kind, "status": v.status,
-        "indication": v.indication, "technique": v.technique, "findings": v.findings,
-        "impression": v.impression, "addendum": v.addendum,
-        "author": _who(v.author), "created_at": _iso(v.created_at), "updated_at": _iso(v.updated_at),
-        "preliminary_by": _who(v.preliminary_by), "preliminary_at": _iso(v.preliminary_at),
-        "signed_by": _who(v.signed_by), "signed_at": _iso(v.signed_at),
-        "sop_instance_uid": v.sop_instance_uid or None, "sr_instance_uid": v.sr_instance_uid or None,
+        "version": v.version,
+        "kind": v.kind,
+        "status": v.status,
+        "indication": v.indication,
+        "technique": v.technique,
+        "findings": v.findings,
+        "impression": v.impression,
+        "addendum": v.addendum,
+        "author": _who(v.author),
+        "created_at": _iso(v.created_at),
+        "updated_at": _iso(v.updated_at),
+        "preliminary_by": _who(v.preliminary_by),
+        "preliminary_at": _iso(v.preliminary_at),
+        "signed_by": _who(v.signed_by),
+        "signed_at": _iso(v.signed_at),
+        "sop_instance_uid": v.sop_instance_uid or None,
+        "sr_instance_uid": v.sr_instance_uid or None,
         "pacs_status": v.pacs_status or None,
         "result_status": v.result_status or None,
         "pdf": url_for("report_api.version_pdf", report_id=v.report_id, version=v.version) if v.pdf else None,
@@ -40,16 +51,26 @@ def version_json(v: ReportVersion) -> dict:
 
 
 def critical_json(c: CriticalResult) -> dict:
-    return {"communicated_to": c.communicated_to, "method": c.method, "communicated_at": _iso(c.communicated_at),
-            "note": c.note, "recorded_by": _who(c.recorded_by), "recorded_at": _iso(c.recorded_at)}
+    return {
+        "communicated_to": c.communicated_to,
+        "method": c.method,
+        "communicated_at": _iso(c.communicated_at),
+        "note": c.note,
+        "recorded_by": _who(c.recorded_by),
+        "recorded_at": _iso(c.recorded_at),
+    }
 
 
 def report_json(r: Report) -> dict:
     return {
-        "id": r.id, "status": r.status, "critical": r.critical,
+        "id": r.id,
+        "status": r.status,
+        "critical": r.critical,
         "study_instance_uid": r.study.study_instance_uid,
         "accession_number": r.study.order.accession_number if r.study.order else r.study.accession_number,
-        "author": _who(r.author), "created_at": _iso(r.created_at), "finalized_at": _iso(r.finalized_at),
+        "author": _who(r.author),
+        "created_at": _iso(r.created_at),
+        "finalized_at": _iso(r.finalized_at),
         "versions": [version_json(v) for v in r.versions],
         "critical_results": [critical_json(c) for c in r.critical_results],
     }
@@ -77,8 +98,7 @@ def order_report(accession: str):
 @bp.get("/reports/<int:report_id>/versions/<int:version>/pdf")
 @api_auth
 def version_pdf(report_id: int, version: int):
-    v = db().scalar(select(ReportVersion).where(ReportVersion.report_id == report_id,
-                                                ReportVersion.version == version))
+    v = db().scalar(select(ReportVersion).where(ReportVersion.report_id == report_id, ReportVersion.version == version))
     if v is None or v.pdf is None:
         raise ApiError(404, "no signed PDF for this report version")
     return Response(v.pdf, mimetype="application/pdf")

@@ -2,6 +2,7 @@
 read) and a Basic Text SR (what systems read), with the site's local date and time and
 its offset (TimezoneOffsetFromUTC).
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,7 @@ DOCUMENT_CONCEPT = ("18748-4", "LN", "Diagnostic imaging study")
 REPORT_SERIES_NUMBER = 9901  # keeps the report series after the image series in viewers
 
 
-def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion,
-                     when: datetime | None = None) -> Dataset:
+def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion, when: datetime | None = None) -> Dataset:
     """An Encapsulated PDF instance (PS3.3 A.45.1) in the report's study, own series."""
     when = to_site(when or version.signed_at or utcnow())
     ds = _new_instance(ENCAPSULATED_PDF_STORAGE, version.sop_instance_uid, header, when)
@@ -44,7 +44,9 @@ def encapsulated_pdf(pdf: bytes, header: ReportHeader, version: ReportVersion,
     ds.ContentTime = when.strftime("%H%M%S")
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"  # the PDF shows the patient's name and ID
-    ds.DocumentTitle = "Radiology report" if version.version == 1 else f"Radiology report, addendum {version.version - 1}"
+    ds.DocumentTitle = (
+        "Radiology report" if version.version == 1 else f"Radiology report, addendum {version.version - 1}"
+    )
     concept = Dataset()
     concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = DOCUMENT_CONCEPT
     ds.ConceptNameCodeSequence = Sequence([concept])
@@ -99,8 +101,9 @@ def report_series_uid(study_instance_uid: str, kind: str) -> str:
     return generate_uid(entropy_srcs=[study_instance_uid, "orthanc-ris", kind])
 
 
-def basic_text_sr(report: Report, version: ReportVersion, header: ReportHeader,
-                  predecessor_sop_uid: str = "") -> Dataset:
+def basic_text_sr(
+    report: Report, version: ReportVersion, header: ReportHeader, predecessor_sop_uid: str = ""
+) -> Dataset:
     """The signed report as a Basic Text SR (TID 2000 headings), VERIFIED by its signer.
     An addendum's SR holds the whole amended report and names the one it amends."""
     when = to_site(version.signed_at or utcnow())
@@ -150,10 +153,16 @@ def basic_text_sr(report: Report, version: ReportVersion, header: ReportHeader,
     ds.ConceptNameCodeSequence = Sequence([_code(SR_TITLE)])
     ds.ContinuityOfContent = "SEPARATE"
     original = report.versions[0]
-    content = [_section(*SR_SECTIONS[name], getattr(original, name).strip())
-               for name in SR_SECTIONS if getattr(original, name).strip()]
-    content += [_section(*SR_ADDENDUM, v.addendum.strip()) for v in report.versions[1:]
-                if v.version <= version.version and v.status == FINAL and v.addendum.strip()]
+    content = [
+        _section(*SR_SECTIONS[name], getattr(original, name).strip())
+        for name in SR_SECTIONS
+        if getattr(original, name).strip()
+    ]
+    content += [
+        _section(*SR_ADDENDUM, v.addendum.strip())
+        for v in report.versions[1:]
+        if v.version <= version.version and v.status == FINAL and v.addendum.strip()
+    ]
     ds.ContentSequence = Sequence(content)
     return ds
 

@@ -1,6 +1,7 @@
 """The patient and exam a report is about: from the RIS, overlaid by what Orthanc holds
 for the study, so the report's documents match the images they join.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,24 +46,47 @@ def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeade
     if order is not None:
         p = order.patient
         header = ReportHeader(
-            patient_name=f"{p.family_name}^{p.given_name}".rstrip("^"), patient_id=p.mrn,
-            birth_date=p.birth_date.strftime("%Y%m%d") if p.birth_date else "", sex=p.sex if p.sex != "U" else "",
-            accession_number=order.accession_number, referring_physician=order.referring_physician,
-            study_instance_uid=study.study_instance_uid, study_date=study.study_date, study_time="", study_id="",
-            procedure=description, modality=modality)
+            patient_name=f"{p.family_name}^{p.given_name}".rstrip("^"),
+            patient_id=p.mrn,
+            birth_date=p.birth_date.strftime("%Y%m%d") if p.birth_date else "",
+            sex=p.sex if p.sex != "U" else "",
+            accession_number=order.accession_number,
+            referring_physician=order.referring_physician,
+            study_instance_uid=study.study_instance_uid,
+            study_date=study.study_date,
+            study_time="",
+            study_id="",
+            procedure=description,
+            modality=modality,
+        )
     else:
         header = ReportHeader(
-            patient_name=study.patient_name, patient_id=study.patient_mrn, birth_date="", sex="",
-            accession_number=study.accession_number, referring_physician="",
-            study_instance_uid=study.study_instance_uid, study_date=study.study_date, study_time="", study_id="",
-            procedure=description or study.study_description, modality=modality)
+            patient_name=study.patient_name,
+            patient_id=study.patient_mrn,
+            birth_date="",
+            sex="",
+            accession_number=study.accession_number,
+            referring_physician="",
+            study_instance_uid=study.study_instance_uid,
+            study_date=study.study_date,
+            study_time="",
+            study_id="",
+            procedure=description or study.study_description,
+            modality=modality,
+        )
     if orthanc_study:
         tags = {**orthanc_study.get("PatientMainDicomTags", {}), **orthanc_study.get("MainDicomTags", {})}
-        for attr, keyword in (("patient_name", "PatientName"), ("patient_id", "PatientID"),
-                              ("birth_date", "PatientBirthDate"), ("sex", "PatientSex"),
-                              ("accession_number", "AccessionNumber"), ("study_date", "StudyDate"),
-                              ("study_time", "StudyTime"), ("study_id", "StudyID"),
-                              ("referring_physician", "ReferringPhysicianName")):
+        for attr, keyword in (
+            ("patient_name", "PatientName"),
+            ("patient_id", "PatientID"),
+            ("birth_date", "PatientBirthDate"),
+            ("sex", "PatientSex"),
+            ("accession_number", "AccessionNumber"),
+            ("study_date", "StudyDate"),
+            ("study_time", "StudyTime"),
+            ("study_id", "StudyID"),
+            ("referring_physician", "ReferringPhysicianName"),
+        ):
             if tags.get(keyword):  # an empty tag in the images does not blank the RIS's value
                 setattr(header, attr, tags[keyword])
     return header

@@ -5,17 +5,17 @@ Every function works inside the caller's transaction and takes no Flask objects,
 pages, the API and tests share it. A FINAL version is never changed here: the only way to
 correct a signed report is `start_addendum`.
 """
+
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
-from ris_app.clock import site_day_bounds, to_site, utcnow
+from ris_app.clock import to_site, utcnow
 from ris_app.errors import Conflict, Invalid, NotFound
 from ris_app.model import (
     ADDENDUM,
@@ -27,7 +27,6 @@ from ris_app.model import (
     SECTIONS,
     CriticalResult,
     Order,
-    Patient,
     Report,
     ReportTemplate,
     ReportVersion,
@@ -42,26 +41,64 @@ log = logging.getLogger(__name__)
 # which wins over the generic one (both empty).
 DEFAULT_TEMPLATES: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("", "", "Generic", "", "", ""),
-    ("CTHEAD", "CT", "CT head without contrast",
-     "Axial CT images of the head were obtained without intravenous contrast.",
-     "Brain parenchyma: \nVentricles and extra-axial spaces: \nHaemorrhage: \nCalvarium and skull base: ",
-     ""),
-    ("CTCHEST", "CT", "CT chest with contrast",
-     "Axial CT images of the chest were obtained after intravenous contrast.",
-     "Lungs and airways: \nPleura: \nMediastinum and hila: \nHeart and great vessels: \nBones: ", ""),
-    ("CTABD", "CT", "CT abdomen and pelvis",
-     "Axial CT images of the abdomen and pelvis were obtained.",
-     "Liver: \nGallbladder and bile ducts: \nPancreas: \nSpleen: \nKidneys: \nBowel: \nPelvis: ", ""),
+    (
+        "CTHEAD",
+        "CT",
+        "CT head without contrast",
+        "Axial CT images of the head were obtained without intravenous contrast.",
+        "Brain parenchyma: \nVentricles and extra-axial spaces: \nHaemorrhage: \nCalvarium and skull base: ",
+        "",
+    ),
+    (
+        "CTCHEST",
+        "CT",
+        "CT chest with contrast",
+        "Axial CT images of the chest were obtained after intravenous contrast.",
+        "Lungs and airways: \nPleura: \nMediastinum and hila: \nHeart and great vessels: \nBones: ",
+        "",
+    ),
+    (
+        "CTABD",
+        "CT",
+        "CT abdomen and pelvis",
+        "Axial CT images of the abdomen and pelvis were obtained.",
+        "Liver: \nGallbladder and bile ducts: \nPancreas: \nSpleen: \nKidneys: \nBowel: \nPelvis: ",
+        "",
+    ),
     ("", "CT", "CT", "Axial CT images were obtained.", "", ""),
-    ("MRBRAIN", "MR", "MR brain", "Multiplanar multisequence MR images of the brain.",
-     "Brain parenchyma: \nDiffusion: \nVentricles: \nVessels (flow voids): ", ""),
+    (
+        "MRBRAIN",
+        "MR",
+        "MR brain",
+        "Multiplanar multisequence MR images of the brain.",
+        "Brain parenchyma: \nDiffusion: \nVentricles: \nVessels (flow voids): ",
+        "",
+    ),
     ("", "MR", "MR", "Multiplanar multisequence MR images.", "", ""),
-    ("XRCHEST", "CR", "XR chest 2 views", "PA and lateral radiographs of the chest.",
-     "Lungs: \nHeart and mediastinum: \nPleura: \nBones: ", ""),
-    ("USABD", "US", "US abdomen", "Real-time ultrasound of the abdomen.",
-     "Liver: \nGallbladder: \nKidneys: \nSpleen: \nAorta: ", ""),
-    ("MGSCREEN", "MG", "Screening mammography", "Bilateral CC and MLO views.",
-     "Breast composition: \nMasses, calcifications, asymmetries: ", "BI-RADS: "),
+    (
+        "XRCHEST",
+        "CR",
+        "XR chest 2 views",
+        "PA and lateral radiographs of the chest.",
+        "Lungs: \nHeart and mediastinum: \nPleura: \nBones: ",
+        "",
+    ),
+    (
+        "USABD",
+        "US",
+        "US abdomen",
+        "Real-time ultrasound of the abdomen.",
+        "Liver: \nGallbladder: \nKidneys: \nSpleen: \nAorta: ",
+        "",
+    ),
+    (
+        "MGSCREEN",
+        "MG",
+        "Screening mammography",
+        "Bilateral CC and MLO views.",
+        "Breast composition: \nMasses, calcifications, asymmetries: ",
+        "BI-RADS: ",
+    ),
 )
 
 
@@ -71,8 +108,17 @@ def seed_default_templates(session: Session) -> int:
     if session.scalar(select(ReportTemplate.id).limit(1)) is not None:
         return 0
     for code, modality, name, technique, findings, impression in DEFAULT_TEMPLATES:
-        session.add(ReportTemplate(procedure_code=code, modality=modality, name=name, indication="",
-                                   technique=technique, findings=findings, impression=impression))
+        session.add(
+            ReportTemplate(
+                procedure_code=code,
+                modality=modality,
+                name=name,
+                indication="",
+                technique=technique,
+                findings=findings,
+                impression=impression,
+            )
+        )
     session.flush()
     return len(DEFAULT_TEMPLATES)
 
@@ -93,8 +139,9 @@ def template_for(session: Session, study: Study) -> ReportTemplate:
     """The template for the study's procedure, else its modality's, else the generic one."""
     seed_default_templates(session)
     code, _desc, modality = study_procedure(study)
-    candidates = session.scalars(select(ReportTemplate).where(
-        or_(ReportTemplate.procedure_code == code, ReportTemplate.procedure_code == ""))).all()
+    candidates = session.scalars(
+        select(ReportTemplate).where(or_(ReportTemplate.procedure_code == code, ReportTemplate.procedure_code == ""))
+    ).all()
 
     def rank(t: ReportTemplate) -> int:
         if code and t.procedure_code == code:
@@ -133,8 +180,9 @@ def start_report(session: Session, study: Study, user: User) -> Report:
         return report
     template = template_for(session, study)
     report = Report(study_id=study.id, status=DRAFT, author_id=user.id, template_id=template.id)
-    report.versions.append(ReportVersion(version=1, kind=ORIGINAL, status=DRAFT, author_id=user.id,
-                                         **starting_text(study, template)))
+    report.versions.append(
+        ReportVersion(version=1, kind=ORIGINAL, status=DRAFT, author_id=user.id, **starting_text(study, template))
+    )
     try:
         with session.begin_nested():  # two readers opening the same study at once
             session.add(report)
@@ -157,8 +205,9 @@ def _editable(version: ReportVersion) -> None:
         raise Conflict("a signed version cannot be changed: add an addendum")
 
 
-def save_report(session: Session, report: Report, user: User, sections: dict[str, str],
-                action: str = "draft") -> ReportVersion:
+def save_report(
+    session: Session, report: Report, user: User, sections: dict[str, str], action: str = "draft"
+) -> ReportVersion:
     """Save the text of the open version (original or addendum) and move it:
     action 'draft' keeps it DRAFT, 'preliminary' makes it PRELIMINARY, 'sign' makes it FINAL."""
     if action not in ("draft", "preliminary", "sign"):
@@ -207,17 +256,28 @@ def start_addendum(session: Session, report: Report, user: User) -> ReportVersio
     return version
 
 
-def record_critical_result(session: Session, report: Report, user: User, *, communicated_to: str,
-                           method: str, communicated_at: datetime | None = None,
-                           note: str = "") -> CriticalResult:
+def record_critical_result(
+    session: Session,
+    report: Report,
+    user: User,
+    *,
+    communicated_to: str,
+    method: str,
+    communicated_at: datetime | None = None,
+    note: str = "",
+) -> CriticalResult:
     """Flag the report critical and record that the result was communicated."""
     if not communicated_to.strip():
         raise Invalid("say who was told", field="communicated_to")
     if method not in COMMUNICATION_METHODS:
         raise Invalid(f"method must be one of {', '.join(COMMUNICATION_METHODS)}", field="method")
-    result = CriticalResult(communicated_to=communicated_to.strip()[:128], method=method,
-                            communicated_at=communicated_at or utcnow(), note=note.strip(),
-                            recorded_by_id=user.id)
+    result = CriticalResult(
+        communicated_to=communicated_to.strip()[:128],
+        method=method,
+        communicated_at=communicated_at or utcnow(),
+        note=note.strip(),
+        recorded_by_id=user.id,
+    )
     report.critical = True
     report.critical_results.append(result)
     session.flush()
@@ -242,97 +302,7 @@ def report_text(report: Report, upto: ReportVersion | None = None) -> list[tuple
     return parts
 
 
-# --------------------------------------------------------------------------- reading lists
-PRIORITY_RANK = case((Order.priority == "STAT", 0), (Order.priority == "HIGH", 1), else_=2)
-UNREAD = "UNREAD"
-
-
-@dataclass
-class ReadingFilters:
-    modality: str = ""
-    date_from: date | None = None
-    date_to: date | None = None
-    status: str = ""  # "", UNREAD, DRAFT, PRELIMINARY
-    radiologist_id: int | None = None
-
-
-@dataclass
-class ReadingRow:
-    study: Study
-    report: Report | None
-    priority: str
-    priors: list[tuple[Study, Report | None]] = field(default_factory=list)
-
-
-def reading_worklist(session: Session, filters: ReadingFilters, limit: int = 200) -> list[ReadingRow]:
-    """Studies with images and no signed report: STAT, then HIGH (urgent), then the rest;
-    oldest first within each."""
-    stmt = (
-        select(Study, Report)
-        .outerjoin(Report, Report.study_id == Study.id)
-        .outerjoin(Order, Order.id == Study.order_id)
-        .options(joinedload(Study.order))
-        .where(Study.deleted_at.is_(None), Study.instance_count > 0,
-               or_(Report.id.is_(None), Report.status != FINAL))
-        .order_by(PRIORITY_RANK, Study.first_received_at, Study.id)
-        .limit(limit)
-    )
-    if filters.modality:
-        stmt = stmt.where(Study.modalities.contains(filters.modality.upper()))
-    # The dates a reader picks are the site's days (the page shows received times in site time).
-    if filters.date_from:
-        stmt = stmt.where(Study.first_received_at >= site_day_bounds(filters.date_from)[0])
-    if filters.date_to:
-        stmt = stmt.where(Study.first_received_at < site_day_bounds(filters.date_to)[1])
-    if filters.status == UNREAD:
-        stmt = stmt.where(Report.id.is_(None))
-    elif filters.status in (DRAFT, PRELIMINARY):
-        stmt = stmt.where(Report.status == filters.status)
-    if filters.radiologist_id:
-        stmt = stmt.where(Report.author_id == filters.radiologist_id)
-    rows = [ReadingRow(study=s, report=r, priority=s.order.priority if s.order else "ROUTINE")
-            for s, r in session.execute(stmt).unique().all()]
-    priors = priors_by_patient(session, [row.study for row in rows])
-    for row in rows:
-        row.priors = [p for p in priors.get(patient_mrn(row.study), []) if p[0].id != row.study.id]
-    return rows
-
-
-def patient_mrn(study: Study) -> str:
-    """The patient of a study: its order's patient, else the PatientID in its images."""
-    return study.order.patient.mrn if study.order is not None else study.patient_mrn
-
-
-def priors_by_patient(session: Session, studies: list[Study]) -> dict[str, list[tuple[Study, Report | None]]]:
-    """Every study of the patients of `studies`, newest first, with its report, by MRN."""
-    mrns = {patient_mrn(s) for s in studies} - {""}
-    if not mrns:
-        return {}
-    patient_ids = list(session.scalars(select(Patient.id).where(Patient.mrn.in_(mrns))).all())
-    stmt = (
-        select(Study, Report)
-        .outerjoin(Report, Report.study_id == Study.id)
-        .outerjoin(Order, Order.id == Study.order_id)
-        .options(joinedload(Study.order))
-        .where(Study.deleted_at.is_(None),
-               or_(Study.patient_mrn.in_(mrns), Order.patient_id.in_(patient_ids)))
-        .order_by(Study.first_received_at.desc(), Study.id.desc())
-    )
-    found: dict[str, list[tuple[Study, Report | None]]] = {}
-    for study, report in session.execute(stmt).unique().all():
-        found.setdefault(patient_mrn(study), []).append((study, report))
-    return found
-
-
-def priors_of(session: Session, study: Study) -> list[tuple[Study, Report | None]]:
-    return [p for p in priors_by_patient(session, [study]).get(patient_mrn(study), []) if p[0].id != study.id]
-
-
-def radiologists(session: Session) -> list[User]:
-    return list(session.scalars(select(User).where(User.role.in_(("radiologist", "admin")), User.active)
-                                .order_by(User.username)).all())
-
-
+# --------------------------------------------------------------------------- lookups
 def study_by_uid(session: Session, study_instance_uid: str) -> Study:
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
@@ -342,6 +312,10 @@ def study_by_uid(session: Session, study_instance_uid: str) -> Study:
 
 def report_of_order(session: Session, order: Order) -> Report | None:
     """The report of an order's (first) study, for the order page."""
-    return session.scalar(select(Report).join(Study, Study.id == Report.study_id)
-                          .where(Study.order_id == order.id).order_by(Study.id).limit(1))
-
+    return session.scalar(
+        select(Report)
+        .join(Study, Study.id == Report.study_id)
+        .where(Study.order_id == order.id)
+        .order_by(Study.id)
+        .limit(1)
+    )

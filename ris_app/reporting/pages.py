@@ -1,6 +1,7 @@
 """Pages for radiologists: the reading worklist, the report page (template, draft,
 preliminary, sign, addenda, critical results, priors), report PDFs, and the hand-over
 to the viewers (OHIF, Orthanc Explorer) behind the RIS login."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -23,12 +24,7 @@ from ris_app.model import (
     Study,
 )
 from ris_app.reporting.lifecycle import (
-    UNREAD,
-    ReadingFilters,
     current_version,
-    priors_of,
-    radiologists,
-    reading_worklist,
     record_critical_result,
     report_of,
     report_of_order,
@@ -40,6 +36,7 @@ from ris_app.reporting.lifecycle import (
     template_for,
 )
 from ris_app.reporting.publish import publish_signed_version
+from ris_app.reporting.reading_list import UNREAD, ReadingFilters, priors_of, radiologists, reading_worklist
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
 from ris_app.web import db, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
@@ -76,13 +73,20 @@ def worklist():
     mine = request.args.get("radiologist", "")
     filters = ReadingFilters(
         modality=request.args.get("modality", "").strip()[:16],
-        date_from=_date_arg("from"), date_to=_date_arg("to"),
+        date_from=_date_arg("from"),
+        date_to=_date_arg("to"),
         status=request.args.get("status", "") if request.args.get("status") in (UNREAD, DRAFT, PRELIMINARY) else "",
         radiologist_id=int(mine) if mine.isdigit() else None,
     )
     rows = reading_worklist(s, filters)
-    return render_template("reading_worklist.html", rows=rows, filters=filters, args=request.args,
-                           radiologists=radiologists(s), statuses=(UNREAD, DRAFT, PRELIMINARY))
+    return render_template(
+        "reading_worklist.html",
+        rows=rows,
+        filters=filters,
+        args=request.args,
+        radiologists=radiologists(s),
+        statuses=(UNREAD, DRAFT, PRELIMINARY),
+    )
 
 
 def _local_to_utc(value: str) -> datetime:
@@ -117,10 +121,21 @@ def report_page(study_id: int):
     elif template is not None:  # shown, not saved: the first save makes the report
         draft = {**starting_text(study, template), "status": None, "kind": "ORIGINAL"}
     return render_template(
-        "reading_report.html", study=study, report=report, draft=draft, template=template, procedure=procedure,
-        modality=modality, procedure_code=code, priors=priors_of(s, study), sections=SECTIONS,
-        methods=COMMUNICATION_METHODS, FINAL=FINAL, can_write=current_user().role in (*READERS, "admin"),
-        now=site_now().strftime("%Y-%m-%dT%H:%M"))
+        "reading_report.html",
+        study=study,
+        report=report,
+        draft=draft,
+        template=template,
+        procedure=procedure,
+        modality=modality,
+        procedure_code=code,
+        priors=priors_of(s, study),
+        sections=SECTIONS,
+        methods=COMMUNICATION_METHODS,
+        FINAL=FINAL,
+        can_write=current_user().role in (*READERS, "admin"),
+        now=site_now().strftime("%Y-%m-%dT%H:%M"),
+    )
 
 
 def _publish(version: ReportVersion) -> None:
@@ -144,8 +159,7 @@ def save(study_id: int):
         s.commit()
     except StaleDataError:
         s.rollback()
-        flash("Someone else saved or signed this report meanwhile: your text was not saved. "
-              "Here is theirs.", "error")
+        flash("Someone else saved or signed this report meanwhile: your text was not saved. Here is theirs.", "error")
         return redirect(url_for("reading.report_page", study_id=study_id))
     except DomainError as err:
         s.rollback()
@@ -184,9 +198,14 @@ def critical(study_id: int):
         report = start_report(s, study, current_user())
         when = request.form.get("communicated_at", "")
         record_critical_result(
-            s, report, current_user(), communicated_to=request.form.get("communicated_to", ""),
+            s,
+            report,
+            current_user(),
+            communicated_to=request.form.get("communicated_to", ""),
             method=request.form.get("method", ""),
-            communicated_at=_local_to_utc(when) if when else None, note=request.form.get("note", ""))
+            communicated_at=_local_to_utc(when) if when else None,
+            note=request.form.get("note", ""),
+        )
         s.commit()
         flash("Critical result recorded.", "ok")
     except ValueError:
@@ -205,8 +224,9 @@ def pdf(version_id: int):
     if version is None or version.pdf is None:
         abort(404)
     name = f"report-{version.report.study.accession_number or version.report_id}-v{version.version}.pdf"
-    return Response(version.pdf, mimetype="application/pdf",
-                    headers={"Content-Disposition": f'inline; filename="{name}"'})
+    return Response(
+        version.pdf, mimetype="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
+    )
 
 
 @bp.post("/versions/<int:version_id>/publish")

@@ -1,5 +1,5 @@
-"""The signed report as a PDF (reportlab), in the site's time.
-"""
+"""The signed report as a PDF (reportlab), in the site's time."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +15,7 @@ from ris_app.reporting.lifecycle import report_text
 
 log = logging.getLogger(__name__)
 
-FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-              "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
 def signed_text(when: datetime) -> str:
@@ -63,9 +62,17 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
     small = ParagraphStyle("small", parent=body, fontSize=8.5, leading=11, textColor=colors.grey)
 
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
-                            bottomMargin=16 * mm, title=f"Radiology report {header.accession_number}",
-                            author="orthanc-ris", subject=header.procedure)
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=16 * mm,
+        title=f"Radiology report {header.accession_number}",
+        author="orthanc-ris",
+        subject=header.procedure,
+    )
     amended = version.version > 1
     story = [Paragraph(_para(institution or "Radiology report"), h1)]
     if amended:
@@ -77,12 +84,19 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
         ("Accession", header.accession_number or "—", "Study date", _fmt_date(header.study_date) or "—"),
         ("Referring", (header.referring_physician or "—").replace("^", " "), "Status", FINAL),
     ]
-    table = Table([[Paragraph(_para(c), body) for c in r] for r in rows],
-                  colWidths=[25 * mm, 60 * mm, 25 * mm, 64 * mm])
-    table.setStyle(TableStyle([("BACKGROUND", (0, 0), (0, -1), colors.whitesmoke),
-                               ("BACKGROUND", (2, 0), (2, -1), colors.whitesmoke),
-                               ("GRID", (0, 0), (-1, -1), 0.4, colors.lightgrey),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    table = Table(
+        [[Paragraph(_para(c), body) for c in r] for r in rows], colWidths=[25 * mm, 60 * mm, 25 * mm, 64 * mm]
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (0, -1), colors.whitesmoke),
+                ("BACKGROUND", (2, 0), (2, -1), colors.whitesmoke),
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.lightgrey),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
     story += [table, Spacer(1, 4 * mm)]
     for heading, text in report_text(report, upto=version):
         story.append(Paragraph(_para(heading), h2))
@@ -93,8 +107,7 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
             continue
         who = v.signed_by.full_name or v.signed_by.username if v.signed_by else "unknown"
         what = "Report" if v.version == 1 else f"Addendum {v.version - 1}"
-        story.append(Paragraph(_para(f"{what} electronically signed by {who} on {signed_text(v.signed_at)}"),
-                               body))
+        story.append(Paragraph(_para(f"{what} electronically signed by {who} on {signed_text(v.signed_at)}"), body))
     story.append(Spacer(1, 3 * mm))
     story.append(Paragraph(_para(f"Study {header.study_instance_uid}"), small))
     doc.build(story)

@@ -4,6 +4,7 @@ stored into the study in Orthanc, and the result message to the EHR.
 `publish_signed_version` runs after the signature is committed: a PACS or EHR that is down
 leaves the signature in place, records the error on the version and can be retried.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,10 +24,12 @@ from ris_app.scheduling.names import pn_of_display_name
 
 log = logging.getLogger(__name__)
 
+
 def store_in_orthanc(cfg: Config, data: bytes, timeout: float = 30) -> str:
     """POST one DICOM instance to Orthanc; returns its Orthanc ID."""
-    r = orthanc_request(cfg, "POST", "/instances", data=data, timeout=timeout,
-                        headers={"Content-Type": "application/dicom"})
+    r = orthanc_request(
+        cfg, "POST", "/instances", data=data, timeout=timeout, headers={"Content-Type": "application/dicom"}
+    )
     r.raise_for_status()
     return r.json()["ID"]
 
@@ -52,11 +55,17 @@ def notify_report_result(session: Session, report_version: ReportVersion) -> str
     else:
         signer = report_version.signed_by
         rows = send_report_result(
-            session, order, report_plain_text(report, report_version), amended=report_version.version > 1,
+            session,
+            order,
+            report_plain_text(report, report_version),
+            amended=report_version.version > 1,
             radiologist=pn_of_display_name(signer.full_name or signer.username) if signer else "",
-            signed_at=report_version.signed_at, report_id=f"{report.id}.{report_version.version}")
-        status = (f"sent: ORU^R01 queued for {len(rows)} destination(s)" if rows
-                  else "pending: no HL7 destination configured")
+            signed_at=report_version.signed_at,
+            report_id=f"{report.id}.{report_version.version}",
+        )
+        status = (
+            f"sent: ORU^R01 queued for {len(rows)} destination(s)" if rows else "pending: no HL7 destination configured"
+        )
     report_version.result_status = status
     log.info("report %d version %d: result message %s", report.id, report_version.version, status)
     return status
@@ -64,8 +73,9 @@ def notify_report_result(session: Session, report_version: ReportVersion) -> str
 
 def report_plain_text(report: Report, upto: ReportVersion) -> str:
     """The report as the EHR shows it: headed sections, then the signed addenda."""
-    return "\n\n".join(f"{heading.upper()}:\n{text.strip()}" for heading, text in report_text(report, upto)
-                        if text.strip())
+    return "\n\n".join(
+        f"{heading.upper()}:\n{text.strip()}" for heading, text in report_text(report, upto) if text.strip()
+    )
 
 
 # --------------------------------------------------------------------------- all of it
@@ -90,12 +100,12 @@ def publish_signed_version(session: Session, version: ReportVersion, cfg: Config
         version.orthanc_instance_id = store_in_orthanc(cfg, dicom_bytes(pdf_ds))
         store_in_orthanc(cfg, dicom_bytes(sr_ds))
         version.pacs_status = "stored"
-        log.info("report %d version %d stored in Orthanc as %s", report.id, version.version,
-                 version.orthanc_instance_id)
+        log.info(
+            "report %d version %d stored in Orthanc as %s", report.id, version.version, version.orthanc_instance_id
+        )
     except (requests.RequestException, KeyError, ValueError) as exc:
         version.pacs_status = f"error: {type(exc).__name__}: {exc}"[:255]
-        log.warning("report %d version %d not stored in Orthanc: %s", report.id, version.version,
-                    type(exc).__name__)
+        log.warning("report %d version %d not stored in Orthanc: %s", report.id, version.version, type(exc).__name__)
     if not version.result_status.startswith("sent"):
         notify_report_result(session, version)
     session.flush()

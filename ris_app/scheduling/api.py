@@ -1,5 +1,6 @@
 """REST API of scheduling: patients, orders and their status, the procedure catalog and
 the stations. See docs/api.md."""
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,16 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 # ------------------------------------------------------------------ patients
 PATIENT_TEXT_FIELDS = {  # field -> max length (DICOM PN components are 64 chars)
-    "family_name": 64, "given_name": 64, "middle_name": 64, "name_prefix": 64, "name_suffix": 64,
-    "issuer": 64, "phone": 64, "email": 255, "address": 512, "insurance": 255,
+    "family_name": 64,
+    "given_name": 64,
+    "middle_name": 64,
+    "name_prefix": 64,
+    "name_suffix": 64,
+    "issuer": 64,
+    "phone": 64,
+    "email": 255,
+    "address": 512,
+    "insurance": 255,
 }
 
 
@@ -116,11 +125,15 @@ def post_order():
     if suid and not all(part.isdigit() for part in suid.split(".")):
         raise ApiError(400, "must be a DICOM UID (digits and dots)", field="study_instance_uid")
     data = OrderData(
-        patient=patient, procedure=procedure, modality=modality, scheduled_start=start,
+        patient=patient,
+        procedure=procedure,
+        modality=modality,
+        scheduled_start=start,
         station_aet=v.aet_list(body, "station_aet"),
         station_name=v.text(body, "station_name", max_len=16),
         location=v.text(body, "location", max_len=16),
-        accession_number=accession, study_instance_uid=suid,
+        accession_number=accession,
+        study_instance_uid=suid,
         placer_order_number=v.text(body, "placer_order_number"),
         filler_order_number=v.text(body, "filler_order_number"),
         priority=v.choice(body, "priority", PRIORITIES, default="ROUTINE"),
@@ -162,19 +175,32 @@ def post_order_status(accession: str):
 @api_auth
 def get_procedure_codes():
     rows = db().scalars(select(ProcedureCode).order_by(ProcedureCode.code))
-    return jsonify({"items": [{"code": p.code, "coding_scheme": p.coding_scheme, "description": p.description,
-                               "modality": p.modality, "default_duration_minutes": p.default_duration_minutes}
-                              for p in rows]})
+    return jsonify(
+        {
+            "items": [
+                {
+                    "code": p.code,
+                    "coding_scheme": p.coding_scheme,
+                    "description": p.description,
+                    "modality": p.modality,
+                    "default_duration_minutes": p.default_duration_minutes,
+                }
+                for p in rows
+            ]
+        }
+    )
 
 
 @bp.post("/procedure-codes")
 @api_auth
 def post_procedure_code():
     body = v.json_body(request)
-    p = ProcedureCode(code=v.text(body, "code", required=True, max_len=16),
-                      coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
-                      description=v.text(body, "description", required=True, max_len=64),
-                      modality=v.text(body, "modality", required=True, max_len=16).upper())
+    p = ProcedureCode(
+        code=v.text(body, "code", required=True, max_len=16),
+        coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
+        description=v.text(body, "description", required=True, max_len=64),
+        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+    )
     db().add(p)
     commit()
     return jsonify({"code": p.code}), 201
@@ -184,18 +210,22 @@ def post_procedure_code():
 @api_auth
 def get_stations():
     rows = db().scalars(select(Station).order_by(Station.aet))
-    return jsonify({"items": [{"aet": s.aet, "name": s.name, "modality": s.modality, "location": s.location}
-                              for s in rows]})
+    return jsonify(
+        {"items": [{"aet": s.aet, "name": s.name, "modality": s.modality, "location": s.location} for s in rows]}
+    )
 
 
 @bp.post("/stations")
 @api_auth
 def post_station():
     body = v.json_body(request)
-    st = Station(aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
-                 name=v.text(body, "name", max_len=16), modality=v.text(body, "modality", required=True, max_len=16).upper(),
-                 location=v.text(body, "location", max_len=16),
-                 worklist_own_steps_only=body.get("worklist_own_steps_only") is True)
+    st = Station(
+        aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
+        name=v.text(body, "name", max_len=16),
+        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+        location=v.text(body, "location", max_len=16),
+        worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
+    )
     if "\\" in st.aet:
         raise ApiError(400, "one AE title per station", field="aet")
     db().add(st)

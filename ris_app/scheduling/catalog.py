@@ -1,4 +1,5 @@
 """The default procedure catalog a new site starts from (edit through the API or pages)."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -24,6 +25,7 @@ def seed_default_catalog(session: Session) -> int:
     if session.scalar(select(ProcedureCode.id).limit(1)) is not None:
         return 0
     for code, description, modality, minutes in DEFAULT_PROCEDURES:
-        session.add(ProcedureCode(code=code, description=description, modality=modality,
-                                  default_duration_minutes=minutes))
+        session.add(
+            ProcedureCode(code=code, description=description, modality=modality, default_duration_minutes=minutes)
+        )
     return len(DEFAULT_PROCEDURES)

@@ -4,6 +4,7 @@ A DICOM PN holds up to three component groups (alphabetic=ideographic=phonetic),
 five components: family^given^middle^prefix^suffix. The RIS keeps a patient's alphabetic
 components in five fields; users have a display name ("Ada Reader").
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

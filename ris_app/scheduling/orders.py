@@ -6,6 +6,7 @@ its requested procedure or its patient tells `step_changed` (or `patient_changed
 one place that rebuilds the step's worklist item and, when the status moved, queues the
 HL7 status messages: the next C-FIND and the EHR see the new state.
 """
+
 from __future__ import annotations
 
 import logging
@@ -128,8 +129,9 @@ class OrderData:
     extra_attributes: dict | None = field(default=None)
 
 
-def create_order(session: Session, data: OrderData, *, accession_prefix: str = "RIS",
-                 uid_root: str = "", source: str = "api") -> Order:
+def create_order(
+    session: Session, data: OrderData, *, accession_prefix: str = "RIS", uid_root: str = "", source: str = "api"
+) -> Order:
     """Create order, requested procedure and scheduled step in one go."""
     accession = data.accession_number
     if accession:

@@ -4,18 +4,16 @@ schedule with check-in and status buttons, an order with its study, the studies 
 Plain HTML forms (no scripts). Every POST carries the session's CSRF token (auth.check_csrf);
 who may do what is declared once, on the views (login_required) and in STEP_ACTIONS.
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from ris_app.clock import from_site, site_today, to_site
+from ris_app.clock import from_site, site_today
 from ris_app.errors import Conflict, DomainError
 from ris_app.model import (
     PRIORITIES,
@@ -28,7 +26,6 @@ from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
 from ris_app.scheduling.api import PATIENT_TEXT_FIELDS
-from ris_app.scheduling.names import readable
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -52,6 +49,7 @@ from ris_app.web.auth import (
     login_required,
     safe_next,
 )
+from ris_app.web.forms import Form, commit_or_fail
 
 bp = Blueprint("pages", __name__)
 bp.before_request(check_csrf)
@@ -59,59 +57,30 @@ bp.before_request(check_csrf)
 SEX_LABELS = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 # Field labels, used by the inputs and by the error summary ("Birth date is in the future").
 PATIENT_LABELS = {
-    "mrn": "MRN (patient ID)", "family_name": "Family name", "given_name": "Given name",
-    "birth_date": "Birth date", "sex": "Sex", "phone": "Phone", "email": "E-mail",
-    "address": "Address", "insurance": "Insurance",
+    "mrn": "MRN (patient ID)",
+    "family_name": "Family name",
+    "given_name": "Given name",
+    "birth_date": "Birth date",
+    "sex": "Sex",
+    "phone": "Phone",
+    "email": "E-mail",
+    "address": "Address",
+    "insurance": "Insurance",
 }
 LINK_METHODS = {"accession": "accession number", "study_uid": "StudyInstanceUID", "sps_id": "scheduled step ID"}
 ORDER_LABELS = {
-    "mrn": "Patient MRN", "procedure_code": "Procedure", "station_aet": "Station",
-    "scheduled_date": "Date", "scheduled_time": "Time", "priority": "Priority",
-    "referring_physician": "Referring physician", "reason_for_exam": "Reason for exam",
+    "mrn": "Patient MRN",
+    "procedure_code": "Procedure",
+    "station_aet": "Station",
+    "scheduled_date": "Date",
+    "scheduled_time": "Time",
+    "priority": "Priority",
+    "referring_physician": "Referring physician",
+    "reason_for_exam": "Reason for exam",
 }
 
 
-@bp.app_context_processor
-def _inject():
-    return {"user": current_user()}
-
-
-@bp.app_template_filter("local")
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """Times are stored in UTC (clock.utcnow); people read them in the site's wall-clock
-    time (ORTHANC_RIS_TIMEZONE), scheduled starts and event times alike."""
-    if value is None:
-        return "—"
-    return to_site(value).strftime(fmt)
-
-
-@bp.app_template_filter("person_name")
-def person_name(value: str | None) -> str:
-    """A DICOM PN as a scanner sent it ("Family^Given^Middle=ideographic...") for reading."""
-    return readable(value) or "—"
-
-
 # ------------------------------------------------------------------ forms
-class Form:
-    """A submitted form read field by field: every error is collected (not only the
-    first), so the clerk fixes them all in one go; the entered values go back to the page."""
-
-    def __init__(self, data) -> None:
-        self.data: dict[str, str] = {k: data.get(k, "") for k in data}
-        self.errors: dict[str, str] = {}
-
-    def read(self, reader: Callable[..., Any], name: str, *args, **kwargs) -> Any:
-        """Call a validation reader; on refusal, note the field's reason and return None."""
-        try:
-            return reader(self.data, name, *args, **kwargs)
-        except DomainError as err:
-            self.fail(err.field or name, err.message)
-            return None
-
-    def fail(self, name: str, reason: str) -> None:
-        self.errors.setdefault(name, reason)
-
-
 def _name_part(f: Form, name: str, *, required: bool = False) -> str | None:
     # ^ and = separate the components and groups of a DICOM person name: the worklist
     # would split "Anna^Maria" into two parts. validation.text's message names only the
@@ -152,19 +121,14 @@ def _read_patient(f: Form) -> PatientData | None:
         f.fail("email", "must be an e-mail address such as name@example.org")
     if f.errors:
         return None
-    return PatientData(mrn=mrn, family_name=family, given_name=given or "", birth_date=born, sex=sex,
-                       **{k: val or "" for k, val in contact.items()})
-
-
-def _commit_or_fail(f: Form, field: str = "") -> bool:
-    """Commit; a unique constraint hit by a concurrent writer becomes a form error."""
-    try:
-        db().commit()
-        return True
-    except IntegrityError:
-        db().rollback()
-        f.fail(field, "conflicts with a record saved at the same moment; check and send again")
-        return False
+    return PatientData(
+        mrn=mrn,
+        family_name=family,
+        given_name=given or "",
+        birth_date=born,
+        sex=sex,
+        **{k: val or "" for k, val in contact.items()},
+    )
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -180,7 +144,7 @@ def new_patient():
                 db().rollback()
                 f.fail(err.field or "mrn", "is already registered" if isinstance(err, Conflict) else err.message)
             else:
-                if _commit_or_fail(f, "mrn"):
+                if commit_or_fail(f, "mrn"):
                     # No name in the message: flashes travel in the (signed, not encrypted) cookie.
                     flash(f"Patient with MRN {patient.mrn} registered. Place an order for the patient below.", "ok")
                     return redirect(url_for("pages.new_order", mrn=patient.mrn))
@@ -189,8 +153,14 @@ def new_patient():
 
 
 def _patient_form(f: Form) -> str:
-    return render_template("patient_new.html", form=f.data, errors=f.errors, labels=PATIENT_LABELS,
-                           sexes=SEX_LABELS, today_iso=site_today().isoformat())
+    return render_template(
+        "patient_new.html",
+        form=f.data,
+        errors=f.errors,
+        labels=PATIENT_LABELS,
+        sexes=SEX_LABELS,
+        today_iso=site_today().isoformat(),
+    )
 
 
 @bp.route("/orders/new", methods=["GET", "POST"])
@@ -204,10 +174,14 @@ def new_order():
     mrn = f.data.get("mrn", "").strip()
     patient = find_patient(s, mrn) if mrn else None
     ctx = dict(
-        patient=patient, labels=ORDER_LABELS, sexes=SEX_LABELS,
+        patient=patient,
+        labels=ORDER_LABELS,
+        sexes=SEX_LABELS,
         procedure_options=[(p.code, f"{p.modality} · {p.description} ({p.code})") for p in procedures],
-        station_options=[(st.aet, f"{st.aet} · {st.name or st.modality}, {st.location or 'no room'} ({st.modality})")
-                         for st in stations],
+        station_options=[
+            (st.aet, f"{st.aet} · {st.name or st.modality}, {st.location or 'no room'} ({st.modality})")
+            for st in stations
+        ],
         priority_options=[(p, p.capitalize()) for p in PRIORITIES],
     )
     if request.method == "GET":
@@ -233,12 +207,23 @@ def new_order():
     reason = f.read(v.text, "reason_for_exam", max_len=64)
     if not f.errors:
         cfg = settings()
-        order = create_order(s, OrderData(
-            patient=patient, procedure=procedure, modality=procedure.modality,
-            scheduled_start=from_site(datetime.combine(day, at)), station_aet=station.aet if station else "",
-            priority=priority, referring_physician=referring or "", reason_for_exam=reason or "",
-        ), accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, source="page")
-        if _commit_or_fail(f):
+        order = create_order(
+            s,
+            OrderData(
+                patient=patient,
+                procedure=procedure,
+                modality=procedure.modality,
+                scheduled_start=from_site(datetime.combine(day, at)),
+                station_aet=station.aet if station else "",
+                priority=priority,
+                referring_physician=referring or "",
+                reason_for_exam=reason or "",
+            ),
+            accession_prefix=cfg.accession_prefix,
+            uid_root=cfg.uid_root,
+            source="page",
+        )
+        if commit_or_fail(f):
             flash(f"Order {order.accession_number} placed.", "ok")
             return redirect(url_for("pages.order_detail", accession=order.accession_number))
     s.rollback()
@@ -275,9 +260,11 @@ _STATUS_ROLES = tuple(sorted({role for a in STEP_ACTIONS for role in a.roles}))
 def step_actions(step: SPS, *, schedule: bool = False) -> list[StepAction]:
     """The moves the current user may make on `step` from its present status."""
     user = current_user()
-    return [a for a in STEP_ACTIONS
-            if step.status in TRANSITIONS[a.action][0] and has_role(user, a.roles)
-            and (a.on_schedule or not schedule)]
+    return [
+        a
+        for a in STEP_ACTIONS
+        if step.status in TRANSITIONS[a.action][0] and has_role(user, a.roles) and (a.on_schedule or not schedule)
+    ]
 
 
 def _on_station(step: SPS, station: Station) -> bool:
@@ -303,9 +290,17 @@ def today():
     if station is not None:  # in Python: AE titles are a backslash list, awkward in LIKE
         steps = [st for st in steps if _on_station(st, station)]
     counts = {status: sum(1 for st in steps if st.status == status) for status in SPSStatus}
-    return render_template("today.html", steps=steps, day=day, is_today=day == today,
-                           stations=stations, station=station, counts={k: n for k, n in counts.items() if n},
-                           prev_day=day - timedelta(days=1), next_day=day + timedelta(days=1))
+    return render_template(
+        "today.html",
+        steps=steps,
+        day=day,
+        is_today=day == today,
+        stations=stations,
+        station=station,
+        counts={k: n for k, n in counts.items() if n},
+        prev_day=day - timedelta(days=1),
+        next_day=day + timedelta(days=1),
+    )
 
 
 @bp.post("/orders/<accession>/status")
@@ -344,11 +339,21 @@ def order_detail(accession: str):
         order = find_order(db(), accession)
     except DomainError:
         return _no_such_order(accession)
-    studies = db().scalars(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None))
-                           .order_by(Study.id)).all()
-    return render_template("order_detail.html", order=order, rp=order.requested_procedures[0],
-                           step=primary_step(order), studies=studies, sexes=SEX_LABELS, link_methods=LINK_METHODS,
-                           orthanc_url=settings().orthanc_public_url)
+    studies = (
+        db()
+        .scalars(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None)).order_by(Study.id))
+        .all()
+    )
+    return render_template(
+        "order_detail.html",
+        order=order,
+        rp=order.requested_procedures[0],
+        step=primary_step(order),
+        studies=studies,
+        sexes=SEX_LABELS,
+        link_methods=LINK_METHODS,
+        orthanc_url=settings().orthanc_public_url,
+    )
 
 
 @bp.get("/studies")
@@ -358,5 +363,6 @@ def studies():
     stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))
     rows = db().scalars(stmt.order_by(Study.last_received_at.desc()).limit(200)).all()
     any_unmatched = db().scalar(select(unmatched_studies().exists()))
-    return render_template("studies.html", studies=rows, only_unmatched=only_unmatched,
-                           any_unmatched=bool(any_unmatched))
+    return render_template(
+        "studies.html", studies=rows, only_unmatched=only_unmatched, any_unmatched=bool(any_unmatched)
+    )

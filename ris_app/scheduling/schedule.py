@@ -1,5 +1,6 @@
 """The schedule of one day: the steps that start on a site day, for the technologists' page
 and `GET /api/worklist` alike."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,16 +14,25 @@ from ris_app.model import Order, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
 
 
-def day_steps(session: Session, day: date, *, modality: str = "", station_aet: str = "",
-              statuses: Sequence[str] = ()) -> list[SPS]:
+def day_steps(
+    session: Session, day: date, *, modality: str = "", station_aet: str = "", statuses: Sequence[str] = ()
+) -> list[SPS]:
     """Steps starting on `day` as the department counts days (site midnight to midnight,
     compared in UTC), in start order, loaded with their order and patient. Optionally only
     one modality, steps whose AE titles contain `station_aet`, or some statuses."""
     start, end = site_day_bounds(day)
-    stmt = (select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order).join(Order.patient)
-            .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
-                     .contains_eager(Order.patient))
-            .where(SPS.start_datetime >= start, SPS.start_datetime < end))
+    stmt = (
+        select(SPS)
+        .join(SPS.requested_procedure)
+        .join(RequestedProcedure.order)
+        .join(Order.patient)
+        .options(
+            contains_eager(SPS.requested_procedure)
+            .contains_eager(RequestedProcedure.order)
+            .contains_eager(Order.patient)
+        )
+        .where(SPS.start_datetime >= start, SPS.start_datetime < end)
+    )
     if modality:
         stmt = stmt.where(SPS.modality == modality)
     if station_aet:

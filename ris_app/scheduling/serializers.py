@@ -3,6 +3,7 @@
 Times are ISO 8601 with their offset: what the RIS recorded (created_at, changed_at, ...)
 in UTC (+00:00), a scheduled start in the site's wall-clock time with the site's offset,
 the time integrators entered and scanners show."""
+
 from __future__ import annotations
 
 from ris_app.clock import to_site
@@ -20,37 +21,59 @@ def site_iso(dt) -> str | None:
 
 def patient_json(p: Patient) -> dict:
     return {
-        "mrn": p.mrn, "issuer": p.issuer, "family_name": p.family_name, "given_name": p.given_name,
-        "middle_name": p.middle_name, "name_prefix": p.name_prefix, "name_suffix": p.name_suffix,
-        "birth_date": p.birth_date.isoformat() if p.birth_date else None, "sex": p.sex,
-        "phone": p.phone, "email": p.email, "address": p.address, "insurance": p.insurance,
+        "mrn": p.mrn,
+        "issuer": p.issuer,
+        "family_name": p.family_name,
+        "given_name": p.given_name,
+        "middle_name": p.middle_name,
+        "name_prefix": p.name_prefix,
+        "name_suffix": p.name_suffix,
+        "birth_date": p.birth_date.isoformat() if p.birth_date else None,
+        "sex": p.sex,
+        "phone": p.phone,
+        "email": p.email,
+        "address": p.address,
+        "insurance": p.insurance,
     }
 
 
 def step_json(s: ScheduledProcedureStep) -> dict:
     return {
-        "sps_id": s.sps_id, "modality": s.modality,
+        "sps_id": s.sps_id,
+        "modality": s.modality,
         "station_aet": s.station_aet.split("\\") if s.station_aet else [],
-        "station_name": s.station_name, "location": s.location, "description": s.description,
-        "scheduled_start": site_iso(s.start_datetime), "status": s.status,
+        "station_name": s.station_name,
+        "location": s.location,
+        "description": s.description,
+        "scheduled_start": site_iso(s.start_datetime),
+        "status": s.status,
         "status_changed_at": _iso(s.status_changed_at),
-        "history": [{"from": h.from_status, "to": h.to_status, "at": _iso(h.changed_at), "source": h.source}
-                    for h in s.history],
+        "history": [
+            {"from": h.from_status, "to": h.to_status, "at": _iso(h.changed_at), "source": h.source} for h in s.history
+        ],
     }
 
 
 def study_json(st: Study) -> dict:
     return {
-        "study_instance_uid": st.study_instance_uid, "orthanc_id": st.orthanc_id,
-        "accession_number": st.accession_number, "patient_mrn": st.patient_mrn,
-        "patient_name": st.patient_name, "patient_birth_date": st.patient_birth_date,
+        "study_instance_uid": st.study_instance_uid,
+        "orthanc_id": st.orthanc_id,
+        "accession_number": st.accession_number,
+        "patient_mrn": st.patient_mrn,
+        "patient_name": st.patient_name,
+        "patient_birth_date": st.patient_birth_date,
         "station_aet": st.station_aet,
-        "study_date": st.study_date, "study_description": st.study_description,
+        "study_date": st.study_date,
+        "study_description": st.study_description,
         "modalities": st.modalities.split("\\") if st.modalities else [],
-        "series": st.series_count, "instances": st.instance_count,
-        "first_received_at": _iso(st.first_received_at), "last_received_at": _iso(st.last_received_at),
-        "stable_at": _iso(st.stable_at), "deleted_at": _iso(st.deleted_at),
-        "order": st.order.accession_number if st.order else None, "link_method": st.link_method or None,
+        "series": st.series_count,
+        "instances": st.instance_count,
+        "first_received_at": _iso(st.first_received_at),
+        "last_received_at": _iso(st.last_received_at),
+        "stable_at": _iso(st.stable_at),
+        "deleted_at": _iso(st.deleted_at),
+        "order": st.order.accession_number if st.order else None,
+        "link_method": st.link_method or None,
         "unmatched": st.order_id is None,
     }
 
@@ -59,14 +82,19 @@ def order_json(o: Order, study: Study | None = None) -> dict:
     rp = o.requested_procedures[0]
     step = rp.steps[0]
     return {
-        "accession_number": o.accession_number, "placer_order_number": o.placer_order_number,
-        "filler_order_number": o.filler_order_number, "priority": o.priority,
-        "referring_physician": o.referring_physician, "reason_for_exam": o.reason_for_exam,
+        "accession_number": o.accession_number,
+        "placer_order_number": o.placer_order_number,
+        "filler_order_number": o.filler_order_number,
+        "priority": o.priority,
+        "referring_physician": o.referring_physician,
+        "reason_for_exam": o.reason_for_exam,
         "patient": {"mrn": o.patient.mrn, "issuer": o.patient.issuer},
         "procedure_code": rp.procedure_code.code if rp.procedure_code else None,
-        "description": rp.description, "requested_procedure_id": rp.requested_procedure_id,
+        "description": rp.description,
+        "requested_procedure_id": rp.requested_procedure_id,
         "study_instance_uid": rp.study_instance_uid,
-        "status": step.status, "scheduled_procedure_step": step_json(step),
+        "status": step.status,
+        "scheduled_procedure_step": step_json(step),
         "study": study_json(study) if study else None,
         "created_at": _iso(o.created_at),
     }

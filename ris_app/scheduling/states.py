@@ -2,6 +2,7 @@
 
 The state names follow dcm4chee-arc's SPS status list (DICOM 0040,0020).
 """
+
 from __future__ import annotations
 
 from enum import StrEnum

@@ -1,6 +1,7 @@
 """REST API of image tracking: sync status, the unmatched-studies inbox (link, undo),
 patient merge, the exam journey, the studies list, and the plugin's study events and
 feed-status report. See docs/api.md."""
+
 from __future__ import annotations
 
 import requests
@@ -36,15 +37,28 @@ def sync_summary() -> dict:
 
 
 def correction_json(c: StudyCorrection) -> dict:
-    return {"id": c.id, "action": c.action, "study_instance_uid": c.study.study_instance_uid if c.study else None,
-            "before": c.before, "after": c.after, "by": c.performed_by, "at": c.created_at.isoformat(),
-            "undone_by": c.undone_by_id}
+    return {
+        "id": c.id,
+        "action": c.action,
+        "study_instance_uid": c.study.study_instance_uid if c.study else None,
+        "before": c.before,
+        "after": c.after,
+        "by": c.performed_by,
+        "at": c.created_at.isoformat(),
+        "undone_by": c.undone_by_id,
+    }
 
 
 def task_json(t: OrthancTask) -> dict:
-    return {"id": t.id, "state": t.state, "attempts": t.attempts, "error": t.error or None,
-            "replace": t.replace, "study_instance_uid": t.study.study_instance_uid,
-            "done_at": t.done_at.isoformat() if t.done_at else None}
+    return {
+        "id": t.id,
+        "state": t.state,
+        "attempts": t.attempts,
+        "error": t.error or None,
+        "replace": t.replace,
+        "study_instance_uid": t.study.study_instance_uid,
+        "done_at": t.done_at.isoformat() if t.done_at else None,
+    }
 
 
 def _study(suid: str) -> Study:

@@ -6,6 +6,7 @@ the caller's transaction at once; the matching change to the images in Orthanc i
 as an OrthancTask, which the sync worker applies with Orthanc's modify API and retries
 until Orthanc has it. So a correction never waits on Orthanc and is never lost.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,12 +38,18 @@ def patient_tags(patient: Patient) -> dict[str, str]:
 
 def study_tags(study: Study) -> dict[str, str]:
     """What the study holds now in Orthanc (as last reported), for an undo."""
-    return {"PatientID": study.patient_mrn, "PatientName": study.patient_name,
-            "PatientBirthDate": study.patient_birth_date, "PatientSex": study.patient_sex,
-            "AccessionNumber": study.accession_number}
+    return {
+        "PatientID": study.patient_mrn,
+        "PatientName": study.patient_name,
+        "PatientBirthDate": study.patient_birth_date,
+        "PatientSex": study.patient_sex,
+        "AccessionNumber": study.accession_number,
+    }
 
 
-def queue_orthanc_change(session: Session, study: Study, replace: dict, correction: StudyCorrection | None) -> OrthancTask:
+def queue_orthanc_change(
+    session: Session, study: Study, replace: dict, correction: StudyCorrection | None
+) -> OrthancTask:
     task = OrthancTask(study=study, replace=replace, correction_id=correction.id if correction else None)
     session.add(task)
     return task
@@ -60,8 +67,9 @@ def link_study(session: Session, study: Study, order: Order, user: str = "api") 
     if step.status in STARTABLE and study.instance_count > 0:
         set_step_status(step, SPSStatus.STARTED, "link")
     after = {**target, "order": order.accession_number, "link_method": "manual", "step_status": step.status}
-    correction = StudyCorrection(action="link", study=study, patient_id=order.patient_id,
-                                 before=before, after=after, performed_by=user)
+    correction = StudyCorrection(
+        action="link", study=study, patient_id=order.patient_id, before=before, after=after, performed_by=user
+    )
     session.add(correction)
     session.flush()
     queue_orthanc_change(session, study, target, correction)
@@ -86,10 +94,19 @@ def undo(session: Session, correction: StudyCorrection, user: str = "api") -> St
         # Put the step back only if nothing else moved it since the link.
         if previous and step.status == correction.after.get("step_status") and step.status != previous:
             set_step_status(step, SPSStatus(previous), "undo")  # not a workflow move: no state table
-    replace = {k: before[k] for k in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber")
-               if k in before}
-    reverse = StudyCorrection(action="unlink", study=study, patient_id=correction.patient_id,
-                              before=correction.after, after=before, performed_by=user)
+    replace = {
+        k: before[k]
+        for k in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber")
+        if k in before
+    }
+    reverse = StudyCorrection(
+        action="unlink",
+        study=study,
+        patient_id=correction.patient_id,
+        before=correction.after,
+        after=before,
+        performed_by=user,
+    )
     session.add(reverse)
     session.flush()
     correction.undone_by_id = reverse.id
@@ -105,7 +122,9 @@ def patient_studies(session: Session, patient: Patient) -> list[Study]:
     return list(session.scalars(select(Study).where(Study.order_id.in_(order_ids), Study.deleted_at.is_(None))))
 
 
-def update_patient_everywhere(session: Session, patient: Patient, changes: dict, user: str = "api") -> list[OrthancTask]:
+def update_patient_everywhere(
+    session: Session, patient: Patient, changes: dict, user: str = "api"
+) -> list[OrthancTask]:
     """Edit demographics: worklist items are rebuilt at once (update_patient), and each of
     the patient's stored studies is queued for correction in Orthanc."""
     before = patient_tags(patient)
@@ -113,8 +132,9 @@ def update_patient_everywhere(session: Session, patient: Patient, changes: dict,
     after = patient_tags(patient)
     if before == after:
         return []
-    correction = StudyCorrection(action="patient_update", patient_id=patient.id, before=before, after=after,
-                                 performed_by=user)
+    correction = StudyCorrection(
+        action="patient_update", patient_id=patient.id, before=before, after=after, performed_by=user
+    )
     session.add(correction)
     session.flush()
     return [queue_orthanc_change(session, s, after, correction) for s in patient_studies(session, patient)]
@@ -122,14 +142,20 @@ def update_patient_everywhere(session: Session, patient: Patient, changes: dict,
 
 def _stale(studies, target: dict[str, str]) -> list[Study]:
     """The studies whose patient tags (as Orthanc last reported them) differ from `target`."""
-    return sorted((s for s in studies
-                   if (s.patient_mrn, s.patient_name, s.patient_birth_date, s.patient_sex)
-                   != (target["PatientID"], target["PatientName"], target["PatientBirthDate"], target["PatientSex"])),
-                  key=lambda s: s.id)
+    return sorted(
+        (
+            s
+            for s in studies
+            if (s.patient_mrn, s.patient_name, s.patient_birth_date, s.patient_sex)
+            != (target["PatientID"], target["PatientName"], target["PatientBirthDate"], target["PatientSex"])
+        ),
+        key=lambda s: s.id,
+    )
 
 
-def sync_patient_studies(session: Session, patient: Patient, action: str, before: dict,
-                         user: str = "api", extra: list[Study] | None = None) -> list[OrthancTask]:
+def sync_patient_studies(
+    session: Session, patient: Patient, action: str, before: dict, user: str = "api", extra: list[Study] | None = None
+) -> list[OrthancTask]:
     """Queue an Orthanc correction for each of the patient's studies (and `extra` ones)
     whose patient tags differ from the RIS's, under one audited correction."""
     target = patient_tags(patient)
@@ -158,9 +184,13 @@ def merge_patients(session: Session, survivor: Patient, merged: Patient, user: s
     session.expire(merged, ["orders"])
     update_patient(session, survivor, {})  # rebuilds the worklist items of every step
     target = patient_tags(survivor)
-    correction = StudyCorrection(action="merge", patient_id=survivor.id, performed_by=user,
-                                 before={"merged_mrn": merged.mrn, "orders": [o.accession_number for o in moved]},
-                                 after={**target, "survivor_mrn": survivor.mrn})
+    correction = StudyCorrection(
+        action="merge",
+        patient_id=survivor.id,
+        performed_by=user,
+        before={"merged_mrn": merged.mrn, "orders": [o.accession_number for o in moved]},
+        after={**target, "survivor_mrn": survivor.mrn},
+    )
     session.add(correction)
     session.flush()
     studies = set(patient_studies(session, survivor))
@@ -181,16 +211,28 @@ def coerce_if_needed(session: Session, study: Study | None) -> OrthancTask | Non
     if study is None or study.order is None or study.stable_at is None or study.link_method == "manual":
         return None
     target = {**patient_tags(study.order.patient), "AccessionNumber": study.order.accession_number}
-    held = {"PatientID": study.patient_mrn, "PatientName": study.patient_name,
-            "PatientBirthDate": study.patient_birth_date, "PatientSex": study.patient_sex,
-            "AccessionNumber": study.accession_number}
+    held = {
+        "PatientID": study.patient_mrn,
+        "PatientName": study.patient_name,
+        "PatientBirthDate": study.patient_birth_date,
+        "PatientSex": study.patient_sex,
+        "AccessionNumber": study.accession_number,
+    }
     if held == target:
         return None
-    if session.scalar(select(OrthancTask.id).where(OrthancTask.study_id == study.id,
-                                                   OrthancTask.state == "pending")) is not None:
+    if (
+        session.scalar(select(OrthancTask.id).where(OrthancTask.study_id == study.id, OrthancTask.state == "pending"))
+        is not None
+    ):
         return None
-    correction = StudyCorrection(action="coerce", study=study, patient_id=study.order.patient_id,
-                                 before=held, after=target, performed_by="coercion")
+    correction = StudyCorrection(
+        action="coerce",
+        study=study,
+        patient_id=study.order.patient_id,
+        before=held,
+        after=target,
+        performed_by="coercion",
+    )
     session.add(correction)
     session.flush()
     log.info("study %s differs from its order's demographics: coercion queued", study.orthanc_id)

@@ -14,6 +14,7 @@ StudyInstanceUID. A study not yet linked is linked by `tracking.linking.find_ord
 (AccessionNumber, then StudyInstanceUID, then the SPS IDs of the Request Attributes
 Sequence: the IHE SWF order of precedence, shared with MPPS).
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,17 @@ class StudyEvent:
     station_aet: str = ""
 
     @classmethod
-    def from_orthanc(cls, study: dict, statistics: dict, series: list[dict], instance_tags: dict | None = None,
-                     remote_aet: str = "", *, seq: int = 0, change: str = "Reconcile") -> StudyEvent:
+    def from_orthanc(
+        cls,
+        study: dict,
+        statistics: dict,
+        series: list[dict],
+        instance_tags: dict | None = None,
+        remote_aet: str = "",
+        *,
+        seq: int = 0,
+        change: str = "Reconcile",
+    ) -> StudyEvent:
         """The event for a study as Orthanc's REST API describes it now: `study` is
         GET /studies/{id}, `statistics` GET /studies/{id}/statistics, `series`
         GET /studies/{id}/series, `instance_tags` GET /instances/{id}/tags?short and
@@ -111,14 +121,21 @@ class StudyEvent:
                 raise Invalid("must be an integer", field=f"study.{key}") from None
 
         return cls(
-            seq=seq, change=change, orthanc_id=orthanc_id,
-            study_instance_uid=s("StudyInstanceUID"), accession_number=s("AccessionNumber"),
-            patient_id=s("PatientID"), patient_name=s("PatientName"), study_date=s("StudyDate"),
+            seq=seq,
+            change=change,
+            orthanc_id=orthanc_id,
+            study_instance_uid=s("StudyInstanceUID"),
+            accession_number=s("AccessionNumber"),
+            patient_id=s("PatientID"),
+            patient_name=s("PatientName"),
+            study_date=s("StudyDate"),
             study_description=s("StudyDescription")[:64],
             modalities=tuple(str(m) for m in study.get("Modalities") or ()),
-            series_count=n("CountSeries"), instance_count=n("CountInstances"),
+            series_count=n("CountSeries"),
+            instance_count=n("CountInstances"),
             sps_ids=tuple(str(x) for x in study.get("ScheduledProcedureStepIDs") or ()),
-            patient_birth_date=s("PatientBirthDate")[:8], patient_sex=s("PatientSex")[:16],
+            patient_birth_date=s("PatientBirthDate")[:8],
+            patient_sex=s("PatientSex")[:16],
             station_aet=s("RemoteAET")[:16],
         )
 
@@ -126,8 +143,11 @@ class StudyEvent:
 def sps_ids_of(instance_tags: dict) -> list[str]:
     """The SPS IDs (0040,0009) of the Request Attributes Sequence (0040,0275) in an
     instance's tags as Orthanc's /tags?short gives them: the third way to link."""
-    return [str(item["0040,0009"]) for item in instance_tags.get("0040,0275") or []
-            if isinstance(item, dict) and item.get("0040,0009")]
+    return [
+        str(item["0040,0009"])
+        for item in instance_tags.get("0040,0275") or []
+        if isinstance(item, dict) and item.get("0040,0009")
+    ]
 
 
 def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
@@ -143,8 +163,7 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
     study = session.scalar(select(Study).where(Study.study_instance_uid == ev.study_instance_uid))
     now = utcnow()
     if study is None:
-        study = Study(study_instance_uid=ev.study_instance_uid, orthanc_id=ev.orthanc_id,
-                      first_received_at=now)
+        study = Study(study_instance_uid=ev.study_instance_uid, orthanc_id=ev.orthanc_id, first_received_at=now)
         session.add(study)
     elif ev.seq and study.last_change_seq and ev.seq < study.last_change_seq and ev.change != "Reconcile":
         # An older event delivered late: the row already holds newer state.

@@ -4,6 +4,7 @@ likely belongs to, scored by patient ID, name, birth date, date, modality and AE
 One table (WEIGHTS) says what each kind of agreement is worth; a candidate's reasons list
 which ones matched, so the clerk sees why an order is proposed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,13 +85,24 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
     day = _study_day(study)
     if day is not None:
         with contextlib.suppress(OverflowError):  # a StudyDate at the calendar's edge: no date window
-            conditions.append(SPS.start_datetime.between(site_day_bounds(day - timedelta(days=WINDOW_DAYS))[0],
-                                                         site_day_bounds(day + timedelta(days=WINDOW_DAYS))[1]))
+            conditions.append(
+                SPS.start_datetime.between(
+                    site_day_bounds(day - timedelta(days=WINDOW_DAYS))[0],
+                    site_day_bounds(day + timedelta(days=WINDOW_DAYS))[1],
+                )
+            )
     linked = select(Study.order_id).where(Study.order_id.is_not(None), Study.deleted_at.is_(None))
     rows = session.execute(
-        select(Order, SPS).join(Order.patient).join(Order.requested_procedures).join(RequestedProcedure.steps)
-        .where(or_(*conditions), SPS.status != SPSStatus.CANCELED, Order.id.not_in(linked),
-               Patient.merged_into_id.is_(None))
+        select(Order, SPS)
+        .join(Order.patient)
+        .join(Order.requested_procedures)
+        .join(RequestedProcedure.steps)
+        .where(
+            or_(*conditions),
+            SPS.status != SPSStatus.CANCELED,
+            Order.id.not_in(linked),
+            Patient.merged_into_id.is_(None),
+        )
         .limit(200)
     ).all()
     out = []
@@ -98,10 +110,21 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
         points, reasons = score(study, order, step)
         if points >= MIN_SCORE:
             p = order.patient
-            out.append({"accession_number": order.accession_number, "score": points, "reasons": reasons,
-                        "patient": {"mrn": p.mrn, "family_name": p.family_name, "given_name": p.given_name,
-                                    "birth_date": p.birth_date.isoformat() if p.birth_date else None},
-                        "modality": step.modality, "scheduled_start": to_site(step.start_datetime).isoformat(),
-                        "status": step.status})
+            out.append(
+                {
+                    "accession_number": order.accession_number,
+                    "score": points,
+                    "reasons": reasons,
+                    "patient": {
+                        "mrn": p.mrn,
+                        "family_name": p.family_name,
+                        "given_name": p.given_name,
+                        "birth_date": p.birth_date.isoformat() if p.birth_date else None,
+                    },
+                    "modality": step.modality,
+                    "scheduled_start": to_site(step.start_datetime).isoformat(),
+                    "status": step.status,
+                }
+            )
     out.sort(key=lambda c: (-c["score"], c["accession_number"]))
     return out[:limit]

@@ -2,6 +2,7 @@
 exam started (first image or MPPS), images were complete (stable study or MPPS completed),
 reported (preliminary or final text) and signed (the original report); with counts and a flag when MPPS reports more images than Orthanc has.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -34,10 +35,16 @@ def _original_report(session: Session, study: Study | None):
 
 def journey(session: Session, order: Order) -> dict:
     step = primary_step(order)
-    study = session.scalar(select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None))
-                           .order_by(Study.id).limit(1))
-    mpps = list(session.scalars(select(PerformedProcedureStep).where(PerformedProcedureStep.step_id == step.id)
-                                .order_by(PerformedProcedureStep.id)))
+    study = session.scalar(
+        select(Study).where(Study.order_id == order.id, Study.deleted_at.is_(None)).order_by(Study.id).limit(1)
+    )
+    mpps = list(
+        session.scalars(
+            select(PerformedProcedureStep)
+            .where(PerformedProcedureStep.step_id == step.id)
+            .order_by(PerformedProcedureStep.id)
+        )
+    )
 
     def reached(status: SPSStatus) -> datetime | None:
         return _first(h.changed_at for h in step.history if h.to_status == status)
@@ -48,8 +55,9 @@ def journey(session: Session, order: Order) -> dict:
         "ordered": order.created_at,
         "scheduled": reached(SPSStatus.SCHEDULED),
         "arrived": reached(SPSStatus.ARRIVED),
-        "started": _first([reached(SPSStatus.STARTED), study.first_received_at if study else None,
-                           *[m.started_at for m in mpps]]),
+        "started": _first(
+            [reached(SPSStatus.STARTED), study.first_received_at if study else None, *[m.started_at for m in mpps]]
+        ),
         "images_complete": _first([study.stable_at if study else None, *[m.ended_at for m in completed_mpps]]),
         # Reported: the first (preliminary or final) text; signed: the original report's signature.
         "reported": (original.preliminary_at or original.signed_at) if original else None,
@@ -64,9 +72,16 @@ def journey(session: Session, order: Order) -> dict:
         "milestones": [{"name": name, "at": at[name].isoformat() if at[name] else None} for name in MILESTONES],
         "series": study.series_count if study else 0,
         "instances": held,
-        "mpps": [{"sop_instance_uid": m.sop_instance_uid, "status": m.status, "instances": m.instance_count,
-                  "started_at": m.started_at.isoformat() if m.started_at else None,
-                  "ended_at": m.ended_at.isoformat() if m.ended_at else None} for m in mpps],
+        "mpps": [
+            {
+                "sop_instance_uid": m.sop_instance_uid,
+                "status": m.status,
+                "instances": m.instance_count,
+                "started_at": m.started_at.isoformat() if m.started_at else None,
+                "ended_at": m.ended_at.isoformat() if m.ended_at else None,
+            }
+            for m in mpps
+        ],
         "mpps_instances": mpps_instances,
         "missing_images": bool(mpps_instances and mpps_instances > held),
     }

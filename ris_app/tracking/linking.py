@@ -8,6 +8,7 @@ names no order falls through to the next, and the first that names one wins: ima
 carrying the accession of order A and the SPS ID of order B belong to A, whichever path
 reports them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,8 +23,9 @@ from ris_app.scheduling.orders import primary_step
 ACCESSION, STUDY_UID, SPS_ID = "accession", "study_uid", "sps_id"
 
 
-def find_order_for(session: Session, accession: str = "", study_uid: str = "",
-                   sps_ids: Iterable[str] = ()) -> tuple[Order | None, str]:
+def find_order_for(
+    session: Session, accession: str = "", study_uid: str = "", sps_ids: Iterable[str] = ()
+) -> tuple[Order | None, str]:
     """The order these identifiers name, and by which of them (ACCESSION, STUDY_UID,
     SPS_ID); (None, "") when none names an order. Empty values are skipped."""
     if accession:
@@ -43,8 +45,9 @@ def find_order_for(session: Session, accession: str = "", study_uid: str = "",
     return None, ""
 
 
-def find_step_for(session: Session, accession: str = "", study_uid: str = "",
-                  sps_ids: Iterable[str] = ()) -> tuple[ScheduledProcedureStep | None, str]:
+def find_step_for(
+    session: Session, accession: str = "", study_uid: str = "", sps_ids: Iterable[str] = ()
+) -> tuple[ScheduledProcedureStep | None, str]:
     """The scheduled step these identifiers name, for what reports on one step (MPPS): the
     order by `find_order_for`, then its step that one of the SPS IDs names, else its
     primary step (an SPS ID of another order does not override the order found first)."""

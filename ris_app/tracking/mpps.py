@@ -6,6 +6,7 @@ scheduled step to STARTED; N-SET to COMPLETED or DISCONTINUED finishes it and re
 performed series and instances. The DIMSE logic (`MppsManager`) works on a database
 session and a dataset, so it is tested without a network as well as through a real SCU.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,10 +89,13 @@ def performed_series(ds: Dataset) -> list[dict]:
     out = []
     for series in ds.get("PerformedSeriesSequence") or []:
         refs = [str(i.get("ReferencedSOPInstanceUID", "")) for i in series.get("ReferencedImageSequence") or []]
-        refs += [str(i.get("ReferencedSOPInstanceUID", ""))
-                 for i in series.get("ReferencedNonImageCompositeSOPInstanceSequence") or []]
-        out.append({"series_instance_uid": str(series.get("SeriesInstanceUID", "")),
-                    "instances": [r for r in refs if r]})
+        refs += [
+            str(i.get("ReferencedSOPInstanceUID", ""))
+            for i in series.get("ReferencedNonImageCompositeSOPInstanceSequence") or []
+        ]
+        out.append(
+            {"series_instance_uid": str(series.get("SeriesInstanceUID", "")), "instances": [r for r in refs if r]}
+        )
     return out
 
 
@@ -101,9 +105,12 @@ def find_scheduled_step(session: Session, ds: Dataset) -> tuple[ScheduledProcedu
     study linking (`linking.find_step_for`: accession number, then StudyInstanceUID, then
     SPS ID); the first item that names a step wins."""
     for item in ds.get("ScheduledStepAttributesSequence") or []:
-        step, method = find_step_for(session, str(item.get("AccessionNumber", "") or ""),
-                                     str(item.get("StudyInstanceUID", "") or ""),
-                                     [str(item.get("ScheduledProcedureStepID", "") or "")])
+        step, method = find_step_for(
+            session,
+            str(item.get("AccessionNumber", "") or ""),
+            str(item.get("StudyInstanceUID", "") or ""),
+            [str(item.get("ScheduledProcedureStepID", "") or "")],
+        )
         if step is not None:
             return step, method
     return None, ""
@@ -120,22 +127,30 @@ class MppsManager:
             return Outcome(INVALID_ATTRIBUTE_VALUE, "N-CREATE must be IN PROGRESS")
         if "ScheduledStepAttributesSequence" not in ds:
             return Outcome(MISSING_ATTRIBUTE, "ScheduledStepAttributesSequence missing")
-        if session.scalar(select(PerformedProcedureStep.id)
-                          .where(PerformedProcedureStep.sop_instance_uid == sop_uid)) is not None:
+        if (
+            session.scalar(select(PerformedProcedureStep.id).where(PerformedProcedureStep.sop_instance_uid == sop_uid))
+            is not None
+        ):
             return Outcome(DUPLICATE_SOP_INSTANCE, "MPPS instance exists")
         step, method = find_scheduled_step(session, ds)
         if step is not None and step.status in FINAL_STATES:
             return Outcome(PROCESSING_FAILURE, f"scheduled step is {step.status}")
         item = (ds.ScheduledStepAttributesSequence or [Dataset()])[0]
         pps = PerformedProcedureStep(
-            sop_instance_uid=sop_uid, step=step, status=IN_PROGRESS,
+            sop_instance_uid=sop_uid,
+            step=step,
+            status=IN_PROGRESS,
             performed_station_aet=str(ds.get("PerformedStationAETitle", "") or "")[:16],
             study_instance_uid=str(item.get("StudyInstanceUID", "") or "")[:64],
             accession_number=str(item.get("AccessionNumber", "") or "")[:16],
-            started_at=_dt(ds.get("PerformedProcedureStepStartDate", ""),
-                           ds.get("PerformedProcedureStepStartTime", ""),
-                           ds.get("TimezoneOffsetFromUTC")) or utcnow(),
-            performed_series=performed_series(ds), instance_count=0,
+            started_at=_dt(
+                ds.get("PerformedProcedureStepStartDate", ""),
+                ds.get("PerformedProcedureStepStartTime", ""),
+                ds.get("TimezoneOffsetFromUTC"),
+            )
+            or utcnow(),
+            performed_series=performed_series(ds),
+            instance_count=0,
         )
         pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series or [])
         session.add(pps)
@@ -160,13 +175,20 @@ class MppsManager:
         pps.status = new_status
         step = pps.step
         if new_status in (COMPLETED, DISCONTINUED):
-            pps.ended_at = _dt(mods.get("PerformedProcedureStepEndDate", ""),
-                               mods.get("PerformedProcedureStepEndTime", ""),
-                               mods.get("TimezoneOffsetFromUTC")) or utcnow()
+            pps.ended_at = (
+                _dt(
+                    mods.get("PerformedProcedureStepEndDate", ""),
+                    mods.get("PerformedProcedureStepEndTime", ""),
+                    mods.get("TimezoneOffsetFromUTC"),
+                )
+                or utcnow()
+            )
             if step is not None and step.status not in FINAL_STATES:
                 if step.status in STARTABLE:
                     set_step_status(step, SPSStatus.STARTED, "mpps")
-                set_step_status(step, SPSStatus.COMPLETED if new_status == COMPLETED else SPSStatus.DISCONTINUED, "mpps")
+                set_step_status(
+                    step, SPSStatus.COMPLETED if new_status == COMPLETED else SPSStatus.DISCONTINUED, "mpps"
+                )
         session.flush()
         log.info("MPPS %s %s (%d instances)", sop_uid, new_status, pps.instance_count)
         return Outcome(SUCCESS)

@@ -1,5 +1,6 @@
 """Pages of image tracking: the unmatched-studies inbox (link, undo), the sync status,
 patient merge, and an order's journey."""
+
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for

@@ -8,6 +8,7 @@ longer has as deleted. The events it replays are built by `StudyEvent.from_ortha
 the same REST answers the plugin reads, so a study links here exactly as it would from
 the feed (SPS IDs and sending AE included).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,10 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
     in_orthanc = set(orthanc.study_ids())
     report.orthanc_studies = len(in_orthanc)
     with transaction(sessions) as s:
-        known = {row.orthanc_id: (row.study_instance_uid, row.series_count, row.instance_count)
-                 for row in s.scalars(select(Study).where(Study.deleted_at.is_(None)))}
+        known = {
+            row.orthanc_id: (row.study_instance_uid, row.series_count, row.instance_count)
+            for row in s.scalars(select(Study).where(Study.deleted_at.is_(None)))
+        }
     for oid in sorted(in_orthanc):
         mine = known.get(oid)
         if mine is not None:
@@ -85,6 +88,10 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
     with transaction(sessions) as s:
         sync_state.put(s, sync_state.RECONCILE, asdict(report))
     if report.added or report.updated or report.deleted:
-        log.warning("reconciliation repaired drift: %d added, %d updated, %d deleted",
-                    report.added, report.updated, report.deleted)
+        log.warning(
+            "reconciliation repaired drift: %d added, %d updated, %d deleted",
+            report.added,
+            report.updated,
+            report.deleted,
+        )
     return report

@@ -1,5 +1,6 @@
 """Named sync facts (plugin cursor, last reconciliation) and the health summary built
 from them: backlog of Orthanc changes not yet delivered, last sync, pending corrections."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -43,8 +44,13 @@ def summary(session: Session, orthanc_last: int | None) -> dict:
     failed = session.scalar(select(func.count(OrthancTask.id)).where(OrthancTask.state == "failed")) or 0
     unmatched = session.scalar(select(func.count()).select_from(unmatched_studies().subquery())) or 0
     return {
-        "feed_cursor": cursor, "orthanc_last_change": last, "backlog": backlog,
+        "feed_cursor": cursor,
+        "orthanc_last_change": last,
+        "backlog": backlog,
         "last_sync": feed_at.isoformat() if feed_at else None,
-        "last_reconcile": rec_at.isoformat() if rec_at else None, "reconcile": rec or None,
-        "orthanc_tasks_pending": pending, "orthanc_tasks_failed": failed, "unmatched_studies": unmatched,
+        "last_reconcile": rec_at.isoformat() if rec_at else None,
+        "reconcile": rec or None,
+        "orthanc_tasks_pending": pending,
+        "orthanc_tasks_failed": failed,
+        "unmatched_studies": unmatched,
     }

@@ -4,6 +4,7 @@ corrections to Orthanc and reconciles Orthanc's studies with the RIS on a timer.
 Orthanc calls happen outside database transactions, so a slow modification job never
 holds a lock the RIS needs; each task's outcome is written in its own short transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,10 @@ def run_pending_tasks(sessions: sessionmaker[Session], orthanc: OrthancClient) -
     """Apply every pending task in order; a study whose task fails waits for the next round
     (its later tasks must not overtake it). Returns how many tasks were done."""
     with transaction(sessions) as s:
-        pending = [(t.id, t.study_id) for t in s.scalars(
-            select(OrthancTask).where(OrthancTask.state == "pending").order_by(OrthancTask.id))]
+        pending = [
+            (t.id, t.study_id)
+            for t in s.scalars(select(OrthancTask).where(OrthancTask.state == "pending").order_by(OrthancTask.id))
+        ]
     blocked: set[int] = set()
     done = 0
     for task_id, study_id in pending:

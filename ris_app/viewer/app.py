@@ -7,6 +7,7 @@ the viewer keeps its own session cookie (its own name: cookies ignore ports, and
 cookie on the same host must not be overwritten). Every proxied request re-checks that
 the user still exists, is active, and has a role allowed to see images.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,16 @@ TOKEN_MAX_AGE = 120  # seconds between the click in the RIS and the viewer's ans
 SESSION_MAX_AGE = 12 * 3600  # a viewer session outlives no working day; the RIS hands over again
 COOKIE_NAME = "orthanc_ris_viewer"
 # Response headers worth passing back from Orthanc; hop-by-hop ones are not.
-PASS_HEADERS = ("Content-Type", "Content-Length", "Content-Disposition", "ETag", "Last-Modified",
-                "Cache-Control", "Content-Encoding", "Location")
+PASS_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Disposition",
+    "ETag",
+    "Last-Modified",
+    "Cache-Control",
+    "Content-Encoding",
+    "Location",
+)
 CHUNK = 256 * 1024
 
 # Appended to OHIF's own app-config.js: one data source, Orthanc's DICOMweb, same origin.
@@ -106,8 +115,12 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     """The viewer part's WSGI app."""
     cfg = config or Config.from_env()
     app = Flask(__name__, static_folder=None)
-    app.config.update(SECRET_KEY=cfg.secret_key, SESSION_COOKIE_NAME=COOKIE_NAME,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.config.update(
+        SECRET_KEY=cfg.secret_key,
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     sessions = make_sessionmaker(make_engine(cfg.database_url))
     orthanc = requests.Session()
     if cfg.orthanc_username:  # Orthanc with authentication (Docker): the proxy logs in, users never do
@@ -134,20 +147,33 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         return redirect(f"http://{host}:{cfg.http_port}/login?next=/reading")
 
     def proxy(url: str) -> Response:
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")
+        }
         # orthanc-dicomweb writes BulkDataURIs for the host the browser asked (RFC 7239).
         headers["Forwarded"] = f"host={request.host};proto={request.scheme}"
         try:
-            upstream = orthanc.request(request.method, url, params=request.query_string.decode() or None,
-                                       data=request.get_data() if request.method in ("POST", "PUT") else None,
-                                       headers=headers, stream=True, timeout=(5, 300))
+            upstream = orthanc.request(
+                request.method,
+                url,
+                params=request.query_string.decode() or None,
+                data=request.get_data() if request.method in ("POST", "PUT") else None,
+                headers=headers,
+                stream=True,
+                timeout=(5, 300),
+            )
         except requests.RequestException as exc:
             log.warning("Orthanc unreachable from the viewer: %s", type(exc).__name__)
             return Response("Orthanc is unreachable\n", status=502, mimetype="text/plain")
         out = {k: v for k, v in upstream.headers.items() if k in PASS_HEADERS}
-        return Response(upstream.raw.stream(CHUNK, decode_content=False), status=upstream.status_code,
-                        headers=out, direct_passthrough=True)
+        return Response(
+            upstream.raw.stream(CHUNK, decode_content=False),
+            status=upstream.status_code,
+            headers=out,
+            direct_passthrough=True,
+        )
 
     @app.get("/healthz")
     def healthz():
@@ -181,9 +207,12 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def app_config():
         if user_role() is None:
             abort(401)
-        shipped = (ohif_dir / "app-config.js").read_text() if (ohif_dir / "app-config.js").exists() else "window.config={};"
-        return Response(shipped + CONFIG_OVERRIDE, mimetype="application/javascript",
-                        headers={"Cache-Control": "no-store"})
+        shipped = (
+            (ohif_dir / "app-config.js").read_text() if (ohif_dir / "app-config.js").exists() else "window.config={};"
+        )
+        return Response(
+            shipped + CONFIG_OVERRIDE, mimetype="application/javascript", headers={"Cache-Control": "no-store"}
+        )
 
     @app.get("/", defaults={"path": ""})
     @app.get("/<path:path>")
@@ -191,8 +220,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         if user_role() is None:
             return ris_login_redirect()
         if not (ohif_dir / "index.html").exists():
-            return Response("The OHIF viewer is not installed: run `make setup`.\n", status=503,
-                            mimetype="text/plain")
+            return Response("The OHIF viewer is not installed: run `make setup`.\n", status=503, mimetype="text/plain")
         if path and (ohif_dir / path).is_file():
             return send_from_directory(ohif_dir, path)
         # OHIF routes (/viewer, /local, ...) are client-side: every one gets index.html.

@@ -1,4 +1,5 @@
 """Per-request helpers shared by blueprints: the database session and the settings."""
+
 from __future__ import annotations
 
 import logging

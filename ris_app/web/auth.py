@@ -1,4 +1,5 @@
 """Who may do what: bearer tokens for the API, logins with roles for the pages."""
+
 from __future__ import annotations
 
 import functools
@@ -101,8 +102,7 @@ def login_required(*roles: str):
                 return redirect(url_for("auth.login", next=target))
             if not has_role(user, roles):
                 log.info("user %s (%s) refused %s %s", user.username, user.role, request.method, _route())
-                return forbidden(f"Your role ({user.role}) may not do this; it needs "
-                                 f"{' or '.join(roles)}.")
+                return forbidden(f"Your role ({user.role}) may not do this; it needs {' or '.join(roles)}.")
             return view(*args, **kwargs)
 
         wrapper.roles = roles  # read by may(): the navigation shows only what the user may open
@@ -150,10 +150,13 @@ def check_csrf():
     if expected and hmac.compare_digest(sent.encode(), expected.encode()):
         return None
     log.warning("form refused: missing or wrong CSRF token on %s", _route())
-    return render_template("message.html", title="Form expired",
-                           text="This form was not sent from a page of this session (it may have "
-                                "expired after you logged in again). Go back, reload the page and "
-                                "send it again."), 400
+    return render_template(
+        "message.html",
+        title="Form expired",
+        text="This form was not sent from a page of this session (it may have "
+        "expired after you logged in again). Go back, reload the page and "
+        "send it again.",
+    ), 400
 
 
 bp.before_request(check_csrf)

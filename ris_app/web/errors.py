@@ -1,4 +1,5 @@
 """Domain errors become HTTP answers here, and only here."""
+
 from __future__ import annotations
 
 from flask import Flask, jsonify, request
@@ -7,8 +8,14 @@ from werkzeug.exceptions import HTTPException
 from ris_app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable, error_body
 
 HTTP_STATUS: dict[type[DomainError], int] = {Invalid: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
-CODE_OF_STATUS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-                  503: "unavailable"}
+CODE_OF_STATUS = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    503: "unavailable",
+}
 
 
 class ApiError(DomainError):

@@ -1,4 +1,5 @@
 """Reading untrusted JSON input: each reader names the field and the reason it refuses."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -18,8 +19,9 @@ def json_body(request) -> dict[str, Any]:
     return data
 
 
-def text(body: dict, name: str, *, required: bool = False, max_len: int = 64, default: str = "",
-         forbid: str = "\\") -> str:
+def text(
+    body: dict, name: str, *, required: bool = False, max_len: int = 64, default: str = "", forbid: str = "\\"
+) -> str:
     value = body.get(name)
     if value is None or value == "":
         if required:
@@ -36,7 +38,11 @@ def text(body: dict, name: str, *, required: bool = False, max_len: int = 64, de
         raise ApiError(400, "holds a control character", field=name)
     bad = sorted({ch for ch in value if ch in forbid})
     if bad:
-        raise ApiError(400, f"holds {' and '.join(repr(ch) for ch in bad)}, which is not allowed here (a DICOM separator)", field=name)
+        raise ApiError(
+            400,
+            f"holds {' and '.join(repr(ch) for ch in bad)}, which is not allowed here (a DICOM separator)",
+            field=name,
+        )
     return value
 
 

@@ -1,6 +1,7 @@
 """REST API and pages of the worklist: the plugin's C-FIND endpoint, the day's steps,
 import of existing items, the C-FIND log and its explainer
 (REST API and a page), and the per-station worklist rule."""
+
 from __future__ import annotations
 
 import struct
@@ -47,12 +48,15 @@ def post_worklist_items():
     """Import worklist items; each is imported whole or not at all. 201 when all were
     imported, 207 when some were skipped, 400 when none was."""
     cfg = settings()
-    outcomes = [import_bytes(db(), data, name, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
-                for name, data in _uploads()]
+    outcomes = [
+        import_bytes(db(), data, name, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+        for name, data in _uploads()
+    ]
     good = sum(o.ok for o in outcomes)
     status = 201 if good == len(outcomes) else 207 if good else 400
-    return jsonify({"imported": good, "skipped": len(outcomes) - good,
-                    "items": [o.as_json() for o in outcomes]}), status
+    return jsonify(
+        {"imported": good, "skipped": len(outcomes) - good, "items": [o.as_json() for o in outcomes]}
+    ), status
 
 
 def _entry(query_id: int) -> WorklistQueryLog:
@@ -67,9 +71,15 @@ def _recent(limit: int = 100, calling_aet: str = "") -> list[WorklistQueryLog]:
 
 
 def _entry_json(e: WorklistQueryLog) -> dict:
-    return {"id": e.id, "received_at": e.received_at.isoformat(), "calling_aet": e.calling_aet,
-            "called_aet": e.called_aet, "answers": e.answers, "incomplete": e.incomplete,
-            "duration_ms": e.duration_ms}
+    return {
+        "id": e.id,
+        "received_at": e.received_at.isoformat(),
+        "calling_aet": e.calling_aet,
+        "called_aet": e.called_aet,
+        "answers": e.answers,
+        "incomplete": e.incomplete,
+        "duration_ms": e.duration_ms,
+    }
 
 
 @bp.get("/api/worklist/queries")
@@ -84,8 +94,14 @@ def get_worklist_queries():
 
 def _explain(query_id: int) -> dict:
     cfg = settings()
-    return explain(db(), _entry(query_id), default_statuses=cfg.worklist_statuses, limit=cfg.worklist_limit,
-                   accession=request.args.get("accession_number", ""), sps_id=request.args.get("sps_id", ""))
+    return explain(
+        db(),
+        _entry(query_id),
+        default_statuses=cfg.worklist_statuses,
+        limit=cfg.worklist_limit,
+        accession=request.args.get("accession_number", ""),
+        sps_id=request.args.get("sps_id", ""),
+    )
 
 
 @bp.get("/api/worklist/queries/<int:query_id>/explain")
@@ -141,14 +157,25 @@ def get_worklist():
         if bad:
             raise ApiError(400, f"unknown status {bad[0]}", field="status")
     items = []
-    for step in day_steps(db(), day, modality=request.args.get("modality", "").upper(),
-                          station_aet=request.args.get("station_aet", ""), statuses=statuses):
+    for step in day_steps(
+        db(),
+        day,
+        modality=request.args.get("modality", "").upper(),
+        station_aet=request.args.get("station_aet", ""),
+        statuses=statuses,
+    ):
         order = step.requested_procedure.order
         item = step_json(step)
         item.pop("history")
-        item.update(accession_number=order.accession_number, priority=order.priority,
-                    patient={"mrn": order.patient.mrn, "family_name": order.patient.family_name,
-                             "given_name": order.patient.given_name})
+        item.update(
+            accession_number=order.accession_number,
+            priority=order.priority,
+            patient={
+                "mrn": order.patient.mrn,
+                "family_name": order.patient.family_name,
+                "given_name": order.patient.given_name,
+            },
+        )
         items.append(item)
     return jsonify({"date": day.isoformat(), "items": items})
 
@@ -163,12 +190,23 @@ def post_worklist_find():
     started = time.perf_counter()
     calling = request.headers.get("X-Calling-AET", "").strip()
     try:
-        result = worklist.find(db(), request.get_data(), default_statuses=cfg.worklist_statuses,
-                               limit=cfg.worklist_limit, calling_aet=calling)
+        result = worklist.find(
+            db(),
+            request.get_data(),
+            default_statuses=cfg.worklist_statuses,
+            limit=cfg.worklist_limit,
+            calling_aet=calling,
+        )
     except worklist.WorklistQueryError as exc:
         raise ApiError(400, str(exc), field="body") from None
-    log_query(db(), result.query, calling, request.headers.get("X-Called-AET", "").strip(), result,
-              (time.perf_counter() - started) * 1000)
+    log_query(
+        db(),
+        result.query,
+        calling,
+        request.headers.get("X-Called-AET", "").strip(),
+        result,
+        (time.perf_counter() - started) * 1000,
+    )
     db().commit()  # the log entry, and items rebuilt lazily
     payload = b"".join(struct.pack(">I", len(item)) + item for item in result.items)
     resp = Response(payload, mimetype="application/octet-stream")

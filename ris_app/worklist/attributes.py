@@ -9,6 +9,7 @@ matching key (False: return key only, a value sent for it is ignored as dcmtk's 
 does). The rows are every return key of PS3.4 Table K.6-1; the item builder, the C-FIND
 matcher, the importer and the query explainer all read this table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -120,7 +121,8 @@ def _name_prefilter(q: str):
         clause = and_(name >= low, name < low[:-1] + chr(ord(low[-1]) + 1))
     # As a subquery: SQLite then starts from the name index even without statistics.
     return SPS.requested_procedure_id.in_(
-        select(RequestedProcedure.id).join(RequestedProcedure.order).join(Order.patient).where(clause))
+        select(RequestedProcedure.id).join(RequestedProcedure.order).join(Order.patient).where(clause)
+    )
 
 
 A = WorklistAttribute
@@ -154,11 +156,29 @@ WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
     A("ReferringPhysicianName", "PN", False, lambda s: _order(s).referring_physician),
     A("RequestingPhysician", "PN", False),
     A("RequestingService", "LO", False, matching=False),
-    A("PlacerOrderNumberImagingServiceRequest", "LO", False, lambda s: _order(s).placer_order_number, Order.placer_order_number),
-    A("FillerOrderNumberImagingServiceRequest", "LO", False, lambda s: _order(s).filler_order_number, Order.filler_order_number),
+    A(
+        "PlacerOrderNumberImagingServiceRequest",
+        "LO",
+        False,
+        lambda s: _order(s).placer_order_number,
+        Order.placer_order_number,
+    ),
+    A(
+        "FillerOrderNumberImagingServiceRequest",
+        "LO",
+        False,
+        lambda s: _order(s).filler_order_number,
+        Order.filler_order_number,
+    ),
     A("ImagingServiceRequestComments", "LT", False, matching=False),
     # Requested procedure
-    A("RequestedProcedureID", "SH", False, lambda s: _rp(s).requested_procedure_id, RequestedProcedure.requested_procedure_id),
+    A(
+        "RequestedProcedureID",
+        "SH",
+        False,
+        lambda s: _rp(s).requested_procedure_id,
+        RequestedProcedure.requested_procedure_id,
+    ),
     A("RequestedProcedureDescription", "LO", False, lambda s: _rp(s).description),
     A("RequestedProcedureCodeSequence", "SQ", False),
     A("StudyInstanceUID", "UI", False, lambda s: _rp(s).study_instance_uid, RequestedProcedure.study_instance_uid),

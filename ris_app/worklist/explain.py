@@ -5,6 +5,7 @@ rule, the answer cap) or warn when its text cannot travel in the query's charact
 Every C-FIND is logged in the `worklist_query_log` table (calling AE, called AE, keys as
 DICOM JSON, answer count); the log files only ever get the key names.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,18 +39,25 @@ _PRUNE_EVERY = 500
 _logged_since_prune = 0
 
 
-def log_query(session: Session, wq: WorklistQuery, calling_aet: str, called_aet: str,
-              result: WorklistResult, duration_ms: float) -> WorklistQueryLog:
-    entry = WorklistQueryLog(calling_aet=calling_aet[:16], called_aet=called_aet[:16],
-                             query=wq.dataset.to_json_dict(), answers=len(result.items),
-                             incomplete=result.incomplete, duration_ms=round(duration_ms, 2))
+def log_query(
+    session: Session, wq: WorklistQuery, calling_aet: str, called_aet: str, result: WorklistResult, duration_ms: float
+) -> WorklistQueryLog:
+    entry = WorklistQueryLog(
+        calling_aet=calling_aet[:16],
+        called_aet=called_aet[:16],
+        query=wq.dataset.to_json_dict(),
+        answers=len(result.items),
+        incomplete=result.incomplete,
+        duration_ms=round(duration_ms, 2),
+    )
     session.add(entry)
     global _logged_since_prune
     _logged_since_prune += 1
     if _logged_since_prune >= _PRUNE_EVERY:  # now and then, not on every scanner poll
         _logged_since_prune = 0
-        session.execute(delete(WorklistQueryLog).where(
-            WorklistQueryLog.received_at < utcnow() - timedelta(days=LOG_KEEP_DAYS)))
+        session.execute(
+            delete(WorklistQueryLog).where(WorklistQueryLog.received_at < utcnow() - timedelta(days=LOG_KEEP_DAYS))
+        )
     return entry
 
 
@@ -96,8 +104,9 @@ def _misdecoded(cond, view: StepView, conditions) -> str:
     return fixed if condition_matches(view, replace(cond, value=fixed), conditions) else ""
 
 
-def candidates(session: Session, entry: WorklistQueryLog, wq: WorklistQuery,
-               accession: str = "", sps_id: str = "") -> Sequence[SPS]:
+def candidates(
+    session: Session, entry: WorklistQueryLog, wq: WorklistQuery, accession: str = "", sps_id: str = ""
+) -> Sequence[SPS]:
     """The steps the scanner may have expected: those named, else the ones scheduled on
     its AE title within a week of the date it asked for (or of the query)."""
     stmt = select(SPS).join(SPS.requested_procedure).join(RequestedProcedure.order)
@@ -114,14 +123,23 @@ def candidates(session: Session, entry: WorklistQueryLog, wq: WorklistQuery,
         if date_cond:
             with contextlib.suppress(ValueError):
                 day = datetime.strptime(date_cond.value.replace("-", "")[:8], "%Y%m%d").date()
-        stmt = stmt.where(SPS.station_aet.contains(entry.calling_aet),
-                          SPS.start_datetime >= site_day_bounds(day - timedelta(days=7))[0],
-                          SPS.start_datetime < site_day_bounds(day + timedelta(days=7))[1])
+        stmt = stmt.where(
+            SPS.station_aet.contains(entry.calling_aet),
+            SPS.start_datetime >= site_day_bounds(day - timedelta(days=7))[0],
+            SPS.start_datetime < site_day_bounds(day + timedelta(days=7))[1],
+        )
     return session.scalars(stmt.order_by(SPS.start_datetime, SPS.id).limit(CANDIDATE_CAP)).all()
 
 
-def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequence[str], limit: int,
-            accession: str = "", sps_id: str = "") -> dict:
+def explain(
+    session: Session,
+    entry: WorklistQueryLog,
+    *,
+    default_statuses: Sequence[str],
+    limit: int,
+    accession: str = "",
+    sps_id: str = "",
+) -> dict:
     """For each candidate step: answered or not, and every rule that kept it out."""
     wq = query_from_dataset(Dataset.from_json(entry.query))
     conditions, station_rule = effective_conditions(session, wq, entry.calling_aet)
@@ -132,22 +150,36 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
         view = StepView(step)
         reasons = []
         if not asks_status and step.status not in default_statuses:
-            reasons.append({"rule": "status", "key": STATUS.keyword, "step_has": step.status,
-                            "why": f"only {', '.join(default_statuses)} steps are answered when the query "
-                                   "asks for no ScheduledProcedureStepStatus"})
+            reasons.append(
+                {
+                    "rule": "status",
+                    "key": STATUS.keyword,
+                    "step_has": step.status,
+                    "why": f"only {', '.join(default_statuses)} steps are answered when the query "
+                    "asks for no ScheduledProcedureStepStatus",
+                }
+            )
         for cond in conditions:
             if condition_matches(view, cond, conditions):
                 continue
-            reason = {"rule": "station rule" if cond.added_by else _rule(cond.attr), "key": cond.attr.keyword,
-                      "asked": cond.value, "step_has": view.value(cond.attr) if cond.attr.vr != "SQ" else "(sequence)"}
+            reason = {
+                "rule": "station rule" if cond.added_by else _rule(cond.attr),
+                "key": cond.attr.keyword,
+                "asked": cond.value,
+                "step_has": view.value(cond.attr) if cond.attr.vr != "SQ" else "(sequence)",
+            }
             misread = _misdecoded(cond, view, conditions)
             if misread:
                 reason["rule"] = "charset"
-                reason["why"] = (f"the query declares {wq.charset or 'no character set'} but its {cond.attr.keyword} "
-                                 f"bytes are UTF-8: read as UTF-8 it is {misread!r}, which matches")
+                reason["why"] = (
+                    f"the query declares {wq.charset or 'no character set'} but its {cond.attr.keyword} "
+                    f"bytes are UTF-8: read as UTF-8 it is {misread!r}, which matches"
+                )
             elif cond.added_by:
-                reason["why"] = (f"station {entry.calling_aet} answers only its own steps when the query names "
-                                 "no ScheduledStationAETitle")
+                reason["why"] = (
+                    f"station {entry.calling_aet} answers only its own steps when the query names "
+                    "no ScheduledStationAETitle"
+                )
             elif cond.attr.keyword in ("ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"):
                 reason["why"] = "outside the scheduled start date/time asked (date and time matched combined)"
             else:
@@ -156,9 +188,14 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
         notes = []
         problems = _charset_problems(step, wq.charset)
         if problems:
-            notes.append({"rule": "charset", "why": f"the query's character set ({wq.charset or 'default repertoire'}) "
-                          f"cannot carry {', '.join(problems)}: the scanner may show it garbled",
-                          "keys": problems})
+            notes.append(
+                {
+                    "rule": "charset",
+                    "why": f"the query's character set ({wq.charset or 'default repertoire'}) "
+                    f"cannot carry {', '.join(problems)}: the scanner may show it garbled",
+                    "keys": problems,
+                }
+            )
         answered = not reasons
         if answered:
             matched += 1
@@ -166,16 +203,30 @@ def explain(session: Session, entry: WorklistQueryLog, *, default_statuses: Sequ
                 answered = False
                 reasons.append({"rule": "limit", "why": f"matched, but the answer was cut at {limit} items"})
         order = step.requested_procedure.order
-        steps_out.append({"accession_number": order.accession_number, "sps_id": step.sps_id,
-                          "status": step.status, "station_aet": step.station_aet,
-                          "scheduled_start": to_site(step.start_datetime).isoformat(), "answered": answered,
-                          "reasons": reasons, "notes": notes})
+        steps_out.append(
+            {
+                "accession_number": order.accession_number,
+                "sps_id": step.sps_id,
+                "status": step.status,
+                "station_aet": step.station_aet,
+                "scheduled_start": to_site(step.start_datetime).isoformat(),
+                "answered": answered,
+                "reasons": reasons,
+                "notes": notes,
+            }
+        )
     return {
-        "query_id": entry.id, "received_at": entry.received_at.isoformat(), "calling_aet": entry.calling_aet,
-        "called_aet": entry.called_aet, "answers": entry.answers, "incomplete": entry.incomplete,
+        "query_id": entry.id,
+        "received_at": entry.received_at.isoformat(),
+        "calling_aet": entry.calling_aet,
+        "called_aet": entry.called_aet,
+        "answers": entry.answers,
+        "incomplete": entry.incomplete,
         "keys": [{"key": c.attr.keyword, "value": c.value, "added_by": c.added_by or "query"} for c in conditions],
-        "station_rule": station_rule, "default_statuses": list(default_statuses) if not asks_status else [],
-        "character_set": wq.charset, "steps": steps_out,
+        "station_rule": station_rule,
+        "default_statuses": list(default_statuses) if not asks_status else [],
+        "character_set": wq.charset,
+        "steps": steps_out,
     }
 
 

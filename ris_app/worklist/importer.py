@@ -7,6 +7,7 @@ would differ from the original (an existing patient spelled otherwise, a PN with
 ideographic groups) the original is pinned so the answer stays identical. Each item is
 imported in its own transaction: a bad one is reported and skipped, nothing of it stays.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,13 +44,24 @@ PINNED_KEY = "pinned"  # not a DICOM JSON tag: the tags whose original value win
 
 # Model column sizes the imported values must fit (PostgreSQL enforces them).
 MAX_LEN = {
-    "PatientID": 64, "IssuerOfPatientID": 64, "AccessionNumber": 16, "RequestedProcedureID": 16,
-    "RequestedProcedureDescription": 64, "StudyInstanceUID": 64, "RequestedProcedurePriority": 16,
-    "ReferringPhysicianName": 128, "ReasonForTheRequestedProcedure": 255,
-    "PlacerOrderNumberImagingServiceRequest": 64, "FillerOrderNumberImagingServiceRequest": 64,
-    "Modality": 16, "ScheduledStationAETitle": 128, "ScheduledStationName": 16,
-    "ScheduledProcedureStepLocation": 16, "ScheduledProcedureStepDescription": 64,
-    "ScheduledPerformingPhysicianName": 128, "ScheduledProcedureStepID": 16,
+    "PatientID": 64,
+    "IssuerOfPatientID": 64,
+    "AccessionNumber": 16,
+    "RequestedProcedureID": 16,
+    "RequestedProcedureDescription": 64,
+    "StudyInstanceUID": 64,
+    "RequestedProcedurePriority": 16,
+    "ReferringPhysicianName": 128,
+    "ReasonForTheRequestedProcedure": 255,
+    "PlacerOrderNumberImagingServiceRequest": 64,
+    "FillerOrderNumberImagingServiceRequest": 64,
+    "Modality": 16,
+    "ScheduledStationAETitle": 128,
+    "ScheduledStationName": 16,
+    "ScheduledProcedureStepLocation": 16,
+    "ScheduledProcedureStepDescription": 64,
+    "ScheduledPerformingPhysicianName": 128,
+    "ScheduledProcedureStepID": 16,
 }
 
 
@@ -212,8 +224,9 @@ def _extra_json(ds: Dataset) -> dict:
 
 
 # ------------------------------------------------------------------ importing
-def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS", uid_root: str = "",
-                source: str = "") -> ImportOutcome:
+def import_item(
+    session: Session, ds: Dataset, *, accession_prefix: str = "RIS", uid_root: str = "", source: str = ""
+) -> ImportOutcome:
     """Create patient (or reuse by PatientID + issuer), order, requested procedure and
     scheduled step for one worklist item, in the caller's transaction."""
     seq = ds.get("ScheduledProcedureStepSequence")
@@ -225,8 +238,10 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
     patient = find_patient(session, mrn, issuer)
     if patient is None:
         parts = pn_components(_text(ds, "PatientName"))
-        patient = create_patient(session, PatientData(
-            mrn=mrn, issuer=issuer, birth_date=_birth_date(ds), sex=_text(ds, "PatientSex")[:1], **parts))
+        patient = create_patient(
+            session,
+            PatientData(mrn=mrn, issuer=issuer, birth_date=_birth_date(ds), sex=_text(ds, "PatientSex")[:1], **parts),
+        )
     accession = _text(ds, "AccessionNumber")
     sps_id = _text(sps, "ScheduledProcedureStepID")
     if sps_id and session.scalar(select(SPS.id).where(SPS.sps_id == sps_id)) is not None:
@@ -236,19 +251,30 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
         warnings.append(f"ScheduledProcedureStepStatus {status!r} is not one the RIS knows: SCHEDULED used")
         status = SPSStatus.SCHEDULED
     try:
-        order = create_order(session, OrderData(
-            patient=patient, procedure=None, modality=_text(sps, "Modality"), scheduled_start=_start(sps),
-            station_aet=_text(sps, "ScheduledStationAETitle"), station_name=_text(sps, "ScheduledStationName"),
-            location=_text(sps, "ScheduledProcedureStepLocation"), accession_number=accession,
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            placer_order_number=_text(ds, "PlacerOrderNumberImagingServiceRequest"),
-            filler_order_number=_text(ds, "FillerOrderNumberImagingServiceRequest"),
-            priority=_text(ds, "RequestedProcedurePriority"),
-            referring_physician=_text(ds, "ReferringPhysicianName"),
-            reason_for_exam=_text(ds, "ReasonForTheRequestedProcedure"),
-            description=_text(sps, "ScheduledProcedureStepDescription"),
-            performing_physician=_text(sps, "ScheduledPerformingPhysicianName"),
-        ), accession_prefix=accession_prefix, uid_root=uid_root, source="import")
+        order = create_order(
+            session,
+            OrderData(
+                patient=patient,
+                procedure=None,
+                modality=_text(sps, "Modality"),
+                scheduled_start=_start(sps),
+                station_aet=_text(sps, "ScheduledStationAETitle"),
+                station_name=_text(sps, "ScheduledStationName"),
+                location=_text(sps, "ScheduledProcedureStepLocation"),
+                accession_number=accession,
+                study_instance_uid=_text(ds, "StudyInstanceUID"),
+                placer_order_number=_text(ds, "PlacerOrderNumberImagingServiceRequest"),
+                filler_order_number=_text(ds, "FillerOrderNumberImagingServiceRequest"),
+                priority=_text(ds, "RequestedProcedurePriority"),
+                referring_physician=_text(ds, "ReferringPhysicianName"),
+                reason_for_exam=_text(ds, "ReasonForTheRequestedProcedure"),
+                description=_text(sps, "ScheduledProcedureStepDescription"),
+                performing_physician=_text(sps, "ScheduledPerformingPhysicianName"),
+            ),
+            accession_prefix=accession_prefix,
+            uid_root=uid_root,
+            source="import",
+        )
     except DomainError as exc:
         raise BadItem(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
     rp = order.requested_procedures[0]
@@ -269,16 +295,22 @@ def import_item(session: Session, ds: Dataset, *, accession_prefix: str = "RIS",
     built = pydicom.dcmread(io.BytesIO(build_item(step)))
     pinned, added, overridden = _differences(ds, built)
     if overridden:
-        warnings.append("the RIS's records answer otherwise than the item for " + ", ".join(overridden)
-                        + " (patient registered before, or differing between items)")
+        warnings.append(
+            "the RIS's records answer otherwise than the item for "
+            + ", ".join(overridden)
+            + " (patient registered before, or differing between items)"
+        )
     step.extra_attributes = {**extra, "added": added}
     if pinned:
         step.extra_attributes = {**extra, "added": added, PINNED_KEY: pinned}
-        warnings.append(f"{len(pinned)} attribute(s) differ from the RIS records and answer as imported: "
-                        + ", ".join(pinned))
+        warnings.append(
+            f"{len(pinned)} attribute(s) differ from the RIS records and answer as imported: " + ", ".join(pinned)
+        )
     step_changed(step)
     session.flush()
-    log.info("worklist item imported from %s: order %s, step %s", source or "request", order.accession_number, step.sps_id)
+    log.info(
+        "worklist item imported from %s: order %s, step %s", source or "request", order.accession_number, step.sps_id
+    )
     return ImportOutcome(source, True, order.accession_number, step.sps_id, warnings=warnings)
 
 

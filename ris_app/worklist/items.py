@@ -4,6 +4,7 @@ Items are kept on the step as DICOM Part 10 bytes in UTF-8, so answering a C-FIN
 builds DICOM (see `query`). `refresh_worklist_item` is called by the one place that is
 told a step changed (`ris_app.scheduling.orders.step_changed`).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,6 @@ from ris_app.worklist.attributes import (
 log = logging.getLogger(__name__)
 
 MWL_FIND_SOP_CLASS = "1.2.840.10008.5.1.4.31"
-
-
 
 
 def build_item(step: SPS) -> bytes:
@@ -82,8 +81,7 @@ def apply_extra(ds: Dataset, extra: dict) -> None:
         first = Dataset.from_json(items[0])
         target = ds.ScheduledProcedureStepSequence[0]
         for elem in first:
-            if (elem.tag not in target or _is_empty(target[elem.tag])
-                    or f"{SPS_SEQUENCE_TAG}/{elem.tag:08X}" in pinned):
+            if elem.tag not in target or _is_empty(target[elem.tag]) or f"{SPS_SEQUENCE_TAG}/{elem.tag:08X}" in pinned:
                 target[elem.tag] = elem
         for more in items[1:]:  # items beyond the first are kept as they were
             ds.ScheduledProcedureStepSequence.append(Dataset.from_json(more))

@@ -5,6 +5,7 @@ single value, list, wildcard, range (also the combined Scheduled Procedure Step 
 and time), sequence matching, several values in one stored attribute, and PN matching
 insensitive to case, against every component group.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,6 @@ START_TIME = BY_KEYWORD["ScheduledProcedureStepStartTime"]
 
 class WorklistQueryError(ValueError):
     """The query itself cannot be read (not DICOM, or no dataset)."""
-
-
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Answering a Modality Worklist C-FIND: a SQL prefilter on indexed columns, the Python
 finish of `matching` on the few rows left, and the stored items of `items`.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 START_DATE = BY_KEYWORD["ScheduledProcedureStepStartDate"]
 STATION_AET = BY_KEYWORD["ScheduledStationAETitle"]
 STATUS = BY_KEYWORD["ScheduledProcedureStepStatus"]
-
-
 
 
 # --------------------------------------------------------------------- SQL prefilter
@@ -133,8 +132,11 @@ def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[s
             .join(SPS.requested_procedure)
             .join(RequestedProcedure.order)
             .join(Order.patient)
-            .options(contains_eager(SPS.requested_procedure).contains_eager(RequestedProcedure.order)
-                     .contains_eager(Order.patient))
+            .options(
+                contains_eager(SPS.requested_procedure)
+                .contains_eager(RequestedProcedure.order)
+                .contains_eager(Order.patient)
+            )
         )
     if not any(c.attr is STATUS for c in conditions):
         stmt = stmt.where(_answered_status(default_statuses))
@@ -182,24 +184,33 @@ def _project(step: SPS, conditions: Sequence[Condition]) -> bytes | None:
     return buf.getvalue()
 
 
-def _find_universal(session: Session, wq: WorklistQuery, default_statuses: Sequence[str], limit: int,
-                    calling_aet: str) -> WorklistResult:
+def _find_universal(
+    session: Session, wq: WorklistQuery, default_statuses: Sequence[str], limit: int, calling_aet: str
+) -> WorklistResult:
     """No key restricts the answer: the first `limit` stored items in schedule order,
     read without loading steps (items missing are built on the slow path)."""
     rows = session.execute(
-        select(SPS.id, SPS.worklist_item).where(_answered_status(default_statuses))
-        .order_by(SPS.start_datetime, SPS.id).limit(limit + 1)).all()
+        select(SPS.id, SPS.worklist_item)
+        .where(_answered_status(default_statuses))
+        .order_by(SPS.start_datetime, SPS.id)
+        .limit(limit + 1)
+    ).all()
     incomplete = len(rows) > limit
     items = []
     for step_id, item in rows[:limit]:
         items.append(item if item is not None else stored_item(session.get(SPS, step_id)))
-    log.info("worklist query from %s: universal, %d answer(s)%s", calling_aet or "?", len(items),
-             " (incomplete)" if incomplete else "")
+    log.info(
+        "worklist query from %s: universal, %d answer(s)%s",
+        calling_aet or "?",
+        len(items),
+        " (incomplete)" if incomplete else "",
+    )
     return WorklistResult(items, incomplete, len(rows), wq, False)
 
 
-def find(session: Session, query: bytes, *, default_statuses: Sequence[str], limit: int,
-         calling_aet: str = "") -> WorklistResult:
+def find(
+    session: Session, query: bytes, *, default_statuses: Sequence[str], limit: int, calling_aet: str = ""
+) -> WorklistResult:
     """Answer one C-FIND MWL query with stored worklist items."""
     wq = read_worklist_query(query)
     conditions, station_rule = effective_conditions(session, wq, calling_aet)
@@ -207,8 +218,7 @@ def find(session: Session, query: bytes, *, default_statuses: Sequence[str], lim
         return _find_universal(session, wq, default_statuses, limit, calling_aet)
     # A name prefilter is the selective one: SQLite (without statistics) would rather walk
     # the start-time index to skip sorting, so those candidates are sorted here instead.
-    in_sql_order = not any(c.attr.prefilter is not None and c.attr.prefilter(c.value) is not None
-                           for c in conditions)
+    in_sql_order = not any(c.attr.prefilter is not None and c.attr.prefilter(c.value) is not None for c in conditions)
     stmt = base_statement(conditions, default_statuses, ordered=in_sql_order)
     items: list[bytes] = []
     considered = 0
@@ -227,9 +237,14 @@ def find(session: Session, query: bytes, *, default_statuses: Sequence[str], lim
     finally:
         result.close()
     # Key names only: values may be patient data, logged at DEBUG only.
-    log.info("worklist query from %s: keys %s, %d row(s) considered, %d answer(s)%s",
-             calling_aet or "?", ",".join(sorted({c.attr.keyword for c in conditions})) or "(none)",
-             considered, len(items), " (incomplete)" if incomplete else "")
+    log.info(
+        "worklist query from %s: keys %s, %d row(s) considered, %d answer(s)%s",
+        calling_aet or "?",
+        ",".join(sorted({c.attr.keyword for c in conditions})) or "(none)",
+        considered,
+        len(items),
+        " (incomplete)" if incomplete else "",
+    )
     log.debug("worklist query values: %s", [(c.attr.keyword, c.value) for c in conditions])
     return WorklistResult(items, incomplete, considered, wq, station_rule)
 

@@ -4,6 +4,7 @@ The RIS stores UTC; the department (ORTHANC_RIS_TIMEZONE) and its scanners and E
 write wall-clock time. Each edge must convert on purpose, never through the server's zone
 ($TZ, here set to yet another zone) and never by dropping an offset.
 """
+
 from __future__ import annotations
 
 import io
@@ -83,11 +84,16 @@ def make_site(tmp_path, database_url, server_tz):
     def make(zone: str):
         server_tz(THIRD_ZONE[zone])
         assert datetime.now().astimezone().utcoffset() != ZoneInfo(zone).utcoffset(datetime(2026, 11, 30))
-        cfg = Config.from_env({
-            "ORTHANC_RIS_HOME": str(tmp_path / "home"), "ORTHANC_RIS_DATABASE_URL": database_url,
-            "ORTHANC_RIS_API_TOKEN": TOKEN, "ORTHANC_RIS_SECRET_KEY": "test-secret",
-            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()), "ORTHANC_RIS_TIMEZONE": zone,
-        })
+        cfg = Config.from_env(
+            {
+                "ORTHANC_RIS_HOME": str(tmp_path / "home"),
+                "ORTHANC_RIS_DATABASE_URL": database_url,
+                "ORTHANC_RIS_API_TOKEN": TOKEN,
+                "ORTHANC_RIS_SECRET_KEY": "test-secret",
+                "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
+                "ORTHANC_RIS_TIMEZONE": zone,
+            }
+        )
         app = create_app(cfg)
         app.config["TESTING"] = True
         with transaction(app.extensions["ris_sessions"]) as s:
@@ -103,8 +109,11 @@ def make_site(tmp_path, database_url, server_tz):
 def _order(client, mrn: str, start: str, aet: str = "CT1") -> dict:
     r = client.post("/api/patients", json={"mrn": mrn, "family_name": "Zone", "given_name": "Tess"}, headers=AUTH)
     assert r.status_code in (201, 409), r.json
-    r = client.post("/api/orders", json={"mrn": mrn, "procedure_code": "CTHEAD", "station_aet": aet,
-                                         "scheduled_start": start}, headers=AUTH)
+    r = client.post(
+        "/api/orders",
+        json={"mrn": mrn, "procedure_code": "CTHEAD", "station_aet": aet, "scheduled_start": start},
+        headers=AUTH,
+    )
     assert r.status_code == 201, r.json
     return r.json
 
@@ -117,13 +126,20 @@ def _stored_start(app, accession: str) -> datetime:
 def _raw_start(app, accession: str):
     """The start as the database holds it: SQLite's text, PostgreSQL's instant in UTC."""
     engine = app.extensions["ris_engine"]
-    expr = ("sps.start_datetime" if engine.dialect.name == "sqlite"
-            else "to_char(sps.start_datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')")
+    expr = (
+        "sps.start_datetime"
+        if engine.dialect.name == "sqlite"
+        else "to_char(sps.start_datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+    )
     with engine.connect() as conn:
-        return conn.execute(text(
-            f"SELECT {expr} FROM scheduled_procedure_step sps JOIN requested_procedure rp "
-            "ON rp.id = sps.requested_procedure_id JOIN imaging_order o ON o.id = rp.order_id "
-            "WHERE o.accession_number = :acc"), {"acc": accession}).scalar()
+        return conn.execute(
+            text(
+                f"SELECT {expr} FROM scheduled_procedure_step sps JOIN requested_procedure rp "
+                "ON rp.id = sps.requested_procedure_id JOIN imaging_order o ON o.id = rp.order_id "
+                "WHERE o.accession_number = :acc"
+            ),
+            {"acc": accession},
+        ).scalar()
 
 
 def _sps(item):
@@ -132,14 +148,17 @@ def _sps(item):
 
 
 # ------------------------------------------------------------------ orders and the worklist
-@pytest.mark.parametrize("entered, utc, back", [
-    # Site time (no offset): New York is UTC-5 in November, UTC-4 in July.
-    ("2026-11-30T14:30", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "2026-11-30T14:30:00-05:00"),
-    ("2026-07-01T14:30", datetime(2026, 7, 1, 18, 30, tzinfo=UTC), "2026-07-01T14:30:00-04:00"),
-    # An offset is honoured: that instant, shown back in site time.
-    ("2026-11-30T14:30:00+01:00", datetime(2026, 11, 30, 13, 30, tzinfo=UTC), "2026-11-30T08:30:00-05:00"),
-    ("2026-11-30T19:30:00Z", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "2026-11-30T14:30:00-05:00"),
-])
+@pytest.mark.parametrize(
+    "entered, utc, back",
+    [
+        # Site time (no offset): New York is UTC-5 in November, UTC-4 in July.
+        ("2026-11-30T14:30", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "2026-11-30T14:30:00-05:00"),
+        ("2026-07-01T14:30", datetime(2026, 7, 1, 18, 30, tzinfo=UTC), "2026-07-01T14:30:00-04:00"),
+        # An offset is honoured: that instant, shown back in site time.
+        ("2026-11-30T14:30:00+01:00", datetime(2026, 11, 30, 13, 30, tzinfo=UTC), "2026-11-30T08:30:00-05:00"),
+        ("2026-11-30T19:30:00Z", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "2026-11-30T14:30:00-05:00"),
+    ],
+)
 def test_an_order_is_stored_in_utc_and_answered_in_site_time(make_site, entered, utc, back):
     app = make_site(NEW_YORK)
     client = app.test_client()
@@ -150,10 +169,17 @@ def test_an_order_is_stored_in_utc_and_answered_in_site_time(make_site, entered,
     assert _stored_start(app, acc) == utc
     assert str(_raw_start(app, acc)).startswith(utc.strftime("%Y-%m-%d %H:%M:%S"))
     local = datetime.fromisoformat(back)
-    items, _ = find(client, AUTH, query(sps={"ScheduledProcedureStepStartDate": local.strftime("%Y%m%d"),
-                                             "ScheduledProcedureStepStartTime": local.strftime("%H%M-%H%M")}))
-    assert [(i.AccessionNumber, *_sps(i)) for i in items] == [(acc, local.strftime("%Y%m%d"),
-                                                               local.strftime("%H%M%S"))]
+    items, _ = find(
+        client,
+        AUTH,
+        query(
+            sps={
+                "ScheduledProcedureStepStartDate": local.strftime("%Y%m%d"),
+                "ScheduledProcedureStepStartTime": local.strftime("%H%M-%H%M"),
+            }
+        ),
+    )
+    assert [(i.AccessionNumber, *_sps(i)) for i in items] == [(acc, local.strftime("%Y%m%d"), local.strftime("%H%M%S"))]
     day = client.get(f"/api/worklist?date={local.date().isoformat()}", headers=AUTH).json
     assert [(i["accession_number"], i["scheduled_start"]) for i in day["items"]] == [(acc, back)]
     assert client.get(f"/api/orders/{acc}/journey", headers=AUTH).json["scheduled_start"] == back
@@ -174,17 +200,28 @@ def test_the_order_form_reads_site_time(make_site):
     client = app.test_client()
     token = login(app, client, "clerk")
     client.post("/api/patients", json={"mrn": "TZ-3", "family_name": "Form"}, headers=AUTH)
-    r = client.post("/orders/new", data={"csrf_token": token, "mrn": "TZ-3", "procedure_code": "CTHEAD",
-                                         "scheduled_date": "2026-11-30", "scheduled_time": "09:00"})
+    r = client.post(
+        "/orders/new",
+        data={
+            "csrf_token": token,
+            "mrn": "TZ-3",
+            "procedure_code": "CTHEAD",
+            "scheduled_date": "2026-11-30",
+            "scheduled_time": "09:00",
+        },
+    )
     assert r.status_code == 302, r.get_data(as_text=True)
     acc = r.headers["Location"].rstrip("/").split("/")[-1]
     assert _stored_start(app, acc) == datetime(2026, 11, 30, 3, 30, tzinfo=UTC)  # 09:00 IST is 03:30 UTC
 
 
-@pytest.mark.parametrize("zone, at, utc_day", [
-    (NEW_YORK, "23:30", "2026-12-01"),  # 04:30 UTC the next day
-    (KOLKATA, "00:15", "2026-11-29"),  # 18:45 UTC the day before
-])
+@pytest.mark.parametrize(
+    "zone, at, utc_day",
+    [
+        (NEW_YORK, "23:30", "2026-12-01"),  # 04:30 UTC the next day
+        (KOLKATA, "00:15", "2026-11-29"),  # 18:45 UTC the day before
+    ],
+)
 def test_a_step_belongs_to_its_site_day_whatever_its_utc_day(make_site, zone, at, utc_day):
     app = make_site(zone)
     client = app.test_client()
@@ -218,11 +255,14 @@ def test_today_is_the_sites_today(make_site, monkeypatch):
 
 
 # ------------------------------------------------------------------ HL7 in and out
-@pytest.mark.parametrize("start, utc, local", [
-    ("20261130143000", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "143000"),  # site time
-    ("20261130143000+0100", datetime(2026, 11, 30, 13, 30, tzinfo=UTC), "083000"),  # that instant
-    ("202611301430-0500", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "143000"),
-])
+@pytest.mark.parametrize(
+    "start, utc, local",
+    [
+        ("20261130143000", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "143000"),  # site time
+        ("20261130143000+0100", datetime(2026, 11, 30, 13, 30, tzinfo=UTC), "083000"),  # that instant
+        ("202611301430-0500", datetime(2026, 11, 30, 19, 30, tzinfo=UTC), "143000"),
+    ],
+)
 def test_an_hl7_order_starts_at_the_instant_its_tq1_says(make_site, start, utc, local):
     app = make_site(NEW_YORK)
     sessions = app.extensions["ris_sessions"]
@@ -250,24 +290,36 @@ def test_hl7_status_messages_carry_site_time_with_its_offset(make_site):
 
 
 # ------------------------------------------------------------------ reports
-@pytest.mark.parametrize("signed, content_date, content_time, offset, printed", [
-    (datetime(2026, 11, 30, 19, 45, 10, tzinfo=UTC), "20261130", "144510", "-0500", "2026-11-30 14:45 EST"),
-    # Summer time, and the site's date is still the day before UTC's.
-    (datetime(2026, 7, 1, 3, 15, 0, tzinfo=UTC), "20260630", "231500", "-0400", "2026-06-30 23:15 EDT"),
-])
-def test_a_signed_report_carries_site_time_and_its_offset(make_site, monkeypatch, signed, content_date,
-                                                          content_time, offset, printed):
+@pytest.mark.parametrize(
+    "signed, content_date, content_time, offset, printed",
+    [
+        (datetime(2026, 11, 30, 19, 45, 10, tzinfo=UTC), "20261130", "144510", "-0500", "2026-11-30 14:45 EST"),
+        # Summer time, and the site's date is still the day before UTC's.
+        (datetime(2026, 7, 1, 3, 15, 0, tzinfo=UTC), "20260630", "231500", "-0400", "2026-06-30 23:15 EDT"),
+    ],
+)
+def test_a_signed_report_carries_site_time_and_its_offset(
+    make_site, monkeypatch, signed, content_date, content_time, offset, printed
+):
     app = make_site(NEW_YORK)
     monkeypatch.setattr(lifecycle, "utcnow", lambda: signed)  # sign at a known instant
     with app.extensions["ris_sessions"]() as s:
         user = create_user(s, "rad1", "password-123", "radiologist", full_name="Dr Rad")
         patient = create_patient(s, PatientData(mrn="TZ-R", family_name="Report", given_name="Ann"))
         proc = s.scalar(select(ProcedureCode).where(ProcedureCode.code == "CTHEAD"))
-        order = create_order(s, OrderData(patient=patient, procedure=proc, modality="CT",
-                                          scheduled_start=signed - timedelta(hours=2)))
-        study = Study(study_instance_uid="1.2.3.99", orthanc_id="o-99", order_id=order.id,
-                      accession_number=order.accession_number, patient_mrn="TZ-R", study_date=content_date,
-                      modalities="CT", instance_count=1)
+        order = create_order(
+            s, OrderData(patient=patient, procedure=proc, modality="CT", scheduled_start=signed - timedelta(hours=2))
+        )
+        study = Study(
+            study_instance_uid="1.2.3.99",
+            orthanc_id="o-99",
+            order_id=order.id,
+            accession_number=order.accession_number,
+            patient_mrn="TZ-R",
+            study_date=content_date,
+            modalities="CT",
+            instance_count=1,
+        )
         s.add(study)
         s.flush()
         report = lifecycle.start_report(s, study, user)
@@ -279,14 +331,22 @@ def test_a_signed_report_carries_site_time_and_its_offset(make_site, monkeypatch
         assert f"signed by Dr Rad on {printed}" in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
         for ds in (encapsulated_pdf(pdf, header, v), basic_text_sr(report, v, header)):
             back = pydicom.dcmread(io.BytesIO(dicom_bytes(ds)))
-            assert (back.ContentDate, back.ContentTime, back.TimezoneOffsetFromUTC) == \
-                (content_date, content_time, offset)
+            assert (back.ContentDate, back.ContentTime, back.TimezoneOffsetFromUTC) == (
+                content_date,
+                content_time,
+                offset,
+            )
             assert (back.InstanceCreationDate, back.InstanceCreationTime) == (content_date, content_time)
         sr = basic_text_sr(report, v, header)
         assert sr.VerifyingObserverSequence[0].VerificationDateTime == content_date + content_time
 
-        [row] = send_report_result(s, order, "Normal.", signed_at=v.signed_at,
-                                   settings=Hl7Settings(destinations=(Destination("EHR", "127.0.0.1", 1),)))
+        [row] = send_report_result(
+            s,
+            order,
+            "Normal.",
+            signed_at=v.signed_at,
+            settings=Hl7Settings(destinations=(Destination("EHR", "127.0.0.1", 1),)),
+        )
         msg = row.payload.encode()
         assert fields(msg, "OBR")[22] == fields(msg, "OBX")[14] == content_date + content_time + offset
         s.rollback()
@@ -316,8 +376,10 @@ def test_mpps_times_are_site_time_unless_the_modality_says_its_offset(make_site)
         from ris_app.model import PerformedProcedureStep as PPS
 
         started = dict(s.execute(select(PPS.sop_instance_uid, PPS.started_at)).all())
-    assert started == {"1.2.3.1": datetime(2026, 11, 30, 3, 45, tzinfo=UTC),
-                       "1.2.3.2": datetime(2026, 11, 30, 8, 15, tzinfo=UTC)}
+    assert started == {
+        "1.2.3.1": datetime(2026, 11, 30, 3, 45, tzinfo=UTC),
+        "1.2.3.2": datetime(2026, 11, 30, 8, 15, tzinfo=UTC),
+    }
 
 
 # ------------------------------------------------------------------ the clock and the column type
@@ -334,8 +396,9 @@ def test_site_days_are_23_or_25_hours_when_the_clocks_change():
 def test_naive_times_are_refused_at_the_edges():
     with pytest.raises(ValueError, match="naive"):
         clock.to_site(datetime(2026, 11, 30, 14, 30))
-    assert clock.from_site(datetime(2026, 11, 30, 14, 30), ZoneInfo(KOLKATA)) == \
-        datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    assert clock.from_site(datetime(2026, 11, 30, 14, 30), ZoneInfo(KOLKATA)) == datetime(
+        2026, 11, 30, 9, 0, tzinfo=UTC
+    )
 
 
 def test_the_setting_names_an_iana_zone_and_defaults_to_the_servers(tmp_path, server_tz):
@@ -391,16 +454,40 @@ def test_migration_0006_moves_scheduled_starts_from_site_time_to_utc(empty_datab
     meta.reflect(engine)
     t = meta.tables
     with engine.begin() as conn:  # as 0004 left them: naive, starts in site time, the rest UTC
-        patient = _insert(conn, t["patient"], mrn="OLD", family_name="Old",
-                          created_at=datetime(2026, 11, 30, 12, 0), updated_at=datetime(2026, 11, 30, 12, 0))
-        order = _insert(conn, t["imaging_order"], accession_number="OLD1", patient_id=patient,
-                        created_at=datetime(2026, 11, 30, 12, 0), updated_at=datetime(2026, 11, 30, 12, 0))
+        patient = _insert(
+            conn,
+            t["patient"],
+            mrn="OLD",
+            family_name="Old",
+            created_at=datetime(2026, 11, 30, 12, 0),
+            updated_at=datetime(2026, 11, 30, 12, 0),
+        )
+        order = _insert(
+            conn,
+            t["imaging_order"],
+            accession_number="OLD1",
+            patient_id=patient,
+            created_at=datetime(2026, 11, 30, 12, 0),
+            updated_at=datetime(2026, 11, 30, 12, 0),
+        )
         for n, start in enumerate((datetime(2026, 11, 30, 14, 30), datetime(2026, 7, 1, 23, 30))):
-            rp = _insert(conn, t["requested_procedure"], order_id=order, requested_procedure_id=f"RP{n}",
-                         study_instance_uid=f"1.2.3.{n}")
-            _insert(conn, t["scheduled_procedure_step"], requested_procedure_id=rp, sps_id=f"SPS{n}",
-                    modality="CT", status="SCHEDULED", start_datetime=start,
-                    status_changed_at=datetime(2026, 11, 30, 12, 0))
+            rp = _insert(
+                conn,
+                t["requested_procedure"],
+                order_id=order,
+                requested_procedure_id=f"RP{n}",
+                study_instance_uid=f"1.2.3.{n}",
+            )
+            _insert(
+                conn,
+                t["scheduled_procedure_step"],
+                requested_procedure_id=rp,
+                sps_id=f"SPS{n}",
+                modality="CT",
+                status="SCHEDULED",
+                start_datetime=start,
+                status_changed_at=datetime(2026, 11, 30, 12, 0),
+            )
     engine.dispose()
 
     migrate.upgrade(empty_database_url, "head", site_zone=ny)
@@ -413,8 +500,12 @@ def test_migration_0006_moves_scheduled_starts_from_site_time_to_utc(empty_datab
     assert changed == created == datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # audit times were UTC already
     if engine.dialect.name == "postgresql":  # every stored time is a timestamp with time zone
         with engine.connect() as conn:
-            kinds = conn.execute(text("SELECT table_name, column_name, data_type FROM information_schema.columns "
-                                      "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%'")).all()
+            kinds = conn.execute(
+                text(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%'"
+                )
+            ).all()
         assert len(kinds) == 35 and {k for _t, _c, k in kinds} == {"timestamp with time zone"}, kinds
     engine.dispose()
 

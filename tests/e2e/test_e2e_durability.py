@@ -1,6 +1,7 @@
 """Nothing is lost across restarts: studies stored while the RIS is down are linked once
 it is back; Orthanc killed in the middle of a study ends with the study linked with the
 right count; duplicate and late events change nothing. Each test runs its own system."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,13 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 def _store(port: int, aet: str, files) -> None:
-    proc = subprocess.run([STORESCU, "-aec", aet, "127.0.0.1", str(port), *map(str, files)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "TCP_NODELAY": "1"})
+    proc = subprocess.run(
+        [STORESCU, "-aec", aet, "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -56,8 +62,13 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
     # Orthanc alone, with our plugin, while the RIS is not running.
     conf = home / "orthanc" / "orthanc.json"
     settings = json.loads(conf.read_text())
-    orthanc = subprocess.Popen(["Orthanc", str(conf)], cwd=home / "orthanc", stdout=subprocess.DEVNULL,
-                               stderr=open(home / "orthanc-alone.log", "wb"), env={**os.environ, "TCP_NODELAY": "1"})
+    orthanc = subprocess.Popen(
+        ["Orthanc", str(conf)],
+        cwd=home / "orthanc",
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "orthanc-alone.log", "wb"),
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
     try:
         url = f"http://127.0.0.1:{settings['HttpPort']}"
 
@@ -68,8 +79,9 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
                 return False
 
         wait_for(orthanc_up, timeout=30)
-        linked = write_series(tmp_path / "a", 5, patient_id="DOWN-1", patient_name="Down^Ris",
-                              accession=order["accession_number"])
+        linked = write_series(
+            tmp_path / "a", 5, patient_id="DOWN-1", patient_name="Down^Ris", accession=order["accession_number"]
+        )
         unmatched = write_series(tmp_path / "b", 2, patient_id="DOWN-X", patient_name="Nobody^Known", accession="NOPE")
         _store(settings["DicomPort"], settings["DicomAet"], linked + unmatched)
         assert len(requests.get(url + "/studies", timeout=5).json()) == 2
@@ -80,8 +92,12 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
     system = start_system(home)
     try:
         acc = order["accession_number"]
-        body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{acc}").json())["study"]
-                        and b["study"]["instances"] == 5 and b, timeout=60)
+        body = wait_for(
+            lambda: (
+                (b := system.api("GET", f"/api/orders/{acc}").json())["study"] and b["study"]["instances"] == 5 and b
+            ),
+            timeout=60,
+        )
         assert body["study"]["study_instance_uid"] == pydicom.dcmread(linked[0]).StudyInstanceUID
         assert [h["to"] for h in body["scheduled_procedure_step"]["history"]] == ["SCHEDULED", "STARTED"]
         other = pydicom.dcmread(unmatched[0]).StudyInstanceUID
@@ -114,15 +130,27 @@ def test_orthanc_killed_mid_study_ends_linked_with_the_right_count(tmp_path):
     system = start_system(home)
     try:
         assert system.storescu(files[3:]).returncode == 0
-        body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{acc}").json())["study"]
-                        and b["study"]["instances"] == 6 and b["study"]["stable_at"] and b, timeout=60)
+        body = wait_for(
+            lambda: (
+                (b := system.api("GET", f"/api/orders/{acc}").json())["study"]
+                and b["study"]["instances"] == 6
+                and b["study"]["stable_at"]
+                and b
+            ),
+            timeout=60,
+        )
         suid = body["study"]["study_instance_uid"]
         assert list(_studies(system)) == [suid]  # one study, linked once
 
         # Duplicate and out-of-order deliveries change nothing.
         oid = body["study"]["orthanc_id"]
-        state = {"StudyInstanceUID": suid, "AccessionNumber": acc, "PatientID": "KILL-1",
-                 "CountSeries": 1, "CountInstances": 3}
+        state = {
+            "StudyInstanceUID": suid,
+            "AccessionNumber": acc,
+            "PatientID": "KILL-1",
+            "CountSeries": 1,
+            "CountInstances": 3,
+        }
         late = {"seq": 1, "change": "NewSeries", "orthanc_id": oid, "study": state}
         assert system.api("POST", "/api/internal/study-events", json=late).status_code == 200
         current = {"seq": 10**8, "change": "StableStudy", "orthanc_id": oid, "study": dict(state, CountInstances=6)}
@@ -152,8 +180,11 @@ def test_coercion_on_stable_corrects_a_typo_at_the_console(tmp_path):
             return study.get("PatientMainDicomTags", {}).get("PatientName")
 
         wait_for(lambda: orthanc_name() == "Lambert^Hugo", timeout=60)
-        body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{acc}").json())["study"]
-                        and b["study"]["instances"] == 3 and b)
+        body = wait_for(
+            lambda: (
+                (b := system.api("GET", f"/api/orders/{acc}").json())["study"] and b["study"]["instances"] == 3 and b
+            )
+        )
         assert body["study"]["study_instance_uid"] == suid
     finally:
         stop_system(system)

@@ -1,5 +1,6 @@
 """The heart of the product, end to end: order -> worklist (findscu) -> images (storescu)
 -> the order shows its study. Real Orthanc with our plugin, real RIS, dcmtk peers."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,15 +17,27 @@ TODAY = site_today()
 
 
 def _register(system, mrn, family, given, birth="1970-01-01", sex="F"):
-    r = system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                                   "birth_date": birth, "sex": sex})
+    r = system.api(
+        "POST",
+        "/api/patients",
+        json={"mrn": mrn, "family_name": family, "given_name": given, "birth_date": birth, "sex": sex},
+    )
     assert r.status_code == 201, r.text
 
 
 def _order(system, mrn, aet="CT1", code="CTHEAD", at="09:30", **extra):
-    r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": code, "modality": "CT",
-                                                 "station_aet": aet,
-                                                 "scheduled_start": f"{TODAY.isoformat()}T{at}", **extra})
+    r = system.api(
+        "POST",
+        "/api/orders",
+        json={
+            "mrn": mrn,
+            "procedure_code": code,
+            "modality": "CT",
+            "station_aet": aet,
+            "scheduled_start": f"{TODAY.isoformat()}T{at}",
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -59,8 +72,12 @@ def test_order_appears_in_worklist_with_every_field(system, tmp_path):
 def test_non_latin_names_survive(system, tmp_path):
     _register(system, "E2E-CJK", "王", "小明")
     order = _order(system, "E2E-CJK", aet="CT9")
-    answers = run_findscu(system.dicom_port, system.aet,
-                          write_query(tmp_path / "q.dcm", AccessionNumber=order["accession_number"]), tmp_path / "r")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(tmp_path / "q.dcm", AccessionNumber=order["accession_number"]),
+        tmp_path / "r",
+    )
     assert [str(a.PatientName) for a in answers] == ["王^小明"]
 
 
@@ -68,8 +85,10 @@ def test_scanner_query_by_aet_and_today(system, tmp_path):
     _register(system, "E2E-AET", "Station", "Test")
     mine = _order(system, "E2E-AET", aet="MR7", code="MRBRAIN", at="08:00")
     _order(system, "E2E-AET", aet="MR8", code="MRBRAIN", at="08:00")
-    query = write_query(tmp_path / "q.dcm", sps={"ScheduledStationAETitle": "MR7",
-                                                 "ScheduledProcedureStepStartDate": TODAY.strftime("%Y%m%d")})
+    query = write_query(
+        tmp_path / "q.dcm",
+        sps={"ScheduledStationAETitle": "MR7", "ScheduledProcedureStepStartDate": TODAY.strftime("%Y%m%d")},
+    )
     answers = run_findscu(system.dicom_port, system.aet, query, tmp_path / "r")
     assert [a.AccessionNumber for a in answers] == [mine["accession_number"]]
 
@@ -104,14 +123,23 @@ def test_images_link_to_their_order_with_instance_count(system, tmp_path):
     assert body["study"]["link_method"] == "accession"
     assert body["status"] == "STARTED"  # images started the step
     # ... and a started step no longer answers the default worklist.
-    assert run_findscu(system.dicom_port, system.aet, write_query(tmp_path / "q.dcm", AccessionNumber=acc), tmp_path / "r") == []
+    assert (
+        run_findscu(system.dicom_port, system.aet, write_query(tmp_path / "q.dcm", AccessionNumber=acc), tmp_path / "r")
+        == []
+    )
 
 
 def test_images_link_by_study_instance_uid_when_accession_is_missing(system, tmp_path):
     _register(system, "E2E-UID", "Uid", "Link")
     order = _order(system, "E2E-UID")
-    files = write_series(tmp_path / "s", 2, patient_id="E2E-UID", patient_name="Uid^Link", accession="",
-                         study_uid=order["study_instance_uid"])
+    files = write_series(
+        tmp_path / "s",
+        2,
+        patient_id="E2E-UID",
+        patient_name="Uid^Link",
+        accession="",
+        study_uid=order["study_instance_uid"],
+    )
     assert system.storescu(files).returncode == 0
     body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"] and b)
     assert body["study"]["link_method"] == "study_uid"
@@ -120,8 +148,14 @@ def test_images_link_by_study_instance_uid_when_accession_is_missing(system, tmp
 def test_images_link_by_sps_id_in_request_attributes(system, tmp_path):
     _register(system, "E2E-SPS", "Sps", "Link")
     order = _order(system, "E2E-SPS")
-    files = write_series(tmp_path / "s", 1, patient_id="E2E-SPS", patient_name="Sps^Link", accession="",
-                         sps_id=order["scheduled_procedure_step"]["sps_id"])
+    files = write_series(
+        tmp_path / "s",
+        1,
+        patient_id="E2E-SPS",
+        patient_name="Sps^Link",
+        accession="",
+        sps_id=order["scheduled_procedure_step"]["sps_id"],
+    )
     assert system.storescu(files).returncode == 0
     body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"] and b)
     assert body["study"]["link_method"] == "sps_id"
@@ -143,17 +177,25 @@ def test_unknown_accession_is_an_unmatched_study(system, tmp_path):
 def test_stable_study_marks_images_complete(system, tmp_path):
     _register(system, "E2E-STABLE", "Stable", "Study")
     order = _order(system, "E2E-STABLE")
-    files = write_series(tmp_path / "s", 2, patient_id="E2E-STABLE", patient_name="Stable^Study",
-                         accession=order["accession_number"])
+    files = write_series(
+        tmp_path / "s", 2, patient_id="E2E-STABLE", patient_name="Stable^Study", accession=order["accession_number"]
+    )
     assert system.storescu(files).returncode == 0
-    body = wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
-                    and b["study"]["stable_at"] and b, timeout=30)
-    assert datetime.fromisoformat(body["study"]["stable_at"]) >= datetime.fromisoformat(body["study"]["first_received_at"])
+    body = wait_for(
+        lambda: (
+            (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
+            and b["study"]["stable_at"]
+            and b
+        ),
+        timeout=30,
+    )
+    assert datetime.fromisoformat(body["study"]["stable_at"]) >= datetime.fromisoformat(
+        body["study"]["first_received_at"]
+    )
 
 
 def test_write_without_token_is_refused_and_writes_nothing(system):
-    r = system.api("POST", "/api/patients", headers={"Authorization": ""},
-                   json={"mrn": "NOTOKEN", "family_name": "X"})
+    r = system.api("POST", "/api/patients", headers={"Authorization": ""}, json={"mrn": "NOTOKEN", "family_name": "X"})
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthorized"
     assert system.api("GET", "/api/patients/NOTOKEN").status_code == 404
@@ -163,6 +205,16 @@ def test_logs_hold_no_patient_data(system):
     """Runs last in this module: everything above has been logged by now."""
     log = (system.home / "up.log").read_text(errors="replace")
     assert "worklist C-FIND" in log and "linked to order" in log  # the log does say what happens
-    for secret in ("Müller", "Jürgen", "E2E-001", "E2E-IMG", "19610203", "1961-02-03", "王", "Nobody",
-                   "WHO-KNOWS", system.token):
+    for secret in (
+        "Müller",
+        "Jürgen",
+        "E2E-001",
+        "E2E-IMG",
+        "19610203",
+        "1961-02-03",
+        "王",
+        "Nobody",
+        "WHO-KNOWS",
+        system.token,
+    ):
         assert secret not in log, secret

@@ -2,6 +2,7 @@
 the real system: the reading worklist, OHIF showing the study's images, a report written
 from its template, signed, amended; then the PDF, and the Encapsulated PDF and Basic Text SR
 in Orthanc."""
+
 from __future__ import annotations
 
 import io
@@ -50,31 +51,69 @@ def system(tmp_path_factory, ehr):
 @pytest.fixture(scope="module")
 def radiologist(system):
     env = {**system.env, "RIS_TEST_PASSWORD": PASSWORD}
-    subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "create-user", "ada", "--role", "radiologist",
-                    "--full-name", "Dr Ada Reader", "--password-env", "RIS_TEST_PASSWORD"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "orthanc-ris"),
+            "create-user",
+            "ada",
+            "--role",
+            "radiologist",
+            "--full-name",
+            "Dr Ada Reader",
+            "--password-env",
+            "RIS_TEST_PASSWORD",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return "ada"
 
 
 def _patient(system, mrn, family, given, birth, sex):
-    r = system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                                   "birth_date": birth, "sex": sex})
+    r = system.api(
+        "POST",
+        "/api/patients",
+        json={"mrn": mrn, "family_name": family, "given_name": given, "birth_date": birth, "sex": sex},
+    )
     assert r.status_code == 201, r.text
 
 
 def _imaged_order(system, folder, mrn, name, code, priority, reason, modality="CT", count=8):
     """An order whose images are in Orthanc, linked to it."""
-    r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": code, "modality": modality,
-                                                 "station_aet": f"{modality}1", "priority": priority,
-                                                 "reason_for_exam": reason,
-                                                 "scheduled_start": f"{site_today().isoformat()}T10:00"})
+    r = system.api(
+        "POST",
+        "/api/orders",
+        json={
+            "mrn": mrn,
+            "procedure_code": code,
+            "modality": modality,
+            "station_aet": f"{modality}1",
+            "priority": priority,
+            "reason_for_exam": reason,
+            "scheduled_start": f"{site_today().isoformat()}T10:00",
+        },
+    )
     assert r.status_code == 201, r.text
     order = r.json()
-    files = write_series(folder, count, patient_id=mrn, patient_name=name, modality=modality,
-                         accession=order["accession_number"], size=128)
+    files = write_series(
+        folder,
+        count,
+        patient_id=mrn,
+        patient_name=name,
+        modality=modality,
+        accession=order["accession_number"],
+        size=128,
+    )
     assert system.storescu(files).returncode == 0
-    return wait_for(lambda: (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
-                    and b["study"]["instances"] == count and b, timeout=30)
+    return wait_for(
+        lambda: (
+            (b := system.api("GET", f"/api/orders/{order['accession_number']}").json())["study"]
+            and b["study"]["instances"] == count
+            and b
+        ),
+        timeout=30,
+    )
 
 
 def _sign_over_http(system, user, study_uid, **sections):
@@ -102,17 +141,24 @@ def ct_order(system, radiologist, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("department")
     _patient(system, "READ-001", "Lindqvist", "Åsa", "1958-03-14", "F")
     _patient(system, "READ-002", "Okafor", "Chidi", "1971-09-30", "M")
-    prior = _imaged_order(system, tmp / "prior", "READ-001", "Lindqvist^Åsa", "CTHEAD", "ROUTINE",
-                          "Dizziness", count=4)
-    _sign_over_http(system, radiologist, prior["study"]["study_instance_uid"], indication="Dizziness",
-                    technique="Axial CT of the head.", findings="Normal.",
-                    impression="No intracranial abnormality. Mild small-vessel change.")
-    unmatched = write_series(tmp / "mr", 3, patient_id="READ-001", patient_name="Lindqvist^Åsa",
-                             accession="EXT4411", modality="MR")
+    prior = _imaged_order(system, tmp / "prior", "READ-001", "Lindqvist^Åsa", "CTHEAD", "ROUTINE", "Dizziness", count=4)
+    _sign_over_http(
+        system,
+        radiologist,
+        prior["study"]["study_instance_uid"],
+        indication="Dizziness",
+        technique="Axial CT of the head.",
+        findings="Normal.",
+        impression="No intracranial abnormality. Mild small-vessel change.",
+    )
+    unmatched = write_series(
+        tmp / "mr", 3, patient_id="READ-001", patient_name="Lindqvist^Åsa", accession="EXT4411", modality="MR"
+    )
     assert system.storescu(unmatched).returncode == 0
     _imaged_order(system, tmp / "chest", "READ-002", "Okafor^Chidi", "CTCHEST", "HIGH", "Suspected PE", count=5)
-    return _imaged_order(system, tmp / "ct", "READ-001", "Lindqvist^Åsa", "CTHEAD", "STAT",
-                         "Fall, headache, on anticoagulants")
+    return _imaged_order(
+        system, tmp / "ct", "READ-001", "Lindqvist^Åsa", "CTHEAD", "STAT", "Fall, headache, on anticoagulants"
+    )
 
 
 def _shot(page, name: str) -> Path:
@@ -226,13 +272,22 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages)
     TEST_OUTPUT.mkdir(exist_ok=True)
     (TEST_OUTPUT / "report-v2.pdf").write_bytes(pdf.body())
-    for expected in ("Lindqvist, Åsa", "READ-001", accession, "No acute intracranial abnormality.",
-                     "scalp haematoma", "Dr Ada Reader"):
+    for expected in (
+        "Lindqvist, Åsa",
+        "READ-001",
+        accession,
+        "No acute intracranial abnormality.",
+        "scalp haematoma",
+        "Dr Ada Reader",
+    ):
         assert expected in text, expected
 
     # The EHR got the report and the amended report (ORU^R01, F then C).
-    orus = [m for m in wait_for(lambda: len(ehr.messages("ORU")) >= 3 and ehr.messages("ORU"), timeout=20)
-            if accession.encode() in m]
+    orus = [
+        m
+        for m in wait_for(lambda: len(ehr.messages("ORU")) >= 3 and ehr.messages("ORU"), timeout=20)
+        if accession.encode() in m
+    ]
     assert [hl7_peer.fields(m, "OBX")[11] for m in orus] == ["F", "C"]
     assert "No acute intracranial abnormality." in orus[0].decode() and "scalp haematoma" not in orus[0].decode()
     assert "No acute intracranial abnormality." in orus[1].decode() and "scalp haematoma" in orus[1].decode()
@@ -245,9 +300,15 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
 
     # Orthanc's study holds both PDFs and both SRs (original, amended), valid for dciodvfy.
     assert shutil.which("dciodvfy"), "dciodvfy is missing: run `make setup-test`"
-    for modality, sop_class, iod in (("DOC", ENCAPSULATED_PDF, "EncapsulatedPDF"), ("SR", BASIC_TEXT_SR, "BasicTextSR")):
-        instances = system.orthanc("POST", "/tools/find", json={
-            "Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}, "Expand": True}).json()
+    for modality, sop_class, iod in (
+        ("DOC", ENCAPSULATED_PDF, "EncapsulatedPDF"),
+        ("SR", BASIC_TEXT_SR, "BasicTextSR"),
+    ):
+        instances = system.orthanc(
+            "POST",
+            "/tools/find",
+            json={"Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}, "Expand": True},
+        ).json()
         assert len(instances) == 2, instances
         for inst in instances:
             path = tmp_path / f"{inst['ID']}.dcm"
@@ -262,6 +323,16 @@ def test_logs_hold_no_patient_data(system):
     """Runs last in this module: everything above has been logged by now."""
     log = (system.home / "up.log").read_text(errors="replace")
     assert "saved as FINAL" in log and "stored in Orthanc" in log
-    for secret in ("Lindqvist", "Åsa", "Okafor", "READ-001", "READ-002", "1958", "anticoagulants",
-                   "haematoma", "Dr Ward", PASSWORD):
+    for secret in (
+        "Lindqvist",
+        "Åsa",
+        "Okafor",
+        "READ-001",
+        "READ-002",
+        "1958",
+        "anticoagulants",
+        "haematoma",
+        "Dr Ward",
+        PASSWORD,
+    ):
         assert secret not in log, secret

@@ -1,6 +1,7 @@
 """Image tracking end to end, with the whole system running (`orthanc-ris up`): a real
 MPPS SCU, the inbox relinking a misfiled study in Orthanc and undoing it, a rename and a
 merge reaching the worklist and Orthanc, reconciliation and the health report."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,13 +34,17 @@ def orthanc_study(system, suid):
         return None
     study = system.orthanc("GET", f"/studies/{hits[0]['ID']}").json()
     instances = system.orthanc("GET", f"/studies/{hits[0]['ID']}/instances").json()
-    sops = sorted(system.orthanc("GET", f"/instances/{i['ID']}/simplified-tags").json()["SOPInstanceUID"]
-                  for i in instances)
-    return {"PatientID": study["PatientMainDicomTags"]["PatientID"],
-            "PatientName": study["PatientMainDicomTags"]["PatientName"],
-            "PatientBirthDate": study["PatientMainDicomTags"].get("PatientBirthDate", ""),
-            "PatientSex": study["PatientMainDicomTags"].get("PatientSex", ""),
-            "AccessionNumber": study["MainDicomTags"].get("AccessionNumber", ""), "sops": sops}
+    sops = sorted(
+        system.orthanc("GET", f"/instances/{i['ID']}/simplified-tags").json()["SOPInstanceUID"] for i in instances
+    )
+    return {
+        "PatientID": study["PatientMainDicomTags"]["PatientID"],
+        "PatientName": study["PatientMainDicomTags"]["PatientName"],
+        "PatientBirthDate": study["PatientMainDicomTags"].get("PatientBirthDate", ""),
+        "PatientSex": study["PatientMainDicomTags"].get("PatientSex", ""),
+        "AccessionNumber": study["MainDicomTags"].get("AccessionNumber", ""),
+        "sops": sops,
+    }
 
 
 def wait_tasks_done(system, tasks, timeout=60):
@@ -199,16 +204,21 @@ def test_rename_reaches_worklist_and_orthanc(system, tmp_path):
     register(system, "RENAME-1", "Oldname", "Eva")
     waiting = place_order(system, "RENAME-1", aet="CT5")
     imaged = place_order(system, "RENAME-1", aet="CT6")
-    files = write_series(tmp_path / "s", 2, patient_id="RENAME-1", patient_name="Oldname^Eva",
-                         accession=imaged["accession_number"])
+    files = write_series(
+        tmp_path / "s", 2, patient_id="RENAME-1", patient_name="Oldname^Eva", accession=imaged["accession_number"]
+    )
     assert system.storescu(files).returncode == 0
     suid = pytest.importorskip("pydicom").dcmread(files[0]).StudyInstanceUID
     wait_for(lambda: order_of(system, imaged["accession_number"])["study"])
 
     r = system.api("PATCH", "/api/patients/RENAME-1", json={"family_name": "Newname"})
     assert r.status_code == 200, r.text
-    answers = run_findscu(system.dicom_port, system.aet,
-                          write_query(tmp_path / "q.dcm", AccessionNumber=waiting["accession_number"]), tmp_path / "r")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(tmp_path / "q.dcm", AccessionNumber=waiting["accession_number"]),
+        tmp_path / "r",
+    )
     assert [str(a.PatientName) for a in answers] == ["Newname^Eva"]
     wait_for(lambda: (orthanc_study(system, suid) or {}).get("PatientName") == "Newname^Eva", timeout=60)
     assert orthanc_study(system, suid)["PatientID"] == "RENAME-1"
@@ -218,8 +228,9 @@ def test_merge_moves_orders_and_studies(system, tmp_path):
     register(system, "MERGE-KEEP", "Dupont", "Marie", birth="1950-01-02")
     register(system, "MERGE-DUP", "Dupont", "Marie", birth="1950-01-02")
     order = place_order(system, "MERGE-DUP")
-    files = write_series(tmp_path / "s", 2, patient_id="MERGE-DUP", patient_name="Dupont^Marie",
-                         accession=order["accession_number"])
+    files = write_series(
+        tmp_path / "s", 2, patient_id="MERGE-DUP", patient_name="Dupont^Marie", accession=order["accession_number"]
+    )
     assert system.storescu(files).returncode == 0
     suid = pytest.importorskip("pydicom").dcmread(files[0]).StudyInstanceUID
     wait_for(lambda: order_of(system, order["accession_number"])["study"])
@@ -242,11 +253,19 @@ def test_reconciliation_repairs_drift_and_health_shows_sync(system, tmp_path):
 
     (st,) = wait_for(study)
     # Drift: a count the RIS got wrong, and a study the RIS believes in but Orthanc lost.
-    bad = {"seq": 10**9, "change": "NewSeries", "orthanc_id": st["orthanc_id"],
-           "study": {"StudyInstanceUID": suid, "AccessionNumber": "RECON1", "CountSeries": 1, "CountInstances": 99}}
+    bad = {
+        "seq": 10**9,
+        "change": "NewSeries",
+        "orthanc_id": st["orthanc_id"],
+        "study": {"StudyInstanceUID": suid, "AccessionNumber": "RECON1", "CountSeries": 1, "CountInstances": 99},
+    }
     assert system.api("POST", "/api/internal/study-events", json=bad).status_code == 200
-    ghost = {"seq": 1, "change": "NewStudy", "orthanc_id": "no-such-study",
-             "study": {"StudyInstanceUID": "1.2.3.999", "CountSeries": 1, "CountInstances": 1}}
+    ghost = {
+        "seq": 1,
+        "change": "NewStudy",
+        "orthanc_id": "no-such-study",
+        "study": {"StudyInstanceUID": "1.2.3.999", "CountSeries": 1, "CountInstances": 1},
+    }
     assert system.api("POST", "/api/internal/study-events", json=ghost).status_code == 200
     r = system.api("POST", "/api/sync/reconcile")
     assert r.status_code == 200, r.text
@@ -254,8 +273,11 @@ def test_reconciliation_repairs_drift_and_health_shows_sync(system, tmp_path):
     assert study()[0]["instances"] == 3
     assert not [s for s in system.api("GET", "/api/studies").json()["items"] if s["study_instance_uid"] == "1.2.3.999"]
 
-    health = wait_for(lambda: (h := system.api("GET", "/api/health", headers={"Authorization": ""}).json())
-                      ["sync"]["backlog"] == 0 and h)
+    health = wait_for(
+        lambda: (
+            (h := system.api("GET", "/api/health", headers={"Authorization": ""}).json())["sync"]["backlog"] == 0 and h
+        )
+    )
     assert health["sync"]["last_sync"] is not None
     assert health["sync"]["last_reconcile"] is not None
 
@@ -270,14 +292,22 @@ def test_relinking_one_of_two_studies_of_a_patient_leaves_the_other(system, tmp_
     assert system.storescu(moved + stays).returncode == 0
     dcm = pytest.importorskip("pydicom")
     moved_uid, stays_uid = dcm.dcmread(moved[0]).StudyInstanceUID, dcm.dcmread(stays[0]).StudyInstanceUID
-    wait_for(lambda: {s["study_instance_uid"] for s in system.api("GET", "/api/studies?unmatched=1").json()["items"]}
-             >= {moved_uid, stays_uid})
+    wait_for(
+        lambda: (
+            {s["study_instance_uid"] for s in system.api("GET", "/api/studies?unmatched=1").json()["items"]}
+            >= {moved_uid, stays_uid}
+        )
+    )
     before = orthanc_study(system, moved_uid)["sops"]
     r = system.api("POST", f"/api/studies/{moved_uid}/link", json={"accession_number": order["accession_number"]})
     assert r.status_code == 201, r.text
     wait_tasks_done(system, r.json()["tasks"])
     after = orthanc_study(system, moved_uid)
-    assert (after["PatientID"], after["AccessionNumber"], after["sops"]) == ("SPLIT-1", order["accession_number"], before)
+    assert (after["PatientID"], after["AccessionNumber"], after["sops"]) == (
+        "SPLIT-1",
+        order["accession_number"],
+        before,
+    )
     other = orthanc_study(system, stays_uid)
     assert (other["PatientID"], other["AccessionNumber"], len(other["sops"])) == ("SHARED", "W2", 2)
     body = wait_for(lambda: (b := order_of(system, order["accession_number"]))["study"]["instances"] == 3 and b)

@@ -1,5 +1,6 @@
 """HL7 end to end: the whole system (`orthanc-ris up`, with its HL7 listener part) fed by
 MLLP, the worklist read back by dcmtk's findscu, status messages received by a test EHR."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,14 @@ def hl7_system(tmp_path_factory, ehr):
     """The system, with the test EHR as its outbound HL7 destination."""
     _require_debian_tools()
     home = tmp_path_factory.mktemp("hl7system")
-    s = start_system(home, {"ORTHANC_RIS_HL7_DESTINATIONS": f"EHR=127.0.0.1:{ehr.port}",
-                            "ORTHANC_RIS_HL7_RETRY_SECONDS": "0.3", "ORTHANC_RIS_HL7_RETRY_MAX_SECONDS": "1"})
+    s = start_system(
+        home,
+        {
+            "ORTHANC_RIS_HL7_DESTINATIONS": f"EHR=127.0.0.1:{ehr.port}",
+            "ORTHANC_RIS_HL7_RETRY_SECONDS": "0.3",
+            "ORTHANC_RIS_HL7_RETRY_MAX_SECONDS": "1",
+        },
+    )
     yield s
     stop_system(s)
     TEST_OUTPUT.mkdir(exist_ok=True)
@@ -59,8 +66,16 @@ def test_adt_then_orm_is_in_the_worklist(hl7_system, tmp_path):
 
 
 def test_omi_without_station_is_found_by_a_scanner_without_aet(hl7_system, tmp_path):
-    hl7(hl7_system, H.OMI_O23_NW, mrn="E2E-HL7-2", acc="HL7E2E2", code="XRCHEST", modality="CR", station="",
-        suid="1.2.826.0.1.3680043.2.1125.99.2")
+    hl7(
+        hl7_system,
+        H.OMI_O23_NW,
+        mrn="E2E-HL7-2",
+        acc="HL7E2E2",
+        code="XRCHEST",
+        modality="CR",
+        station="",
+        suid="1.2.826.0.1.3680043.2.1125.99.2",
+    )
     [a] = mwl(hl7_system, tmp_path, AccessionNumber="HL7E2E2")
     assert a.StudyInstanceUID == "1.2.826.0.1.3680043.2.1125.99.2"
     answers = mwl(hl7_system, tmp_path, sps={"Modality": "CR", "ScheduledProcedureStepStartDate": TODAY})
@@ -104,8 +119,9 @@ def test_status_from_the_pages_and_api_reaches_the_ehr(hl7_system, ehr):
     for action in ("arrive", "start", "complete"):
         r = hl7_system.api("POST", "/api/orders/HL7E2E7/status", json={"action": action})
         assert r.status_code == 200, r.text
-    msgs = wait_for(lambda: (m := [x for x in ehr.messages("ORM") if b"HL7E2E7" in x]) and len(m) >= 3 and m,
-                    timeout=20)
+    msgs = wait_for(
+        lambda: (m := [x for x in ehr.messages("ORM") if b"HL7E2E7" in x]) and len(m) >= 3 and m, timeout=20
+    )
     assert [fields(m, "ORC")[5] for m in msgs] == ["SC", "IP", "CM"]
 
 

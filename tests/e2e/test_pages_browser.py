@@ -1,6 +1,7 @@
 """A clerk's morning in a real browser against the whole system (`orthanc-ris up`): log in,
 register a patient, order a CT, check the patient in, and see the scanner's images arrive
 on the order page. Debian's chromium driven by Playwright; screenshots go to test-output/."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 CHROMIUM = "/usr/bin/chromium"
 # Headless in a container without a user namespace sandbox, GPU or network beyond localhost;
 # no first-run screens and no background downloads that could slow or flake the test.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ORTHANC_RIS = str(Path(sys.executable).parent / "orthanc-ris")
 PASSWORD = "front desk 2026"
 # Cyrillic: a non-Latin script the test machine's only font (DejaVu) can draw, so the
@@ -31,7 +39,9 @@ FAMILY, GIVEN = "Ковальчук", "Олена"
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: scripts/install-debian-packages.sh chromium chromium-driver fonts-dejavu-core")
+        pytest.fail(
+            "chromium is missing: scripts/install-debian-packages.sh chromium chromium-driver fonts-dejavu-core"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -58,9 +68,23 @@ def _shot(page, name: str) -> Path:
 
 
 def _create_user(system, username: str, role: str) -> None:
-    proc = subprocess.run([ORTHANC_RIS, "create-user", username, "--role", role, "--full-name", "Front Desk",
-                           "--password-env", "RIS_TEST_PASSWORD"],
-                          env={**system.env, "RIS_TEST_PASSWORD": PASSWORD}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            ORTHANC_RIS,
+            "create-user",
+            username,
+            "--role",
+            role,
+            "--full-name",
+            "Front Desk",
+            "--password-env",
+            "RIS_TEST_PASSWORD",
+        ],
+        env={**system.env, "RIS_TEST_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -76,17 +100,32 @@ def _busy_morning(system) -> None:
         r = system.api("POST", "/api/stations", json={"aet": aet, "name": name, "modality": modality, "location": room})
         assert r.status_code == 201, r.text
     today = site_today().isoformat()
-    for n, (family, given, code, aet, at, priority, actions) in enumerate((
-        ("Schmidt", "Anna", "CTCHEST", "CT1", "08:00", "ROUTINE", ["start", "complete"]),
-        ("Παπαδόπουλος", "Νίκος", "MRBRAIN", "MR1", "08:40", "ROUTINE", ["arrive", "start"]),
-        ("Dubois", "Marie", "CTABD", "CT1", "10:15", "STAT", []),
-        ("Okafor", "Chidi", "MRKNEE", "MR1", "11:00", "ROUTINE", ["cancel"]),
-    )):
+    for n, (family, given, code, aet, at, priority, actions) in enumerate(
+        (
+            ("Schmidt", "Anna", "CTCHEST", "CT1", "08:00", "ROUTINE", ["start", "complete"]),
+            ("Παπαδόπουλος", "Νίκος", "MRBRAIN", "MR1", "08:40", "ROUTINE", ["arrive", "start"]),
+            ("Dubois", "Marie", "CTABD", "CT1", "10:15", "STAT", []),
+            ("Okafor", "Chidi", "MRKNEE", "MR1", "11:00", "ROUTINE", ["cancel"]),
+        )
+    ):
         mrn = f"BR-10{n}"
-        assert system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                                         "sex": "U"}).status_code == 201
-        r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": code, "station_aet": aet,
-                                                     "scheduled_start": f"{today}T{at}", "priority": priority})
+        assert (
+            system.api(
+                "POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given, "sex": "U"}
+            ).status_code
+            == 201
+        )
+        r = system.api(
+            "POST",
+            "/api/orders",
+            json={
+                "mrn": mrn,
+                "procedure_code": code,
+                "station_aet": aet,
+                "scheduled_start": f"{today}T{at}",
+                "priority": priority,
+            },
+        )
         assert r.status_code == 201, r.text
         for action in actions:
             moved = system.api("POST", f"/api/orders/{r.json()['accession_number']}/status", json={"action": action})
@@ -118,7 +157,8 @@ def test_clerk_registers_orders_checks_in_and_sees_images(system, page, tmp_path
     page.fill("#f-address", "вул. Хрещатик 1, Київ")
     page.click("button:has-text('Register patient')")
     expect(page.locator("#e-family_name")).to_have_text(
-        "Family name may not contain ^ or = (they separate the parts of a DICOM name)")
+        "Family name may not contain ^ or = (they separate the parts of a DICOM name)"
+    )
     expect(page.locator("#form-errors")).to_be_visible()
     expect(page.locator("#f-mrn")).to_have_value("BR-0001")
     expect(page.locator("#f-address")).to_have_value("вул. Хрещатик 1, Київ")
@@ -157,8 +197,9 @@ def test_clerk_registers_orders_checks_in_and_sees_images(system, page, tmp_path
     _shot(page, "schedule")
 
     # The scanner sends five images with the order's accession number.
-    files = write_series(tmp_path / "series", 5, patient_id="BR-0001", patient_name=f"{FAMILY}^{GIVEN}",
-                         accession=accession)
+    files = write_series(
+        tmp_path / "series", 5, patient_id="BR-0001", patient_name=f"{FAMILY}^{GIVEN}", accession=accession
+    )
     proc = system.storescu(files)
     assert proc.returncode == 0, proc.stderr
 

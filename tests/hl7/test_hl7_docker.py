@@ -1,4 +1,5 @@
 """The HL7 service of docker-compose.yml, checked without a Docker engine."""
+
 from __future__ import annotations
 
 from ris_app.config import SETTINGS

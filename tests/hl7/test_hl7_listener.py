@@ -1,5 +1,6 @@
 """The HL7 interface over real sockets, in-process: the MLLP listener and outbox sender on a
 free port against a fresh database, a test EHR receiving our outbound messages."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,10 +40,17 @@ def receiver():
 
 @pytest.fixture
 def hl7(config, receiver):
-    settings = Hl7Settings(port=free_port(), read_timeout=1.0, idle_timeout=30, max_message_bytes=64 * 1024,
-                           station_rules="procedure:MRKNEE=MRK1;modality:US=US1",
-                           destinations=(Destination("EHR", "127.0.0.1", receiver.port),),
-                           retry_seconds=0.2, retry_max_seconds=0.5, send_timeout=2)
+    settings = Hl7Settings(
+        port=free_port(),
+        read_timeout=1.0,
+        idle_timeout=30,
+        max_message_bytes=64 * 1024,
+        station_rules="procedure:MRKNEE=MRK1;modality:US=US1",
+        destinations=(Destination("EHR", "127.0.0.1", receiver.port),),
+        retry_seconds=0.2,
+        retry_max_seconds=0.5,
+        send_timeout=2,
+    )
     service = Hl7Service(config, settings, outbox_poll=0.1).start()
     with transaction(service.sessions) as s:
         seed_default_catalog(s)
@@ -79,8 +87,13 @@ def test_adt_a01_registers_and_ack_echoes_control_id(hl7):
     assert fields(reply, "MSH")[9] == "ACK^A01^ACK"
     with hl7.sessions() as s:
         p = find_patient(s, "A01-1")
-        assert (p.family_name, p.given_name, p.sex, p.issuer, p.birth_date.isoformat()) == \
-            ("Müller", "Jürgen", "M", "HOSP", "1970-01-01")
+        assert (p.family_name, p.given_name, p.sex, p.issuer, p.birth_date.isoformat()) == (
+            "Müller",
+            "Jürgen",
+            "M",
+            "HOSP",
+            "1970-01-01",
+        )
         assert p.address.startswith("Main Street 1") and p.phone == "555-0100"
     [row] = stored(hl7, ctl)
     assert (row.status, row.ack_code, row.message_type) == ("processed", "AA", "ADT^A01")
@@ -126,15 +139,31 @@ def test_a40_merges_orders_into_surviving_patient(hl7):
 def test_orm_nw_creates_order_with_ihe_fields(hl7):
     ack_of(hl7, H.ADT_A01, mrn="ORM-1")
     start = "20300102093000"
-    code, _, reply, _ = ack_of(hl7, H.ORM_O01_NW, mrn="ORM-1", acc="ORM-ACC-1", station="CT7", start=start,
-                               suid="1.2.826.0.1.3680043.2.1125.1.1", placer="PLC-77")
+    code, _, reply, _ = ack_of(
+        hl7,
+        H.ORM_O01_NW,
+        mrn="ORM-1",
+        acc="ORM-ACC-1",
+        station="CT7",
+        start=start,
+        suid="1.2.826.0.1.3680043.2.1125.1.1",
+        placer="PLC-77",
+    )
     assert code == "AA", reply
     with hl7.sessions() as s:
         order = find_order(s, "ORM-ACC-1")
         step = primary_step(order)
-        assert (order.placer_order_number, order.priority, order.referring_physician, order.reason_for_exam) == \
-            ("PLC-77", "ROUTINE", "House^Gregory", "headache")
-        assert (step.modality, step.station_aet, step.start_datetime) == ("CT", "CT7", from_site(datetime(2030, 1, 2, 9, 30)))
+        assert (order.placer_order_number, order.priority, order.referring_physician, order.reason_for_exam) == (
+            "PLC-77",
+            "ROUTINE",
+            "House^Gregory",
+            "headache",
+        )
+        assert (step.modality, step.station_aet, step.start_datetime) == (
+            "CT",
+            "CT7",
+            from_site(datetime(2030, 1, 2, 9, 30)),
+        )
         assert order.requested_procedures[0].study_instance_uid == "1.2.826.0.1.3680043.2.1125.1.1"
         assert order.requested_procedures[0].procedure_code.code == "CTHEAD"
         assert step.history[0].source == "hl7"
@@ -143,15 +172,19 @@ def test_orm_nw_creates_order_with_ihe_fields(hl7):
 
 
 def test_omi_o23_reads_ipc(hl7):
-    code, *_ = ack_of(hl7, H.OMI_O23_NW, mrn="OMI-1", acc="OMI-ACC-1", code="MRBRAIN", modality="MR",
-                      station="MR3", suid="1.2.3.4.5")
+    code, *_ = ack_of(
+        hl7, H.OMI_O23_NW, mrn="OMI-1", acc="OMI-ACC-1", code="MRBRAIN", modality="MR", station="MR3", suid="1.2.3.4.5"
+    )
     assert code == "AA"
     with hl7.sessions() as s:
         order = find_order(s, "OMI-ACC-1")
         step = primary_step(order)
         rp = order.requested_procedures[0]
-        assert (rp.requested_procedure_id, rp.study_instance_uid, step.sps_id) == ("RP-OMI-ACC-1", "1.2.3.4.5",
-                                                                                    "SPS-OMI-ACC-1")
+        assert (rp.requested_procedure_id, rp.study_instance_uid, step.sps_id) == (
+            "RP-OMI-ACC-1",
+            "1.2.3.4.5",
+            "SPS-OMI-ACC-1",
+        )
         assert (step.modality, step.station_aet, step.station_name, step.location) == ("MR", "MR3", "ROOM7", "MRI-1")
         assert find_patient(s, "OMI-1") is not None  # the order registered the unknown patient
 
@@ -164,8 +197,9 @@ def test_station_rules_pick_a_station(hl7):
     ack_of(hl7, H.ORM_O01_NW, mrn="ST-1", acc="ST-ACC-3")  # no rule: every CT station
     ack_of(hl7, H.ORM_O01_NW, mrn="ST-1", acc="ST-ACC-4", code="XRCHEST", modality="CR")  # nothing: any scanner
     with hl7.sessions() as s:
-        assert [primary_step(find_order(s, a)).station_aet for a in ("ST-ACC-1", "ST-ACC-2", "ST-ACC-3", "ST-ACC-4")] \
-            == ["MRK1", "US1", "CTA\\CTB", ""]
+        assert [
+            primary_step(find_order(s, a)).station_aet for a in ("ST-ACC-1", "ST-ACC-2", "ST-ACC-3", "ST-ACC-4")
+        ] == ["MRK1", "US1", "CTA\\CTB", ""]
 
 
 def test_xo_changes_then_ca_cancels_then_dc(hl7):
@@ -187,6 +221,7 @@ def test_xo_changes_then_ca_cancels_then_dc(hl7):
     ack_of(hl7, H.ORM_O01_NW, mrn="XO-1", acc="DC-ACC-1")
     with transaction(hl7.sessions) as s:
         from ris_app.scheduling.orders import apply_action
+
         apply_action(primary_step(find_order(s, "DC-ACC-1")), "start")
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="DC-ACC-1")[0] == "AE"  # started: CA refused
     assert ack_of(hl7, H.ORM_O01_DC, mrn="XO-1", acc="DC-ACC-1")[0] == "AA"
@@ -218,18 +253,21 @@ def test_duplicate_is_answered_aa_and_applied_once(hl7):
 
 
 # ------------------------------------------------------------------ content errors: AE naming the field
-@pytest.mark.parametrize("template,values,ack,err", [
-    (H.ADT_A01, {"mrn": ""}, "AE", "PID^1^3^^101"),
-    (H.ADT_A01, {"family": "", "given": ""}, "AE", "PID^1^5^^101"),
-    (H.ADT_A01, {"birth": "19701301"}, "AE", "PID^1^7^1^102"),
-    (H.ADT_A01, {"sex": "X"}, "AE", "PID^1^8^^103"),
-    (H.ORM_O01_NW, {"code": "NOPE", "modality": ""}, "AE", "OBR^1^24^^101"),
-    (H.ORM_O01_NW, {"suid": "not-a-uid"}, "AE", "ZDS^1^1^1^102"),
-    (H.ORM_O01_NW, {"acc": "WAY-TOO-LONG-ACCESSION"}, "AE", "OBR^1^18^^102"),
-    (H.ORM_O01_CA, {"acc": "NO-SUCH-ACC", "placer": "NO-SUCH"}, "AE", "OBR^1^18^^204"),
-    (H.ORM_O01_SC, {"acc": "SN-1"}, "AE", "ORC^1^1^^103"),
-    (H.MISSING_PID.replace("ADT", "ORM").replace("A01", "O01") + "ORC|NW|P\nOBR|1|P\n", {}, "AR", "PID^1^^^100"),
-])
+@pytest.mark.parametrize(
+    "template,values,ack,err",
+    [
+        (H.ADT_A01, {"mrn": ""}, "AE", "PID^1^3^^101"),
+        (H.ADT_A01, {"family": "", "given": ""}, "AE", "PID^1^5^^101"),
+        (H.ADT_A01, {"birth": "19701301"}, "AE", "PID^1^7^1^102"),
+        (H.ADT_A01, {"sex": "X"}, "AE", "PID^1^8^^103"),
+        (H.ORM_O01_NW, {"code": "NOPE", "modality": ""}, "AE", "OBR^1^24^^101"),
+        (H.ORM_O01_NW, {"suid": "not-a-uid"}, "AE", "ZDS^1^1^1^102"),
+        (H.ORM_O01_NW, {"acc": "WAY-TOO-LONG-ACCESSION"}, "AE", "OBR^1^18^^102"),
+        (H.ORM_O01_CA, {"acc": "NO-SUCH-ACC", "placer": "NO-SUCH"}, "AE", "OBR^1^18^^204"),
+        (H.ORM_O01_SC, {"acc": "SN-1"}, "AE", "ORC^1^1^^103"),
+        (H.MISSING_PID.replace("ADT", "ORM").replace("A01", "O01") + "ORC|NW|P\nOBR|1|P\n", {}, "AR", "PID^1^^^100"),
+    ],
+)
 def test_content_errors_get_ae_naming_the_field(hl7, template, values, ack, err):
     code, _, reply, ctl = ack_of(hl7, template, **values)
     assert code == ack, reply
@@ -249,13 +287,30 @@ def _still_serving(hl7):
     assert ack_of(hl7, H.ADT_A01, mrn="ALIVE")[0] == "AA"
 
 
-@pytest.mark.parametrize("name", ["no_msh", "bad_encoding", "wrong_version", "unknown_type", "unknown_event",
-                                  "unknown_segment", "unknown_charset", "empty_control_id"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "no_msh",
+        "bad_encoding",
+        "wrong_version",
+        "unknown_type",
+        "unknown_event",
+        "unknown_segment",
+        "unknown_charset",
+        "empty_control_id",
+    ],
+)
 def test_malformed_messages_get_ar(hl7, name):
-    template = {"no_msh": H.NO_MSH, "bad_encoding": H.BAD_ENCODING_CHARS, "wrong_version": H.WRONG_VERSION,
-                "unknown_type": H.UNKNOWN_TYPE, "unknown_event": H.UNKNOWN_EVENT,
-                "unknown_segment": H.UNKNOWN_SEGMENT, "unknown_charset": H.UNKNOWN_CHARSET,
-                "empty_control_id": H.EMPTY_CONTROL_ID}[name]
+    template = {
+        "no_msh": H.NO_MSH,
+        "bad_encoding": H.BAD_ENCODING_CHARS,
+        "wrong_version": H.WRONG_VERSION,
+        "unknown_type": H.UNKNOWN_TYPE,
+        "unknown_event": H.UNKNOWN_EVENT,
+        "unknown_segment": H.UNKNOWN_SEGMENT,
+        "unknown_charset": H.UNKNOWN_CHARSET,
+        "empty_control_id": H.EMPTY_CONTROL_ID,
+    }[name]
     ctl = H.control_id()
     reply = send(hl7.port, H.build(template, ctl=ctl))
     code, echoed = msa(reply)
@@ -267,8 +322,9 @@ def test_malformed_messages_get_ar(hl7, name):
 
 
 def test_truncated_frame_closed_by_peer_gets_ar(hl7):
-    reply = send_raw(hl7.port, START + b"MSH|^~\\&|EHR|HOSP|R|F|2026||ADT^A01|TRUNC-1|P|2.3.1\rPID|1||X",
-                     half_close=True)
+    reply = send_raw(
+        hl7.port, START + b"MSH|^~\\&|EHR|HOSP|R|F|2026||ADT^A01|TRUNC-1|P|2.3.1\rPID|1||X", half_close=True
+    )
     assert msa(reply) == ("AR", "TRUNC-1")
     _still_serving(hl7)
 
@@ -363,8 +419,11 @@ def test_messages_page_lists_and_reprocesses(hl7, client, app):
 # ------------------------------------------------------------------ outbound
 def _place(client, auth, mrn: str) -> str:
     client.post("/api/patients", json={"mrn": mrn, "family_name": "Out", "given_name": "Bound"}, headers=auth)
-    r = client.post("/api/orders", json={"mrn": mrn, "procedure_code": "CTHEAD", "scheduled_start": "2030-01-01T10:00",
-                                         "station_aet": "CT1"}, headers=auth)
+    r = client.post(
+        "/api/orders",
+        json={"mrn": mrn, "procedure_code": "CTHEAD", "scheduled_start": "2030-01-01T10:00", "station_aet": "CT1"},
+        headers=auth,
+    )
     return r.get_json()["accession_number"]
 
 
@@ -454,7 +513,7 @@ def test_a_trickling_frame_is_cut_at_the_read_timeout(hl7):
         reply = b""
         for i in range(len(data)):
             try:
-                s.sendall(data[i:i + 1])
+                s.sendall(data[i : i + 1])
             except OSError:
                 break
             time.sleep(0.05)
@@ -489,8 +548,7 @@ def test_connections_beyond_the_limit_are_closed(config):
 
 def test_latin1_message_is_read_and_answered_in_latin1(hl7):
     ctl = H.control_id()
-    raw = H.build(H.ADT_A01, encoding="latin-1", ctl=ctl, charset="8859/1", mrn="LAT-1", family="Müller",
-                  given="Zoë")
+    raw = H.build(H.ADT_A01, encoding="latin-1", ctl=ctl, charset="8859/1", mrn="LAT-1", family="Müller", given="Zoë")
     reply = send(hl7.port, raw)
     assert msa(reply) == ("AA", ctl) and fields(reply, "MSH")[18] == "8859/1"
     with hl7.sessions() as s:
@@ -508,7 +566,12 @@ def test_omg_o19_status_message_carries_ipc_and_tq1(hl7, client, auth, receiver)
     [msg] = wait_for(lambda: [m for m in receiver.messages("OMG") if acc.encode() in m], timeout=10)
     msh, ipc, tq1, orc = fields(msg, "MSH"), fields(msg, "IPC"), fields(msg, "TQ1"), fields(msg, "ORC")
     assert (msh[9], msh[12], msh[18]) == ("OMG^O19^OMG_O19", "2.5.1", "UNICODE UTF-8")
-    assert ipc[1] == acc and ipc[5] == "CT" and ipc[9] == "CT1" and ipc[3] == client.get(f"/api/orders/{acc}", headers=auth).get_json()["study_instance_uid"]
+    assert (
+        ipc[1] == acc
+        and ipc[5] == "CT"
+        and ipc[9] == "CT1"
+        and ipc[3] == client.get(f"/api/orders/{acc}", headers=auth).get_json()["study_instance_uid"]
+    )
     # The scheduled start as entered (site wall-clock time), with the site's offset.
     assert tq1[7] == hl7_datetime(from_site(datetime(2030, 1, 1, 10, 0))) and tq1[7].startswith("20300101100000")
     assert orc[1] == "SC" and orc[5] == "IP"

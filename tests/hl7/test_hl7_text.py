@@ -1,5 +1,6 @@
 """HL7 text handling without sockets: escapes, character sets, names, parsing, ACKs,
 and the mapping table printed in the docs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,17 @@ def test_unescape_sequences():
     assert unescape("dangling \\E") == "dangling \\E"  # unterminated escape kept as text
 
 
-@pytest.mark.parametrize("msh18,codec", [("", "utf-8"), ("8859/1", "latin-1"), ("UNICODE UTF-8", "utf-8"),
-                                         ("ASCII", "ascii"), ("ISO IR100", "latin-1"), ("8859/15", "iso8859_15")])
+@pytest.mark.parametrize(
+    "msh18,codec",
+    [
+        ("", "utf-8"),
+        ("8859/1", "latin-1"),
+        ("UNICODE UTF-8", "utf-8"),
+        ("ASCII", "ascii"),
+        ("ISO IR100", "latin-1"),
+        ("8859/15", "iso8859_15"),
+    ],
+)
 def test_charsets(msh18, codec):
     assert codec_for(msh18) == codec
 
@@ -46,12 +56,15 @@ def test_utf8_bytes_declared_latin1_still_decode_as_latin1():
     assert parse(raw).segment("PID").get(5) != "王"
 
 
-@pytest.mark.parametrize("xpn,pn", [
-    ("Doe^John", "Doe^John"),
-    ("Doe^John^Q^Jr^Dr", "Doe^John^Q^Dr^Jr"),  # XPN suffix^prefix, PN prefix^suffix
-    ("Doe^^^^Dr", "Doe^^^Dr"),
-    ("Doe&Van^John", "Doe^John"),  # FN subcomponents: the surname
-])
+@pytest.mark.parametrize(
+    "xpn,pn",
+    [
+        ("Doe^John", "Doe^John"),
+        ("Doe^John^Q^Jr^Dr", "Doe^John^Q^Dr^Jr"),  # XPN suffix^prefix, PN prefix^suffix
+        ("Doe^^^^Dr", "Doe^^^Dr"),
+        ("Doe&Van^John", "Doe^John"),  # FN subcomponents: the surname
+    ],
+)
 def test_xpn_to_pn(xpn, pn):
     assert xpn_to_pn(xpn) == pn
 
@@ -69,14 +82,17 @@ def test_parse_reads_by_position():
     assert obr.get(4, 2) == "CT head without contrast"
 
 
-@pytest.mark.parametrize("raw,code,location", [
-    (H.NO_MSH, 100, "MSH"),
-    (H.BAD_ENCODING_CHARS, 102, "MSH-2"),
-    (H.WRONG_VERSION, 203, "MSH-12"),
-    (H.UNKNOWN_SEGMENT, 100, "XYZ"),
-    (H.EMPTY_CONTROL_ID, 101, "MSH-10"),
-    (H.UNKNOWN_CHARSET, 103, "MSH-18"),
-])
+@pytest.mark.parametrize(
+    "raw,code,location",
+    [
+        (H.NO_MSH, 100, "MSH"),
+        (H.BAD_ENCODING_CHARS, 102, "MSH-2"),
+        (H.WRONG_VERSION, 203, "MSH-12"),
+        (H.UNKNOWN_SEGMENT, 100, "XYZ"),
+        (H.EMPTY_CONTROL_ID, 101, "MSH-10"),
+        (H.UNKNOWN_CHARSET, 103, "MSH-18"),
+    ],
+)
 def test_structural_errors_are_rejected(raw, code, location):
     data = H.build(raw) if "{" in raw else raw.encode()
     with pytest.raises(Hl7Error) as exc:
@@ -102,8 +118,9 @@ def test_envelope_of_broken_message():
 
 def test_docs_show_the_mapping_table():
     doc = (REPO / "docs" / "hl7-conformance.md").read_text()
-    assert mapping.markdown_table() in doc, "regenerate the table: python -c 'from ris_app.hl7.mapping " \
-                                            "import markdown_table; print(markdown_table())'"
+    assert mapping.markdown_table() in doc, (
+        "regenerate the table: python -c 'from ris_app.hl7.mapping import markdown_table; print(markdown_table())'"
+    )
 
 
 def test_control_ids_are_unique_and_fit_msh10():
@@ -113,16 +130,25 @@ def test_control_ids_are_unique_and_fit_msh10():
     assert len(ids) == 20000 and all(len(i) <= 20 and i.startswith("S") for i in ids)
 
 
-@pytest.mark.parametrize("env", [
-    {"ORTHANC_RIS_HL7_STATION_RULES": "room:CT=CT1"},
-    {"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=nohostport"},
-    {"ORTHANC_RIS_HL7_STATUS_MESSAGE": "ADT^A08"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ORTHANC_RIS_HL7_STATION_RULES": "room:CT=CT1"},
+        {"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=nohostport"},
+        {"ORTHANC_RIS_HL7_STATUS_MESSAGE": "ADT^A08"},
+    ],
+)
 def test_bad_hl7_settings_are_refused_by_up(tmp_path, env):
     import os
     import subprocess
     import sys
 
-    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "up"], capture_output=True, text=True, check=False,
-                          env={**os.environ, "ORTHANC_RIS_HOME": str(tmp_path), **env}, timeout=60)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ORTHANC_RIS_HOME": str(tmp_path), **env},
+        timeout=60,
+    )
     assert proc.returncode != 0 and "ORTHANC_RIS_HL7_" in proc.stderr and "Traceback" not in proc.stderr

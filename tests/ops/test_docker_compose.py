@@ -8,6 +8,7 @@ merged over them). What they prove: every file a container needs is in the repos
 the plugin is pointed at the RIS service with the RIS's own token, the ports agree, and
 no secret is written in the files.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,7 @@ def raw_compose() -> dict:
 
 
 def sentinel_env() -> dict[str, str]:
-    return {name: SENTINEL.format(name) for name in variables_used(raw_compose())
-            if SECRET_NAME.search(name)}
+    return {name: SENTINEL.format(name) for name in variables_used(raw_compose()) if SECRET_NAME.search(name)}
 
 
 def compose(env: dict[str, str] | None = None) -> dict:
@@ -147,7 +147,7 @@ def container_file(service: dict, path: str) -> Path | None:
         if path == target:
             return host_path(source)
         if path.startswith(target + "/"):
-            return host_path(source) / path[len(target) + 1:]
+            return host_path(source) / path[len(target) + 1 :]
     return None
 
 
@@ -262,8 +262,12 @@ def test_services_and_named_volumes_are_declared():
 
 def test_every_mounted_file_or_folder_exists_in_the_repo():
     c = compose()
-    binds = [(name, source) for name, service in c["services"].items()
-             for kind, source, _ in mounts(service) if kind == "bind"]
+    binds = [
+        (name, source)
+        for name, service in c["services"].items()
+        for kind, source, _ in mounts(service)
+        if kind == "bind"
+    ]
     assert binds, "Orthanc needs the plugin and its configuration mounted"
     for name, source in binds:
         path = host_path(source)
@@ -287,13 +291,23 @@ def test_dockerfile_copies_only_what_exists_and_reaches_the_context():
         words = [w for w in shlex.split(args) if not w.startswith("--")]
         for source in words[:-1]:
             assert (context / source).exists(), f"COPY {source}: not in the repository"
-            assert not dockerignored(source, context / ".dockerignore"), \
+            assert not dockerignored(source, context / ".dockerignore"), (
                 f"COPY {source}: excluded by .dockerignore, the build would fail"
+            )
 
 
-@pytest.mark.parametrize("path", [".env", "data/secrets/api-token", "data/ris.sqlite3",
-                                  ".venv/bin/python", ".git/config", "test-output/up.log",
-                                  "ris_app/__pycache__/api.cpython-311.pyc"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".env",
+        "data/secrets/api-token",
+        "data/ris.sqlite3",
+        ".venv/bin/python",
+        ".git/config",
+        "test-output/up.log",
+        "ris_app/__pycache__/api.cpython-311.pyc",
+    ],
+)
 def test_dockerignore_keeps_secrets_and_data_out_of_the_image(path):
     assert dockerignored(path, REPO / ".dockerignore")
 
@@ -303,8 +317,9 @@ def test_dockerfile_installs_the_project_and_serves_it_with_gunicorn_after_migra
     assert steps[0] == ("FROM", "python:3.11-slim")
     runs = " ".join(args for keyword, args in steps if keyword == "RUN")
     assert re.search(r"pip install '?\.(\[[a-z,]+\])?'?", runs)
-    cmd = " ".join(" ".join(json.loads(args)) if args.startswith("[") else args
-                   for keyword, args in steps if keyword == "CMD")
+    cmd = " ".join(
+        " ".join(json.loads(args)) if args.startswith("[") else args for keyword, args in steps if keyword == "CMD"
+    )
     assert "orthanc-ris migrate &&" in cmd
     assert cmd.index("orthanc-ris migrate") < cmd.index("gunicorn")
     assert "ris_app.wsgi:app" in cmd
@@ -381,8 +396,14 @@ def test_ports_agree_between_services_and_configuration():
 
 
 def test_host_ports_follow_the_settings():
-    env = dict(sentinel_env(), ORTHANC_RIS_HTTP_PORT="8080", ORTHANC_RIS_ORTHANC_HTTP_PORT="8043",
-               ORTHANC_RIS_DICOM_PORT="11112", ORTHANC_RIS_AET="PACS1", ORTHANC_RIS_STABLE_AGE="5")
+    env = dict(
+        sentinel_env(),
+        ORTHANC_RIS_HTTP_PORT="8080",
+        ORTHANC_RIS_ORTHANC_HTTP_PORT="8043",
+        ORTHANC_RIS_DICOM_PORT="11112",
+        ORTHANC_RIS_AET="PACS1",
+        ORTHANC_RIS_STABLE_AGE="5",
+    )
     c = compose(env)
     conf = orthanc_config(c)
     assert {host for _, host, _ in published(c["services"]["orthanc"])} == {8043, 11112}

@@ -1,4 +1,5 @@
 """`orthanc-ris up` as an operator meets it: starts, names a failing part, stops cleanly."""
+
 from __future__ import annotations
 
 import os
@@ -54,20 +55,31 @@ def test_a_taken_port_is_reported(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     port = busy.getsockname()[1]
-    env = {**os.environ, "ORTHANC_RIS_HOME": str(tmp_path / "h"), "ORTHANC_RIS_HTTP_PORT": str(free_port()),
-           "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(port), "ORTHANC_RIS_DICOM_PORT": str(free_port()),
-           "ORTHANC_RIS_API_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        "ORTHANC_RIS_HOME": str(tmp_path / "h"),
+        "ORTHANC_RIS_HTTP_PORT": str(free_port()),
+        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(port),
+        "ORTHANC_RIS_DICOM_PORT": str(free_port()),
+        "ORTHANC_RIS_API_TOKEN": TOKEN,
+    }
     env.pop("ORTHANC_RIS_DATABASE_URL", None)
-    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "up", "--start-timeout", "20"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "up", "--start-timeout", "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     busy.close()
     assert proc.returncode == 1
     assert "orthanc" in proc.stderr and ("exited" in proc.stderr or "did not answer" in proc.stderr)
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("up", "migrate", "create-user", "settings", "orthanc-config", "hl7-listener"):
         assert command in out
 
@@ -77,12 +89,23 @@ def test_a_taken_hl7_port_is_reported(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     port = busy.getsockname()[1]
-    env = {**os.environ, "ORTHANC_RIS_HOME": str(tmp_path / "h"), "ORTHANC_RIS_HTTP_PORT": str(free_port()),
-           "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()), "ORTHANC_RIS_DICOM_PORT": str(free_port()),
-           "ORTHANC_RIS_HL7_PORT": str(port), "ORTHANC_RIS_API_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        "ORTHANC_RIS_HOME": str(tmp_path / "h"),
+        "ORTHANC_RIS_HTTP_PORT": str(free_port()),
+        "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
+        "ORTHANC_RIS_DICOM_PORT": str(free_port()),
+        "ORTHANC_RIS_HL7_PORT": str(port),
+        "ORTHANC_RIS_API_TOKEN": TOKEN,
+    }
     env.pop("ORTHANC_RIS_DATABASE_URL", None)
-    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "up", "--start-timeout", "30"],
-                          env=env, capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "up", "--start-timeout", "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     busy.close()
     assert proc.returncode == 1
     assert f"hl7 cannot start: 127.0.0.1:{port} is in use" in proc.stderr

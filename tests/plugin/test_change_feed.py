@@ -1,5 +1,6 @@
 """The plugin's change feed, outside Orthanc: a stub Orthanc API in front, the real RIS
 (over real HTTP, real database) behind. The same code runs inside Orthanc in the e2e tests."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ class StubOrthanc:
 
     def add_study(self, oid, uid, acc, instances):
         self.studies[oid] = {"uid": uid, "acc": acc, "n": instances}
-        self.changes.append({"Seq": len(self.changes) + 1, "ChangeType": "NewStudy", "ResourceType": "Study", "ID": oid})
+        self.changes.append(
+            {"Seq": len(self.changes) + 1, "ChangeType": "NewStudy", "ResourceType": "Study", "ID": oid}
+        )
 
     def rest_get(self, uri: str) -> bytes:
         if uri.startswith("/changes?since="):
@@ -42,13 +45,16 @@ class StubOrthanc:
         if uri.endswith("/series"):
             return json.dumps([{"MainDicomTags": {"Modality": "CT"}, "Instances": ["i1"]}]).encode()
         if uri == f"/studies/{oid}":
-            return json.dumps({"MainDicomTags": {"StudyInstanceUID": st["uid"], "AccessionNumber": st["acc"]},
-                               "PatientMainDicomTags": {"PatientID": "P"}}).encode()
+            return json.dumps(
+                {
+                    "MainDicomTags": {"StudyInstanceUID": st["uid"], "AccessionNumber": st["acc"]},
+                    "PatientMainDicomTags": {"PatientID": "P"},
+                }
+            ).encode()
         raise NotImplementedError(uri)
 
     def api(self) -> OrthancApi:
-        return OrthancApi(self.rest_get, self.properties.get,
-                          self.properties.__setitem__)
+        return OrthancApi(self.rest_get, self.properties.get, self.properties.__setitem__)
 
 
 @pytest.fixture

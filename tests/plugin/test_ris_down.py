@@ -1,5 +1,6 @@
 """Orthanc with our plugin while the RIS is down: scanners get a clear failure, not an
 empty worklist that would look like 'nothing scheduled'."""
+
 from __future__ import annotations
 
 import json
@@ -21,18 +22,25 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def orthanc_alone(tmp_path):
     """Orthanc with our plugin, pointed at a RIS port where nothing listens."""
-    cfg = Config.from_env({
-        "ORTHANC_RIS_HOME": str(tmp_path), "ORTHANC_RIS_API_TOKEN": TOKEN, "ORTHANC_RIS_SECRET_KEY": "x",
-        "ORTHANC_RIS_HTTP_PORT": str(free_port()), "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
-        "ORTHANC_RIS_DICOM_PORT": str(free_port()), "ORTHANC_RIS_AET": "RISPACS",
-    })
+    cfg = Config.from_env(
+        {
+            "ORTHANC_RIS_HOME": str(tmp_path),
+            "ORTHANC_RIS_API_TOKEN": TOKEN,
+            "ORTHANC_RIS_SECRET_KEY": "x",
+            "ORTHANC_RIS_HTTP_PORT": str(free_port()),
+            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
+            "ORTHANC_RIS_DICOM_PORT": str(free_port()),
+            "ORTHANC_RIS_AET": "RISPACS",
+        }
+    )
     conf = render(cfg)
     conf["OrthancRIS"]["RequestTimeoutSeconds"] = 2
     path = tmp_path / "orthanc.json"
     path.write_text(json.dumps(conf))
     log = open(tmp_path / "orthanc.log", "wb")
-    proc = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "TCP_NODELAY": "1"})
+    proc = subprocess.Popen(
+        ["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"}
+    )
     wait_for(lambda: _up(cfg.orthanc_url), timeout=30)
     yield cfg
     proc.terminate()
@@ -48,8 +56,13 @@ def _up(url: str) -> bool:
 
 def test_worklist_query_fails_clearly_when_the_ris_is_down(orthanc_alone, tmp_path):
     query = write_query(tmp_path / "q.dcm")
-    proc = subprocess.run(["/usr/bin/findscu", "-W", "-aec", "RISPACS", "127.0.0.1", str(orthanc_alone.dicom_port),
-                           str(query)], capture_output=True, text=True, timeout=60, env={**os.environ, "TCP_NODELAY": "1"})
+    proc = subprocess.run(
+        ["/usr/bin/findscu", "-W", "-aec", "RISPACS", "127.0.0.1", str(orthanc_alone.dicom_port), str(query)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
     out = proc.stdout + proc.stderr
     assert "Pending" not in out  # no answers
     # DIMSE failure status (0xC000-range "unable to process" or similar), not Success 0x0000

@@ -1,4 +1,5 @@
 """The reading pages and the viewer's gate, through the Flask test client."""
+
 from __future__ import annotations
 
 import re
@@ -61,21 +62,40 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app):
     assert "STAT" in page and "Müller" in page and f"/reading/studies/{study_id}" in page
     page = client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
     assert "CT head without contrast" in page and "Haemorrhage" in page and "headache" in page
-    r = _post(client, f"/reading/studies/{study_id}/report", token,
-              {"indication": "headache", "technique": "t", "findings": "No bleed.",
-               "impression": "Normal.", "action": "sign"}, follow_redirects=True)
+    r = _post(
+        client,
+        f"/reading/studies/{study_id}/report",
+        token,
+        {
+            "indication": "headache",
+            "technique": "t",
+            "findings": "No bleed.",
+            "impression": "Normal.",
+            "action": "sign",
+        },
+        follow_redirects=True,
+    )
     page = r.get_data(as_text=True)
     assert "Report signed." in page and "Signed by RAD" in page and "PACS: error" in page
     assert "Add an addendum" in page
     assert f"/reading/studies/{study_id}" not in client.get("/reading").get_data(as_text=True)  # read: off the list
     _post(client, f"/reading/studies/{study_id}/addendum", token)
-    r = _post(client, f"/reading/studies/{study_id}/report", token, {"addendum": "Also a sinusitis.", "action": "sign"},
-              follow_redirects=True)
+    r = _post(
+        client,
+        f"/reading/studies/{study_id}/report",
+        token,
+        {"addendum": "Also a sinusitis.", "action": "sign"},
+        follow_redirects=True,
+    )
     page = r.get_data(as_text=True)
     assert "Addendum 1 signed." in page and "Also a sinusitis." in page and "Normal." in page
-    r = _post(client, f"/reading/studies/{study_id}/critical", token,
-              {"communicated_to": "Dr Ward", "method": "phone", "communicated_at": "2026-11-28T10:05"},
-              follow_redirects=True)
+    r = _post(
+        client,
+        f"/reading/studies/{study_id}/critical",
+        token,
+        {"communicated_to": "Dr Ward", "method": "phone", "communicated_at": "2026-11-28T10:05"},
+        follow_redirects=True,
+    )
     assert "Told <strong>Dr Ward</strong> by phone at 2026-11-28 10:05" in r.get_data(as_text=True)
     pdf = client.get("/reading/versions/2/report.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
@@ -141,10 +161,15 @@ def test_report_api_reads_signed_reports(client, study_id, app, auth):
     assert client.get(f"/api/reports/{body['id']}/versions/9/pdf", headers=auth).status_code == 404
 
 
-@pytest.mark.parametrize("target, landing", [
-    ("/viewer?StudyInstanceUIDs=1.2", "/viewer?StudyInstanceUIDs=1.2"),
-    ("//evil.example/x", "/"), ("/\\evil.example/x", "/"), ("https://evil.example/", "/"),
-])
+@pytest.mark.parametrize(
+    "target, landing",
+    [
+        ("/viewer?StudyInstanceUIDs=1.2", "/viewer?StudyInstanceUIDs=1.2"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+    ],
+)
 def test_viewer_login_lands_only_on_its_own_pages(config, target, landing):
     from ris_app.viewer.app import viewer_login_url
 
@@ -170,8 +195,9 @@ def test_viewer_session_expires(client, study_id, config, monkeypatch):
 def test_with_an_external_ohif_links_go_straight_to_it(app, client, study_id):
     """Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's own login."""
     cfg = app.config["RIS"]
-    app.config["RIS"] = cfg.__class__(**{**cfg.__dict__, "ohif_url": "http://pacs:8042/ohif",
-                                         "orthanc_public_url": "http://pacs:8042"})
+    app.config["RIS"] = cfg.__class__(
+        **{**cfg.__dict__, "ohif_url": "http://pacs:8042/ohif", "orthanc_public_url": "http://pacs:8042"}
+    )
     _login(client, "rad")
     r = client.get(f"/reading/studies/{study_id}/open/ohif")
     assert r.headers["Location"] == "http://pacs:8042/ohif/viewer?StudyInstanceUIDs=1.2.3.1"

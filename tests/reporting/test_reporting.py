@@ -1,5 +1,6 @@
 """The report lifecycle, the reading worklist and priors, the report outputs (PDF,
 Encapsulated PDF): database-level tests (re-run on PostgreSQL by .ci/run)."""
+
 from __future__ import annotations
 
 import io
@@ -16,6 +17,7 @@ from ris_app.db import transaction
 from ris_app.errors import Conflict, DomainError
 from ris_app.model import ADDENDUM, DRAFT, FINAL, PRELIMINARY, ProcedureCode, ReportTemplate, Study
 from ris_app.reporting import lifecycle as r
+from ris_app.reporting import reading_list as rl
 from ris_app.reporting.documents import (
     BASIC_TEXT_SR_STORAGE,
     ENCAPSULATED_PDF_STORAGE,
@@ -47,23 +49,44 @@ def _user(s, name="rad1", role="radiologist"):
 
 
 def _patient(s, mrn="P1", family="Müller", given="Anna"):
-    return create_patient(s, PatientData(mrn=mrn, family_name=family, given_name=given,
-                                         birth_date=datetime(1960, 5, 4).date(), sex="F"))
+    return create_patient(
+        s, PatientData(mrn=mrn, family_name=family, given_name=given, birth_date=datetime(1960, 5, 4).date(), sex="F")
+    )
 
 
 def _study(s, patient=None, *, code="CTHEAD", priority="ROUTINE", received=T0, mrn="", reason="headache"):
     order = None
     if patient is not None:
         proc = s.scalar(select(ProcedureCode).where(ProcedureCode.code == code))
-        order = create_order(s, OrderData(patient=patient, procedure=proc, modality=proc.modality,
-                                          scheduled_start=received, station_aet="CT1", priority=priority,
-                                          reason_for_exam=reason), accession_prefix="T", uid_root="")
+        order = create_order(
+            s,
+            OrderData(
+                patient=patient,
+                procedure=proc,
+                modality=proc.modality,
+                scheduled_start=received,
+                station_aet="CT1",
+                priority=priority,
+                reason_for_exam=reason,
+            ),
+            accession_prefix="T",
+            uid_root="",
+        )
     n = s.query(Study).count() + 1
-    study = Study(study_instance_uid=f"1.2.3.{n}", orthanc_id=f"orthanc-{n}", order_id=order.id if order else None,
-                  accession_number=order.accession_number if order else f"X{n}",
-                  patient_mrn=patient.mrn if patient else mrn, patient_name="Müller^Anna", study_date="20261128",
-                  modalities="CT", series_count=1, instance_count=3, first_received_at=received,
-                  last_received_at=received)
+    study = Study(
+        study_instance_uid=f"1.2.3.{n}",
+        orthanc_id=f"orthanc-{n}",
+        order_id=order.id if order else None,
+        accession_number=order.accession_number if order else f"X{n}",
+        patient_mrn=patient.mrn if patient else mrn,
+        patient_name="Müller^Anna",
+        study_date="20261128",
+        modalities="CT",
+        series_count=1,
+        instance_count=3,
+        first_received_at=received,
+        last_received_at=received,
+    )
     s.add(study)
     s.flush()
     return study
@@ -141,10 +164,15 @@ def test_critical_result_records_who_how_when(s):
     user = _user(s)
     report = r.start_report(s, _study(s, _patient(s)), user)
     when = datetime(2026, 11, 28, 9, 15, tzinfo=UTC)
-    c = r.record_critical_result(s, report, user, communicated_to="Dr Who, ED", method="phone",
-                                 communicated_at=when, note="read back")
-    assert report.critical and (c.communicated_to, c.method, c.communicated_at, c.recorded_by_id) == \
-        ("Dr Who, ED", "phone", when, user.id)
+    c = r.record_critical_result(
+        s, report, user, communicated_to="Dr Who, ED", method="phone", communicated_at=when, note="read back"
+    )
+    assert report.critical and (c.communicated_to, c.method, c.communicated_at, c.recorded_by_id) == (
+        "Dr Who, ED",
+        "phone",
+        when,
+        user.id,
+    )
     with pytest.raises(DomainError, match="method"):
         r.record_critical_result(s, report, user, communicated_to="x", method="telepathy")
     with pytest.raises(DomainError, match="who"):
@@ -164,28 +192,35 @@ def test_reading_worklist_order_filters_and_priors(s):
     empty = _study(s, p2)
     empty.instance_count = 0
 
-    rows = r.reading_worklist(s, r.ReadingFilters())
+    rows = rl.reading_worklist(s, rl.ReadingFilters())
     assert [row.study.id for row in rows] == [new_stat.id, old_high.id, unmatched.id, old_routine.id]
     prior_ids = {st.id: (rp.status if rp else None) for st, rp in rows[1].priors}
     assert prior_ids == {old_routine.id: None, unmatched.id: None, signed.id: FINAL}
     assert {st.id for st, _ in rows[2].priors} == {old_routine.id, old_high.id, signed.id}
 
     r.save_report(s, r.start_report(s, old_high, user), user, {}, "draft")
-    assert [x.study.id for x in r.reading_worklist(s, r.ReadingFilters(status=DRAFT))] == [old_high.id]
-    assert old_high.id not in [x.study.id for x in r.reading_worklist(s, r.ReadingFilters(status=r.UNREAD))]
-    assert [x.study.id for x in r.reading_worklist(s, r.ReadingFilters(radiologist_id=user.id))] == [old_high.id]
-    assert r.reading_worklist(s, r.ReadingFilters(modality="MR")) == []
+    assert [x.study.id for x in rl.reading_worklist(s, rl.ReadingFilters(status=DRAFT))] == [old_high.id]
+    assert old_high.id not in [x.study.id for x in rl.reading_worklist(s, rl.ReadingFilters(status=rl.UNREAD))]
+    assert [x.study.id for x in rl.reading_worklist(s, rl.ReadingFilters(radiologist_id=user.id))] == [old_high.id]
+    assert rl.reading_worklist(s, rl.ReadingFilters(modality="MR")) == []
     day = (T0 - timedelta(days=2)).date()
-    assert [x.study.id for x in r.reading_worklist(s, r.ReadingFilters(date_from=day, date_to=day))] == [old_routine.id]
-    assert [p.id for p, _ in r.priors_of(s, new_stat)] == [empty.id]
+    assert [x.study.id for x in rl.reading_worklist(s, rl.ReadingFilters(date_from=day, date_to=day))] == [
+        old_routine.id
+    ]
+    assert [p.id for p, _ in rl.priors_of(s, new_stat)] == [empty.id]
 
 
 def _signed(s):
     user = _user(s)
     study = _study(s, _patient(s))
     report = r.start_report(s, study, user)
-    v = r.save_report(s, report, user, {"findings": "No acute intracranial haemorrhage.",
-                                        "impression": "Normal CT of the head."}, "sign")
+    v = r.save_report(
+        s,
+        report,
+        user,
+        {"findings": "No acute intracranial haemorrhage.", "impression": "Normal CT of the head."},
+        "sign",
+    )
     return report, v
 
 
@@ -193,17 +228,29 @@ def test_pdf_holds_patient_exam_report_and_signature(s):
     report, v = _signed(s)
     pdf = render_pdf(report, v, header_for(report), "Radiology, General Hospital")
     text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
-    for expected in ("Radiology, General Hospital", "Müller, Anna", "P1", "1960-05-04",
-                     "CT head without contrast", report.study.order.accession_number,
-                     "No acute intracranial haemorrhage.", "Normal CT of the head.",
-                     "electronically signed by Dr Rad1"):
+    for expected in (
+        "Radiology, General Hospital",
+        "Müller, Anna",
+        "P1",
+        "1960-05-04",
+        "CT head without contrast",
+        report.study.order.accession_number,
+        "No acute intracranial haemorrhage.",
+        "Normal CT of the head.",
+        "electronically signed by Dr Rad1",
+    ):
         assert expected in text, expected
 
 
 def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
     report, v = _signed(s)
-    header = header_for(report, {"MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
-                                     "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": ""}})
+    header = header_for(
+        report,
+        {
+            "MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
+            "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": ""},
+        },
+    )
     # The images' values win (the instance joins their study), but empty ones do not blank the RIS's.
     assert (header.patient_name, header.sex, header.birth_date) == ("MÜLLER^ANNA", "F", "19600504")
     pdf = render_pdf(report, v, header)
@@ -214,7 +261,7 @@ def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
     assert back.SOPClassUID == ENCAPSULATED_PDF_STORAGE
     assert back.StudyInstanceUID == report.study.study_instance_uid
     assert back.AccessionNumber == report.study.order.accession_number
-    assert bytes(back.EncapsulatedDocument)[:len(pdf)] == pdf
+    assert bytes(back.EncapsulatedDocument)[: len(pdf)] == pdf
     if shutil.which("dciodvfy") is None:
         pytest.fail("dciodvfy is missing: run `make setup-test` (Debian dicom3tools)")
     proc = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True)
@@ -276,8 +323,9 @@ def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
     ds = basic_text_sr(report, v2, header, predecessor_sop_uid=v1.sr_instance_uid)
     assert ds.SOPClassUID == BASIC_TEXT_SR_STORAGE and ds.VerificationFlag == "VERIFIED"
     assert ds.SeriesInstanceUID == report_series_uid(report.study.study_instance_uid, "sr")
-    texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.ContentSequence[0].TextValue
-             for item in ds.ContentSequence}
+    texts = {
+        item.ConceptNameCodeSequence[0].CodeMeaning: item.ContentSequence[0].TextValue for item in ds.ContentSequence
+    }
     assert texts["Impressions"] == "Normal CT of the head."
     assert texts["Addendum"] == "Incidental sinus mucosal thickening."
     predecessor = ds.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]

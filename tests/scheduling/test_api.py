@@ -1,4 +1,5 @@
 """REST API against a real database (SQLite here, PostgreSQL in .ci/run's second pass)."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,13 @@ def _patient(client, auth, **over):
 
 
 def _order(client, auth, **over):
-    body = {"mrn": "M1", "procedure_code": "CTHEAD", "modality": "CT", "station_aet": "CT1",
-            "scheduled_start": "2026-11-28T10:15:00"}
+    body = {
+        "mrn": "M1",
+        "procedure_code": "CTHEAD",
+        "modality": "CT",
+        "station_aet": "CT1",
+        "scheduled_start": "2026-11-28T10:15:00",
+    }
     body.update(over)
     return client.post("/api/orders", json=body, headers=auth)
 
@@ -60,8 +66,7 @@ def test_place_order_generates_accession_and_uid(client, auth):
 
 def test_order_keeps_given_identifiers_and_several_aets(client, auth):
     _patient(client, auth)
-    r = _order(client, auth, accession_number="ACC-7", study_instance_uid="1.2.3.4.5",
-               station_aet=["CT1", "CT2"])
+    r = _order(client, auth, accession_number="ACC-7", study_instance_uid="1.2.3.4.5", station_aet=["CT1", "CT2"])
     assert r.status_code == 201, r.json
     assert r.json["accession_number"] == "ACC-7"
     assert r.json["study_instance_uid"] == "1.2.3.4.5"
@@ -70,16 +75,19 @@ def test_order_keeps_given_identifiers_and_several_aets(client, auth):
     assert dup.status_code == 409 and dup.json["error"]["field"] == "accession_number"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"mrn": ""}, "mrn"),
-    ({"family_name": None}, "family_name"),
-    ({"birth_date": "06/05/1980"}, "birth_date"),
-    ({"birth_date": "1980-02-30"}, "birth_date"),
-    ({"sex": "X"}, "sex"),
-    ({"family_name": "A^B"}, "family_name"),
-    ({"family_name": "x" * 65}, "family_name"),
-    ({"given_name": 12}, "given_name"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"mrn": ""}, "mrn"),
+        ({"family_name": None}, "family_name"),
+        ({"birth_date": "06/05/1980"}, "birth_date"),
+        ({"birth_date": "1980-02-30"}, "birth_date"),
+        ({"sex": "X"}, "sex"),
+        ({"family_name": "A^B"}, "family_name"),
+        ({"family_name": "x" * 65}, "family_name"),
+        ({"given_name": 12}, "given_name"),
+    ],
+)
 def test_bad_patient_input_names_the_field(client, auth, app, body, field):
     r = client.post("/api/patients", json={**PATIENT, **body}, headers=auth)
     assert r.status_code == 400
@@ -88,16 +96,19 @@ def test_bad_patient_input_names_the_field(client, auth, app, body, field):
     assert _count(app, Patient) == 0
 
 
-@pytest.mark.parametrize("over, field", [
-    ({"mrn": "NOPE"}, "mrn"),
-    ({"procedure_code": "NOPE"}, "procedure_code"),
-    ({"scheduled_start": "tomorrow"}, "scheduled_start"),
-    ({"scheduled_start": None}, "scheduled_start"),
-    ({"station_aet": "THIS-AET-IS-FAR-TOO-LONG"}, "station_aet"),
-    ({"priority": "WHENEVER"}, "priority"),
-    ({"study_instance_uid": "not-a-uid"}, "study_instance_uid"),
-    ({"modality": "C T"}, "modality"),
-])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"mrn": "NOPE"}, "mrn"),
+        ({"procedure_code": "NOPE"}, "procedure_code"),
+        ({"scheduled_start": "tomorrow"}, "scheduled_start"),
+        ({"scheduled_start": None}, "scheduled_start"),
+        ({"station_aet": "THIS-AET-IS-FAR-TOO-LONG"}, "station_aet"),
+        ({"priority": "WHENEVER"}, "priority"),
+        ({"study_instance_uid": "not-a-uid"}, "study_instance_uid"),
+        ({"modality": "C T"}, "modality"),
+    ],
+)
 def test_bad_order_input_names_the_field_and_writes_nothing(client, auth, app, over, field):
     _patient(client, auth)
     r = _order(client, auth, **over)
@@ -114,12 +125,20 @@ def test_malformed_json_is_refused(client, auth, payload):
     assert r.json["error"]["field"] == "body"
 
 
-@pytest.mark.parametrize("method, url", [
-    ("post", "/api/patients"), ("get", "/api/patients/M1"), ("post", "/api/orders"),
-    ("get", "/api/orders/X"), ("post", "/api/orders/X/status"), ("get", "/api/worklist"),
-    ("get", "/api/studies"), ("post", "/api/internal/study-events"),
-    ("post", "/api/internal/worklist/find"),
-])
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("post", "/api/patients"),
+        ("get", "/api/patients/M1"),
+        ("post", "/api/orders"),
+        ("get", "/api/orders/X"),
+        ("post", "/api/orders/X/status"),
+        ("get", "/api/worklist"),
+        ("get", "/api/studies"),
+        ("post", "/api/internal/study-events"),
+        ("post", "/api/internal/worklist/find"),
+    ],
+)
 def test_every_endpoint_but_health_needs_the_token(client, method, url):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         r = getattr(client, method)(url, json={}, headers=headers)
@@ -141,7 +160,12 @@ def test_status_moves_follow_the_table(client, auth, app):
     assert r.status_code == 409 and r.json["error"]["code"] == "illegal_transition"
     done = move("complete").json
     assert done["status"] == "COMPLETED"
-    assert [h["to"] for h in done["scheduled_procedure_step"]["history"]] == ["SCHEDULED", "ARRIVED", "STARTED", "COMPLETED"]
+    assert [h["to"] for h in done["scheduled_procedure_step"]["history"]] == [
+        "SCHEDULED",
+        "ARRIVED",
+        "STARTED",
+        "COMPLETED",
+    ]
     assert move("start").status_code == 409
     assert move("fly").status_code == 400
     assert client.post("/api/orders/NOPE/status", json={"action": "arrive"}, headers=auth).status_code == 404
@@ -160,7 +184,9 @@ def test_worklist_lists_a_days_steps(client, auth):
     _order(client, auth, scheduled_start="2026-11-29T09:00")
     items = client.get("/api/worklist?date=2026-11-28", headers=auth).json["items"]
     assert [i["modality"] for i in items] == ["CT", "MR"]
-    assert client.get("/api/worklist?date=2026-11-28&modality=MR", headers=auth).json["items"][0]["station_aet"] == ["MR1"]
+    assert client.get("/api/worklist?date=2026-11-28&modality=MR", headers=auth).json["items"][0]["station_aet"] == [
+        "MR1"
+    ]
     assert client.get("/api/worklist?date=bad", headers=auth).status_code == 400
     assert client.get("/api/worklist?date=2026-11-28&status=NOPE", headers=auth).status_code == 400
 
@@ -170,9 +196,19 @@ def test_study_events_are_idempotent_and_link_once(client, auth, app):
 
     _patient(client, auth)
     acc = _order(client, auth).json["accession_number"]
-    event = {"seq": 5, "change": "NewStudy", "orthanc_id": "o-1",
-             "study": {"StudyInstanceUID": "1.2.9", "AccessionNumber": acc, "PatientID": "M1",
-                       "Modalities": ["CT"], "CountSeries": 1, "CountInstances": 3}}
+    event = {
+        "seq": 5,
+        "change": "NewStudy",
+        "orthanc_id": "o-1",
+        "study": {
+            "StudyInstanceUID": "1.2.9",
+            "AccessionNumber": acc,
+            "PatientID": "M1",
+            "Modalities": ["CT"],
+            "CountSeries": 1,
+            "CountInstances": 3,
+        },
+    }
     for _ in range(3):
         assert client.post("/api/internal/study-events", json=event, headers=auth).json["linked"] is True
     # an older event arriving late does not roll the counts back
@@ -187,13 +223,19 @@ def test_study_events_are_idempotent_and_link_once(client, auth, app):
     assert client.get("/api/studies", headers=auth).json["items"] == []
 
 
-@pytest.mark.parametrize("event, field", [
-    ({"change": "NewStudy", "orthanc_id": "x"}, "study.StudyInstanceUID"),
-    ({"change": "Bogus", "orthanc_id": "x"}, "change"),
-    ({"change": "NewStudy"}, "orthanc_id"),
-    ({"change": "NewStudy", "orthanc_id": "x", "seq": "a"}, "seq"),
-    ({"change": "NewStudy", "orthanc_id": "x", "study": {"StudyInstanceUID": "1", "CountInstances": "many"}}, "study.CountInstances"),
-])
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ({"change": "NewStudy", "orthanc_id": "x"}, "study.StudyInstanceUID"),
+        ({"change": "Bogus", "orthanc_id": "x"}, "change"),
+        ({"change": "NewStudy"}, "orthanc_id"),
+        ({"change": "NewStudy", "orthanc_id": "x", "seq": "a"}, "seq"),
+        (
+            {"change": "NewStudy", "orthanc_id": "x", "study": {"StudyInstanceUID": "1", "CountInstances": "many"}},
+            "study.CountInstances",
+        ),
+    ],
+)
 def test_malformed_study_events_are_refused(client, auth, event, field):
     r = client.post("/api/internal/study-events", json=event, headers=auth)
     assert r.status_code == 400 and r.json["error"]["field"] == field

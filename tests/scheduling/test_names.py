@@ -12,7 +12,12 @@ def test_patient_pn_and_components_are_inverse():
     p = Patient(mrn="1", family_name="Yamada", given_name="Tarou", middle_name="", name_prefix="Mr", name_suffix="")
     assert patient_pn(p) == "Yamada^Tarou^^Mr"
     assert pn_components("Yamada^Tarou^^Mr=山田^太郎") == {
-        "family_name": "Yamada", "given_name": "Tarou", "middle_name": "", "name_prefix": "Mr", "name_suffix": ""}
+        "family_name": "Yamada",
+        "given_name": "Tarou",
+        "middle_name": "",
+        "name_prefix": "Mr",
+        "name_suffix": "",
+    }
 
 
 def test_names_for_people_and_from_display_names():

@@ -1,5 +1,6 @@
 """The clerk's pages through Flask's test client, against a real database: login and roles,
 CSRF, form errors that name the field and keep the input, and the happy path."""
+
 from __future__ import annotations
 
 import re
@@ -18,12 +19,27 @@ from tests.fixtures.web import csrf_token as _token
 pytestmark = pytest.mark.db
 
 TODAY = site_today().isoformat()
-PATIENT = {"mrn": "P-100", "family_name": "Müller", "given_name": "Jürgen", "birth_date": "1961-02-03",
-           "sex": "M", "phone": "+41 44 000 00 00", "email": "jm@example.org", "address": "Bahnhofstrasse 1",
-           "insurance": "KVG 123"}
-ORDER = {"mrn": "P-100", "procedure_code": "CTHEAD", "station_aet": "", "scheduled_date": TODAY,
-         "scheduled_time": "10:15", "priority": "ROUTINE", "referring_physician": "Who^Doctor",
-         "reason_for_exam": "headache"}
+PATIENT = {
+    "mrn": "P-100",
+    "family_name": "Müller",
+    "given_name": "Jürgen",
+    "birth_date": "1961-02-03",
+    "sex": "M",
+    "phone": "+41 44 000 00 00",
+    "email": "jm@example.org",
+    "address": "Bahnhofstrasse 1",
+    "insurance": "KVG 123",
+}
+ORDER = {
+    "mrn": "P-100",
+    "procedure_code": "CTHEAD",
+    "station_aet": "",
+    "scheduled_date": TODAY,
+    "scheduled_time": "10:15",
+    "priority": "ROUTINE",
+    "referring_physician": "Who^Doctor",
+    "reason_for_exam": "headache",
+}
 
 
 # ------------------------------------------------------------------ helpers
@@ -66,8 +82,16 @@ def clerk(app, client):
 
 
 # ------------------------------------------------------------------ anonymous users
-PAGES_GET = ["/", "/?date=2026-01-01", "/patients/new", "/orders/new", "/orders/new?mrn=X",
-             "/orders/RIS00000001", "/studies", "/studies?unmatched=1"]
+PAGES_GET = [
+    "/",
+    "/?date=2026-01-01",
+    "/patients/new",
+    "/orders/new",
+    "/orders/new?mrn=X",
+    "/orders/RIS00000001",
+    "/studies",
+    "/studies?unmatched=1",
+]
 PAGES_POST = ["/patients/new", "/orders/new", "/orders/RIS00000001/status"]
 
 
@@ -107,16 +131,14 @@ def test_login_page_sends_back_to_the_page_asked_for(app, client):
 def test_login_never_redirects_off_site(app, client, target):
     with transaction(_sessions(app)) as s:
         create_user(s, "c", PASSWORD, "clerk")
-    r = client.post(f"/login?next={target}", data={"username": "c", "password": PASSWORD,
-                                                   "csrf_token": _token(client)})
+    r = client.post(f"/login?next={target}", data={"username": "c", "password": PASSWORD, "csrf_token": _token(client)})
     assert r.location == "/"
 
 
 def test_wrong_password_is_refused_and_keeps_the_user_name(app, client):
     with transaction(_sessions(app)) as s:
         create_user(s, "clerk1", PASSWORD, "clerk")
-    r = client.post("/login", data={"username": "clerk1", "password": "wrong password",
-                                    "csrf_token": _token(client)})
+    r = client.post("/login", data={"username": "clerk1", "password": "wrong password", "csrf_token": _token(client)})
     assert r.status_code == 401
     html = r.get_data(as_text=True)
     assert "wrong password" in html and 'value="clerk1"' in html
@@ -147,13 +169,16 @@ def test_logout_needs_post_with_token(app, client, clerk):
 
 
 # ------------------------------------------------------------------ roles
-@pytest.mark.parametrize("role, method, path, data", [
-    ("radiologist", "GET", "/patients/new", None),
-    ("radiologist", "POST", "/patients/new", PATIENT),
-    ("technologist", "POST", "/patients/new", PATIENT),
-    ("radiologist", "GET", "/orders/new", None),
-    ("technologist", "POST", "/orders/new", ORDER),
-])
+@pytest.mark.parametrize(
+    "role, method, path, data",
+    [
+        ("radiologist", "GET", "/patients/new", None),
+        ("radiologist", "POST", "/patients/new", PATIENT),
+        ("technologist", "POST", "/patients/new", PATIENT),
+        ("radiologist", "GET", "/orders/new", None),
+        ("technologist", "POST", "/orders/new", ORDER),
+    ],
+)
 def test_role_may_not_register_or_order(app, client, role, method, path, data):
     token = _login(app, client, role)
     r = client.get(path) if method == "GET" else _post(client, path, token, data)
@@ -176,11 +201,18 @@ def test_navigation_shows_only_what_the_role_may_open(app, client):
     assert 'href="/patients/new"' not in html and 'href="/orders/new"' not in html
 
 
-@pytest.mark.parametrize("role, action, allowed", [
-    ("clerk", "arrive", True), ("technologist", "arrive", True), ("radiologist", "arrive", False),
-    ("clerk", "start", False), ("technologist", "start", True), ("admin", "start", True),
-    ("clerk", "cancel", True),
-])
+@pytest.mark.parametrize(
+    "role, action, allowed",
+    [
+        ("clerk", "arrive", True),
+        ("technologist", "arrive", True),
+        ("radiologist", "arrive", False),
+        ("clerk", "start", False),
+        ("technologist", "start", True),
+        ("admin", "start", True),
+        ("clerk", "cancel", True),
+    ],
+)
 def test_status_moves_follow_roles(app, client, role, action, allowed):
     clerk_token = _login(app, client, "clerk", "front-desk")
     _register(client, clerk_token)
@@ -243,18 +275,21 @@ def test_login_starts_a_new_token(app, client):
 
 
 # ------------------------------------------------------------------ form errors
-@pytest.mark.parametrize("over, field, reason", [
-    ({"mrn": ""}, "mrn", "is required"),
-    ({"mrn": "x" * 65}, "mrn", "is longer than 64 characters"),
-    ({"family_name": "  "}, "family_name", "is required"),
-    ({"family_name": "Doe^John"}, "family_name", "may not contain ^ or ="),
-    ({"given_name": "A=B"}, "given_name", "may not contain ^ or ="),
-    ({"given_name": "back\\slash"}, "given_name", "not allowed"),
-    ({"birth_date": "03.02.1961"}, "birth_date", "must be a date as YYYY-MM-DD"),
-    ({"birth_date": "2999-01-01"}, "birth_date", "is in the future"),
-    ({"sex": "X"}, "sex", "must be one of M, F, O, U"),
-    ({"email": "not-an-address"}, "email", "must be an e-mail address"),
-])
+@pytest.mark.parametrize(
+    "over, field, reason",
+    [
+        ({"mrn": ""}, "mrn", "is required"),
+        ({"mrn": "x" * 65}, "mrn", "is longer than 64 characters"),
+        ({"family_name": "  "}, "family_name", "is required"),
+        ({"family_name": "Doe^John"}, "family_name", "may not contain ^ or ="),
+        ({"given_name": "A=B"}, "given_name", "may not contain ^ or ="),
+        ({"given_name": "back\\slash"}, "given_name", "not allowed"),
+        ({"birth_date": "03.02.1961"}, "birth_date", "must be a date as YYYY-MM-DD"),
+        ({"birth_date": "2999-01-01"}, "birth_date", "is in the future"),
+        ({"sex": "X"}, "sex", "must be one of M, F, O, U"),
+        ({"email": "not-an-address"}, "email", "must be an e-mail address"),
+    ],
+)
 def test_bad_patient_input_names_field_and_keeps_values(app, client, clerk, over, field, reason):
     r = _post(client, "/patients/new", clerk, {**PATIENT, **over})
     assert r.status_code == 400
@@ -285,21 +320,24 @@ def _add_station(app, aet: str, modality: str) -> None:
         s.add(Station(aet=aet, name=f"{aet} room", modality=modality, location="B1"))
 
 
-@pytest.mark.parametrize("over, field, reason", [
-    ({"mrn": "NOBODY"}, "mrn", "belongs to no registered patient"),
-    ({"mrn": ""}, "mrn", "is required"),
-    ({"procedure_code": ""}, "procedure_code", "is required"),
-    ({"procedure_code": "NOPE"}, "procedure_code", "is not in the procedure catalog"),
-    ({"station_aet": "MR1"}, "station_aet", "is a MR room; CT head without contrast needs CT"),
-    ({"station_aet": "GHOST"}, "station_aet", "is not a known station"),
-    ({"scheduled_date": ""}, "scheduled_date", "is required"),
-    ({"scheduled_date": "28/11/2026"}, "scheduled_date", "must be a date as YYYY-MM-DD"),
-    ({"scheduled_time": ""}, "scheduled_time", "is required"),
-    ({"scheduled_time": "25:99"}, "scheduled_time", "must be a time as HH:MM"),
-    ({"priority": "URGENTISSIMO"}, "priority", "must be one of"),
-    ({"referring_physician": "A=B"}, "referring_physician", "not allowed"),
-    ({"reason_for_exam": "r" * 65}, "reason_for_exam", "is longer than 64 characters"),
-])
+@pytest.mark.parametrize(
+    "over, field, reason",
+    [
+        ({"mrn": "NOBODY"}, "mrn", "belongs to no registered patient"),
+        ({"mrn": ""}, "mrn", "is required"),
+        ({"procedure_code": ""}, "procedure_code", "is required"),
+        ({"procedure_code": "NOPE"}, "procedure_code", "is not in the procedure catalog"),
+        ({"station_aet": "MR1"}, "station_aet", "is a MR room; CT head without contrast needs CT"),
+        ({"station_aet": "GHOST"}, "station_aet", "is not a known station"),
+        ({"scheduled_date": ""}, "scheduled_date", "is required"),
+        ({"scheduled_date": "28/11/2026"}, "scheduled_date", "must be a date as YYYY-MM-DD"),
+        ({"scheduled_time": ""}, "scheduled_time", "is required"),
+        ({"scheduled_time": "25:99"}, "scheduled_time", "must be a time as HH:MM"),
+        ({"priority": "URGENTISSIMO"}, "priority", "must be one of"),
+        ({"referring_physician": "A=B"}, "referring_physician", "not allowed"),
+        ({"reason_for_exam": "r" * 65}, "reason_for_exam", "is longer than 64 characters"),
+    ],
+)
 def test_bad_order_input_names_field_and_keeps_values(app, client, clerk, over, field, reason):
     _register(client, clerk)
     _add_station(app, "MR1", "MR")
@@ -361,8 +399,9 @@ def test_other_days_and_rooms(app, client, clerk):
 
 def _study_event(app, **study):
     with transaction(_sessions(app)) as s:
-        apply_study_event(s, StudyEvent(seq=1, change=study.pop("change", "NewStudy"), orthanc_id=study.pop("oid"),
-                                        **study))
+        apply_study_event(
+            s, StudyEvent(seq=1, change=study.pop("change", "NewStudy"), orthanc_id=study.pop("oid"), **study)
+        )
 
 
 def test_order_page_shows_the_linked_study(app, client, clerk):
@@ -370,14 +409,31 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
     accession = _place(client, clerk)
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert "No images received yet" in html
-    _study_event(app, oid="o-1", study_instance_uid="1.2.3.4", accession_number=accession, patient_id="P-100",
-                 modalities=("CT",), series_count=2, instance_count=7)
+    _study_event(
+        app,
+        oid="o-1",
+        study_instance_uid="1.2.3.4",
+        accession_number=accession,
+        patient_id="P-100",
+        modalities=("CT",),
+        series_count=2,
+        instance_count=7,
+    )
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert '<dd id="instance-count">2 series · 7 instances</dd>' in html
     assert "receiving images" in html and "1.2.3.4" in html and "accession number" in html
     assert "started" in re.search(r'id="step-status">(\w+)<', html).group(1)  # images started the step
-    _study_event(app, change="StableStudy", oid="o-1", study_instance_uid="1.2.3.4", accession_number=accession,
-                 patient_id="P-100", modalities=("CT",), series_count=2, instance_count=7)
+    _study_event(
+        app,
+        change="StableStudy",
+        oid="o-1",
+        study_instance_uid="1.2.3.4",
+        accession_number=accession,
+        patient_id="P-100",
+        modalities=("CT",),
+        series_count=2,
+        instance_count=7,
+    )
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert "images complete" in html and "not yet" not in html
     history = re.findall(r"<td>([^<]+)</td><td>(\w+)</td><td>(\w+)</td></tr>", html)
@@ -387,10 +443,26 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
 def test_studies_page_flags_unmatched(app, client, clerk):
     _register(client, clerk)
     accession = _place(client, clerk)
-    _study_event(app, oid="o-1", study_instance_uid="1.2.3.1", accession_number=accession, patient_id="P-100",
-                 patient_name="Müller^Jürgen", instance_count=3, series_count=1)
-    _study_event(app, oid="o-2", study_instance_uid="1.2.3.2", accession_number="NOSUCH", patient_id="WHO",
-                 patient_name="Nobody^Known", instance_count=1, series_count=1)
+    _study_event(
+        app,
+        oid="o-1",
+        study_instance_uid="1.2.3.1",
+        accession_number=accession,
+        patient_id="P-100",
+        patient_name="Müller^Jürgen",
+        instance_count=3,
+        series_count=1,
+    )
+    _study_event(
+        app,
+        oid="o-2",
+        study_instance_uid="1.2.3.2",
+        accession_number="NOSUCH",
+        patient_id="WHO",
+        patient_name="Nobody^Known",
+        instance_count=1,
+        series_count=1,
+    )
     html = client.get("/studies").get_data(as_text=True)
     rows = {acc: cls for cls, acc in re.findall(r'<tr class="(\w+)" data-accession="([^"]*)">', html)}
     assert rows == {accession: "linked", "NOSUCH": "unmatched"}

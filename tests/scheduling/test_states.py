@@ -1,4 +1,5 @@
 """The scheduled-procedure-step state table."""
+
 import pytest
 
 from ris_app.errors import Conflict, Invalid

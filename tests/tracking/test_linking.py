@@ -2,6 +2,7 @@
 the plugin, reconciliation, and an MPPS N-CREATE. The same identifiers, conflicting on
 purpose, go through all three against a real database; each must find the same order by
 the same method (AccessionNumber, then StudyInstanceUID, then SPS ID)."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,9 +44,23 @@ def _ids(orders, accession, study_uid, sps_ids):
 
 def via_study_event(sessions, acc, uid, sps) -> tuple[str | None, str]:
     with sessions() as s:
-        study = apply_study_event(s, StudyEvent.from_json({"seq": 1, "change": "NewStudy", "orthanc_id": "o1", "study": {
-            "StudyInstanceUID": uid, "AccessionNumber": acc, "ScheduledProcedureStepIDs": list(sps),
-            "CountSeries": 1, "CountInstances": 2}}))
+        study = apply_study_event(
+            s,
+            StudyEvent.from_json(
+                {
+                    "seq": 1,
+                    "change": "NewStudy",
+                    "orthanc_id": "o1",
+                    "study": {
+                        "StudyInstanceUID": uid,
+                        "AccessionNumber": acc,
+                        "ScheduledProcedureStepIDs": list(sps),
+                        "CountSeries": 1,
+                        "CountInstances": 2,
+                    },
+                }
+            ),
+        )
         result = (study.order.accession_number if study.order else None, study.link_method)
         s.rollback()
     return result
@@ -77,8 +92,14 @@ def via_reconcile(sessions, tmp_path, acc, uid, sps) -> tuple[str | None, str]:
     orthanc = RecordedOrthanc()
     orthanc.add_study("o1", study_uid=uid, accession=acc, sps_ids=sps)
     with serve(orthanc) as url:
-        cfg = Config.from_env({"ORTHANC_RIS_HOME": str(tmp_path), "ORTHANC_RIS_API_TOKEN": "t",
-                               "ORTHANC_RIS_SECRET_KEY": "s", "ORTHANC_RIS_ORTHANC_URL": url})
+        cfg = Config.from_env(
+            {
+                "ORTHANC_RIS_HOME": str(tmp_path),
+                "ORTHANC_RIS_API_TOKEN": "t",
+                "ORTHANC_RIS_SECRET_KEY": "s",
+                "ORTHANC_RIS_ORTHANC_URL": url,
+            }
+        )
         assert reconcile(sessions, OrthancClient(cfg)).added == 1
     with sessions() as s:
         study = s.scalar(select(Study).where(Study.study_instance_uid == uid))
@@ -111,8 +132,10 @@ def test_reconciliation_links_by_sps_id(sessions, orders, tmp_path, client, auth
     """A study the feed never delivered, whose only link is the SPS ID in its images
     (an unknown accession typed at the console), is linked when reconciliation finds it."""
     b = orders["B"]
-    assert via_reconcile(sessions, tmp_path, "TYPO", NEW_UID, (b["scheduled_procedure_step"]["sps_id"],)) == \
-        (b["accession_number"], "sps_id")
+    assert via_reconcile(sessions, tmp_path, "TYPO", NEW_UID, (b["scheduled_procedure_step"]["sps_id"],)) == (
+        b["accession_number"],
+        "sps_id",
+    )
     assert client.get(f"/api/orders/{b['accession_number']}", headers=auth).json["status"] == "STARTED"
 
 

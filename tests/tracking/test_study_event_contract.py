@@ -3,6 +3,7 @@
 the sync worker) must make the same event from the same Orthanc answers. Both read the
 same recorded Orthanc 1.10 answers here, each through its own code: the plugin through
 Orthanc's internal REST calls, the RIS over HTTP with its OrthancClient."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,21 +28,39 @@ class RecordingRis:
 
 
 def _client(tmp_path, url: str) -> OrthancClient:
-    return OrthancClient(Config.from_env({"ORTHANC_RIS_HOME": str(tmp_path), "ORTHANC_RIS_API_TOKEN": "t",
-                                          "ORTHANC_RIS_SECRET_KEY": "s", "ORTHANC_RIS_ORTHANC_URL": url}))
+    return OrthancClient(
+        Config.from_env(
+            {
+                "ORTHANC_RIS_HOME": str(tmp_path),
+                "ORTHANC_RIS_API_TOKEN": "t",
+                "ORTHANC_RIS_SECRET_KEY": "s",
+                "ORTHANC_RIS_ORTHANC_URL": url,
+            }
+        )
+    )
 
 
 STUDIES = {
     # Stored over DICOM by CT1: accession and SPS IDs both (the SPS IDs used to be left
     # out by the plugin whenever there was an accession, and always by the RIS).
-    "scheduled": {"study_uid": "1.2.826.0.1.3680043.8.498.1", "accession": "RIS00000001",
-                  "series": (("CT", 2), ("SR", 1)), "sps_ids": ("SPS00000002", "SPS00000003")},
+    "scheduled": {
+        "study_uid": "1.2.826.0.1.3680043.8.498.1",
+        "accession": "RIS00000001",
+        "series": (("CT", 2), ("SR", 1)),
+        "sps_ids": ("SPS00000002", "SPS00000003"),
+    },
     # Uploaded over REST with no accession: no sending AE, no Request Attributes Sequence.
     "uploaded": {"study_uid": "1.2.826.0.1.3680043.8.498.2", "remote_aet": None, "series": (("MR", 1),)},
     # Names beyond Latin-1, a description longer than the RIS keeps, three modalities.
-    "non_latin": {"study_uid": "1.2.826.0.1.3680043.8.498.3", "accession": "A-王", "patient_name": "王^小明",
-                  "description": "CT ABDOMEN PELVIS WITH CONTRAST, ARTERIAL AND PORTAL VENOUS PHASES, LOW DOSE",
-                  "series": (("CT", 1), ("PR", 1), ("SR", 1)), "sps_ids": ("SPS-1",), "remote_aet": "MR7 "},
+    "non_latin": {
+        "study_uid": "1.2.826.0.1.3680043.8.498.3",
+        "accession": "A-王",
+        "patient_name": "王^小明",
+        "description": "CT ABDOMEN PELVIS WITH CONTRAST, ARTERIAL AND PORTAL VENOUS PHASES, LOW DOSE",
+        "series": (("CT", 1), ("PR", 1), ("SR", 1)),
+        "sps_ids": ("SPS-1",),
+        "remote_aet": "MR7 ",
+    },
 }
 
 

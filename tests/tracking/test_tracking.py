@@ -1,6 +1,7 @@
 """Image tracking against a real database, without Orthanc: MPPS DIMSE logic, corrections
 (link, undo, rename, merge) and their audit, the Orthanc task queue with a stub Orthanc,
 inbox scoring, the journey, and the pages."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,23 +24,42 @@ def sessions(app):
 
 
 def _patient(client, auth, mrn="T1", family="Doe", given="Jane", birth="1980-05-06"):
-    r = client.post("/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                           "birth_date": birth, "sex": "F"}, headers=auth)
+    r = client.post(
+        "/api/patients",
+        json={"mrn": mrn, "family_name": family, "given_name": given, "birth_date": birth, "sex": "F"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.json
 
 
 def _order(client, auth, mrn="T1", start="2026-11-28T10:15:00"):
-    r = client.post("/api/orders", json={"mrn": mrn, "procedure_code": "CTHEAD", "modality": "CT",
-                                         "station_aet": "CT1", "scheduled_start": start}, headers=auth)
+    r = client.post(
+        "/api/orders",
+        json={"mrn": mrn, "procedure_code": "CTHEAD", "modality": "CT", "station_aet": "CT1", "scheduled_start": start},
+        headers=auth,
+    )
     assert r.status_code == 201, r.json
     return r.json
 
 
 def _study(client, auth, uid="1.2.3.4", oid="o1", acc="", pid="TMP", name="Doe^Jane", n=3):
-    event = {"seq": 1, "change": "NewStudy", "orthanc_id": oid,
-             "study": {"StudyInstanceUID": uid, "AccessionNumber": acc, "PatientID": pid, "PatientName": name,
-                       "PatientBirthDate": "19800506", "StudyDate": "20261128", "Modalities": ["CT"],
-                       "RemoteAET": "CT1", "CountSeries": 1, "CountInstances": n}}
+    event = {
+        "seq": 1,
+        "change": "NewStudy",
+        "orthanc_id": oid,
+        "study": {
+            "StudyInstanceUID": uid,
+            "AccessionNumber": acc,
+            "PatientID": pid,
+            "PatientName": name,
+            "PatientBirthDate": "19800506",
+            "StudyDate": "20261128",
+            "Modalities": ["CT"],
+            "RemoteAET": "CT1",
+            "CountSeries": 1,
+            "CountInstances": n,
+        },
+    }
     assert client.post("/api/internal/study-events", json=event, headers=auth).status_code == 200
 
 
@@ -95,21 +115,34 @@ def test_link_undo_are_audited_and_queue_orthanc_changes(client, auth, sessions)
     r = client.post("/api/studies/1.2.3.4/link", json={"accession_number": order["accession_number"]}, headers=auth)
     assert r.status_code == 201, r.json
     (task,) = r.json["tasks"]
-    assert task["replace"] == {"PatientID": "REAL", "PatientName": "Schröder^Anna", "PatientBirthDate": "19800506",
-                               "PatientSex": "F", "AccessionNumber": order["accession_number"]}
+    assert task["replace"] == {
+        "PatientID": "REAL",
+        "PatientName": "Schröder^Anna",
+        "PatientBirthDate": "19800506",
+        "PatientSex": "F",
+        "AccessionNumber": order["accession_number"],
+    }
     assert client.get(f"/api/orders/{order['accession_number']}", headers=auth).json["status"] == "STARTED"
     assert client.get("/api/studies?unmatched=1", headers=auth).json["items"] == []
 
     undo = client.post(f"/api/corrections/{r.json['correction']['id']}/undo", headers=auth)
     assert undo.status_code == 201
-    assert undo.json["tasks"][0]["replace"] == {"PatientID": "TMP1", "PatientName": "Schroder^Anna",
-                                                "PatientBirthDate": "19800506", "PatientSex": "",
-                                                "AccessionNumber": "WRONG"}
+    assert undo.json["tasks"][0]["replace"] == {
+        "PatientID": "TMP1",
+        "PatientName": "Schroder^Anna",
+        "PatientBirthDate": "19800506",
+        "PatientSex": "",
+        "AccessionNumber": "WRONG",
+    }
     body = client.get(f"/api/orders/{order['accession_number']}", headers=auth).json
     assert body["study"] is None and body["status"] == "SCHEDULED"
     # A late event still carrying the linked accession does not relink the study.
-    late = {"seq": 5, "change": "NewSeries", "orthanc_id": "o2",
-            "study": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": order["accession_number"], "CountInstances": 3}}
+    late = {
+        "seq": 5,
+        "change": "NewSeries",
+        "orthanc_id": "o2",
+        "study": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": order["accession_number"], "CountInstances": 3},
+    }
     client.post("/api/internal/study-events", json=late, headers=auth)
     assert client.get(f"/api/orders/{order['accession_number']}", headers=auth).json["study"] is None
     actions = [c["action"] for c in client.get("/api/corrections", headers=auth).json["items"]]
@@ -165,10 +198,17 @@ class StubOrthanc:
         return "new-" + oid
 
     def study_answers(self, oid):
-        return {"study": {"ID": oid, "MainDicomTags": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X"},
-                          "PatientMainDicomTags": {"PatientID": "REAL"}},
-                "statistics": {"CountSeries": 1, "CountInstances": 3}, "series": [], "instance_tags": {},
-                "remote_aet": ""}
+        return {
+            "study": {
+                "ID": oid,
+                "MainDicomTags": {"StudyInstanceUID": "1.2.3.4", "AccessionNumber": "X"},
+                "PatientMainDicomTags": {"PatientID": "REAL"},
+            },
+            "statistics": {"CountSeries": 1, "CountInstances": 3},
+            "series": [],
+            "instance_tags": {},
+            "remote_aet": "",
+        }
 
     def find_study(self, suid):
         return None
@@ -184,8 +224,10 @@ def test_tasks_retry_in_order_then_apply(client, auth, sessions):
     assert run_pending_tasks(sessions, down) == 0
     assert len(down.calls) == 1  # the undo waits behind the failed link
     with sessions() as s:
-        assert [(t.state, t.attempts) for t in s.scalars(select(OrthancTask).order_by(OrthancTask.id))] == \
-            [("pending", 1), ("pending", 0)]
+        assert [(t.state, t.attempts) for t in s.scalars(select(OrthancTask).order_by(OrthancTask.id))] == [
+            ("pending", 1),
+            ("pending", 0),
+        ]
     up = StubOrthanc()
     assert run_pending_tasks(sessions, up) == 2
     assert [c[0] for c in up.calls] == ["o1", "new-o1"]  # the undo follows the study's new ID
@@ -207,12 +249,23 @@ def test_journey_and_sync_summary(client, auth):
     _study(client, auth, acc=acc)
     j = client.get(f"/api/orders/{acc}/journey", headers=auth).json
     at = {m["name"]: m["at"] for m in j["milestones"]}
-    assert [m["name"] for m in j["milestones"]] == ["ordered", "scheduled", "arrived", "started",
-                                                    "images_complete", "reported", "signed"]
+    assert [m["name"] for m in j["milestones"]] == [
+        "ordered",
+        "scheduled",
+        "arrived",
+        "started",
+        "images_complete",
+        "reported",
+        "signed",
+    ]
     assert at["ordered"] and at["scheduled"] and at["arrived"] and at["started"]
     assert at["images_complete"] is None and j["instances"] == 3 and j["missing_images"] is False
-    assert client.post("/api/internal/feed-status", json={"cursor": 7, "last": 9, "delivered": 3},
-                       headers=auth).status_code == 200
+    assert (
+        client.post(
+            "/api/internal/feed-status", json={"cursor": 7, "last": 9, "delivered": 3}, headers=auth
+        ).status_code
+        == 200
+    )
     summary = client.get("/api/health").json["sync"]
     assert (summary["feed_cursor"], summary["backlog"]) == (7, 2)  # Orthanc unreachable: last reported
     assert client.post("/api/internal/feed-status", json={"cursor": "x"}, headers=auth).status_code == 400
@@ -249,9 +302,25 @@ def test_coercion_queues_one_correction_for_a_stable_study_that_differs(client, 
     with transaction(sessions) as s:
         study = s.scalar(select(Study))
         assert coerce_if_needed(s, study) is None  # not stable yet
-        apply_study_event(s, StudyEvent.from_json({"seq": 2, "change": "StableStudy", "orthanc_id": "o1", "study": {
-            "StudyInstanceUID": "1.2.3.4", "AccessionNumber": order["accession_number"], "PatientID": "T1",
-            "PatientName": "Doe^Jnae", "PatientBirthDate": "19800506", "PatientSex": "F", "CountInstances": 3}}))
+        apply_study_event(
+            s,
+            StudyEvent.from_json(
+                {
+                    "seq": 2,
+                    "change": "StableStudy",
+                    "orthanc_id": "o1",
+                    "study": {
+                        "StudyInstanceUID": "1.2.3.4",
+                        "AccessionNumber": order["accession_number"],
+                        "PatientID": "T1",
+                        "PatientName": "Doe^Jnae",
+                        "PatientBirthDate": "19800506",
+                        "PatientSex": "F",
+                        "CountInstances": 3,
+                    },
+                }
+            ),
+        )
         task = coerce_if_needed(s, study)
         assert task.replace["PatientName"] == "Doe^Jane"
         assert coerce_if_needed(s, study) is None  # one pending correction is enough
@@ -273,9 +342,11 @@ def test_migration_0004_keeps_the_expression_index_of_0002(database_url):
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
-    query = ("SELECT name FROM sqlite_master WHERE name = 'ix_patient_family_name_lower'"
-             if engine.dialect.name == "sqlite"
-             else "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_patient_family_name_lower'")
+    query = (
+        "SELECT name FROM sqlite_master WHERE name = 'ix_patient_family_name_lower'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_patient_family_name_lower'"
+    )
     with engine.connect() as conn:
         assert conn.execute(text(query)).scalar() == "ix_patient_family_name_lower"
     engine.dispose()
@@ -293,9 +364,20 @@ def test_journey_reads_reported_and_signed_from_the_report(client, auth, session
     assert at["reported"] is None and at["signed"] is None
     with transaction(sessions) as s:
         study = s.scalar(select(Study))
-        s.add(Report(study=study, status="FINAL", versions=[ReportVersion(
-            version=1, status="FINAL", preliminary_at=datetime(2026, 11, 28, 11, 0, tzinfo=UTC),
-            signed_at=datetime(2026, 11, 28, 11, 30, tzinfo=UTC))]))
+        s.add(
+            Report(
+                study=study,
+                status="FINAL",
+                versions=[
+                    ReportVersion(
+                        version=1,
+                        status="FINAL",
+                        preliminary_at=datetime(2026, 11, 28, 11, 0, tzinfo=UTC),
+                        signed_at=datetime(2026, 11, 28, 11, 30, tzinfo=UTC),
+                    )
+                ],
+            )
+        )
     at = {m["name"]: m["at"] for m in client.get(f"/api/orders/{acc}/journey", headers=auth).json["milestones"]}
     assert (at["reported"], at["signed"]) == ("2026-11-28T11:00:00+00:00", "2026-11-28T11:30:00+00:00")
 

@@ -1,5 +1,6 @@
 """HL7 patient updates and merges reach the stored studies in Orthanc (queued corrections),
 and an A40 merge that deletes the prior record keeps its audit rows."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,10 +17,23 @@ pytestmark = pytest.mark.db
 
 def _store_study(hl7, accession, pid, name):  # noqa: F811
     with transaction(hl7.sessions) as s:
-        apply_study_event(s, StudyEvent.from_json({"seq": 1, "change": "NewStudy", "orthanc_id": "o-" + accession,
-                                                   "study": {"StudyInstanceUID": "1.2.9." + str(len(accession)),
-                                                             "AccessionNumber": accession, "PatientID": pid,
-                                                             "PatientName": name, "CountInstances": 2}}))
+        apply_study_event(
+            s,
+            StudyEvent.from_json(
+                {
+                    "seq": 1,
+                    "change": "NewStudy",
+                    "orthanc_id": "o-" + accession,
+                    "study": {
+                        "StudyInstanceUID": "1.2.9." + str(len(accession)),
+                        "AccessionNumber": accession,
+                        "PatientID": pid,
+                        "PatientName": name,
+                        "CountInstances": 2,
+                    },
+                }
+            ),
+        )
 
 
 def test_a08_and_a40_queue_orthanc_corrections(hl7):  # noqa: F811

@@ -1,6 +1,7 @@
 """Conformance: dcmtk's sample worklists, imported into the RIS with `orthanc-ris
 import-worklists`, answer dcmtk's sample queries and our own matching cases through
 Orthanc exactly as dcmtk's wlmscpfs answers them from the same files."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,8 +39,13 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def imported(system, reference):
     folder, _, _ = reference
-    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "import-worklists", str(folder)],
-                          env=system.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "import-worklists", str(folder)],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "10 imported, 0 skipped" in proc.stdout
     return system
@@ -58,7 +64,8 @@ def test_dcmtk_ships_ten_items_and_thirteen_queries(reference, queries):
 
 
 SAME_AS_REFERENCE = [f"wlistqry{i}" for i in range(13)] + sorted(
-    set(OWN_QUERIES) - set(BEYOND_WLMSCPFS) - set(ORTHANC_TRIMS_SPS))
+    set(OWN_QUERIES) - set(BEYOND_WLMSCPFS) - set(ORTHANC_TRIMS_SPS)
+)
 
 
 @pytest.mark.parametrize("name", SAME_AS_REFERENCE)
@@ -90,7 +97,9 @@ def test_combined_date_time_selects_the_same_steps(imported, reference, queries,
 def test_reference_really_discriminates(reference, queries, tmp_path):
     """Guard against a vacuous comparison: the cases select different subsets."""
     _, port, aet = reference
-    counts = {n: len(find(port, aet, queries[n], tmp_path / n)) for n in
-              ("modality", "aet_second_of_two", "date_range", "date_and_time_combined", "no_match")}
+    counts = {
+        n: len(find(port, aet, queries[n], tmp_path / n))
+        for n in ("modality", "aet_second_of_two", "date_range", "date_and_time_combined", "no_match")
+    }
     assert counts["no_match"] == 0
     assert all(0 < counts[n] < 10 for n in ("modality", "aet_second_of_two", "date_range"))

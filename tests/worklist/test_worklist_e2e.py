@@ -1,6 +1,7 @@
 """Worklist rules end to end: real Orthanc with our plugin, dcmtk's findscu as the scanner,
 the RIS behind it. Character sets, steps on several stations, the station rule, the
 answer cap and the explainer seeing the scanner's query."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,31 +15,49 @@ TODAY = site_today()
 
 
 def _patient(system, mrn, family, given=""):
-    r = system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                                   "birth_date": "1970-01-01", "sex": "O"})
+    r = system.api(
+        "POST",
+        "/api/patients",
+        json={"mrn": mrn, "family_name": family, "given_name": given, "birth_date": "1970-01-01", "sex": "O"},
+    )
     assert r.status_code == 201, r.text
 
 
 def _order(system, mrn, aet, at="10:00"):
-    r = system.api("POST", "/api/orders", json={"mrn": mrn, "procedure_code": "CTHEAD", "modality": "CT",
-                                                 "station_aet": aet, "scheduled_start": f"{TODAY}T{at}"})
+    r = system.api(
+        "POST",
+        "/api/orders",
+        json={
+            "mrn": mrn,
+            "procedure_code": "CTHEAD",
+            "modality": "CT",
+            "station_aet": aet,
+            "scheduled_start": f"{TODAY}T{at}",
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["accession_number"]
 
 
-@pytest.mark.parametrize("mrn, family, given, charset", [
-    ("CS-LATIN1", "Müller", "Jürgen", "ISO_IR 100"),
-    ("CS-UTF8", "Øster", "Ærø", "ISO_IR 192"),
-    ("CS-GREEK", "Παπαδόπουλος", "Νίκος", "ISO_IR 192"),
-    ("CS-CJK", "王", "小明", "ISO_IR 192"),
-    ("CS-JP", "山田", "太郎", "ISO_IR 192"),
-])
+@pytest.mark.parametrize(
+    "mrn, family, given, charset",
+    [
+        ("CS-LATIN1", "Müller", "Jürgen", "ISO_IR 100"),
+        ("CS-UTF8", "Øster", "Ærø", "ISO_IR 192"),
+        ("CS-GREEK", "Παπαδόπουλος", "Νίκος", "ISO_IR 192"),
+        ("CS-CJK", "王", "小明", "ISO_IR 192"),
+        ("CS-JP", "山田", "太郎", "ISO_IR 192"),
+    ],
+)
 def test_names_keep_their_script(system, tmp_path, mrn, family, given, charset):
     _patient(system, mrn, family, given)
     acc = _order(system, mrn, "CS1")
-    answers = run_findscu(system.dicom_port, system.aet,
-                          write_query(tmp_path / "q.dcm", SpecificCharacterSet=charset, AccessionNumber=acc),
-                          tmp_path / "r")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(tmp_path / "q.dcm", SpecificCharacterSet=charset, AccessionNumber=acc),
+        tmp_path / "r",
+    )
     assert [str(a.PatientName) for a in answers] == [f"{family}^{given}"]
 
 
@@ -48,9 +67,17 @@ def test_name_wildcards_in_any_script(system, tmp_path, pattern, charset):
         if system.api("GET", f"/api/patients/{mrn}").status_code == 404:
             _patient(system, mrn, fam, "X")
             _order(system, mrn, "WILD1")
-    answers = run_findscu(system.dicom_port, system.aet,
-                          write_query(tmp_path / "q.dcm", SpecificCharacterSet=charset, PatientName=pattern,
-                                      sps={"ScheduledStationAETitle": "WILD1"}), tmp_path / "r")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(
+            tmp_path / "q.dcm",
+            SpecificCharacterSet=charset,
+            PatientName=pattern,
+            sps={"ScheduledStationAETitle": "WILD1"},
+        ),
+        tmp_path / "r",
+    )
     assert len(answers) == 1
 
 
@@ -58,8 +85,12 @@ def test_step_on_two_stations_reaches_both_scanners(system, tmp_path):
     _patient(system, "MV-1", "Two", "Stations")
     acc = _order(system, "MV-1", "CTA\\CTB")
     for aet in ("CTA", "CTB"):
-        answers = run_findscu(system.dicom_port, system.aet,
-                              write_query(tmp_path / "q.dcm", sps={"ScheduledStationAETitle": aet}), tmp_path / "r")
+        answers = run_findscu(
+            system.dicom_port,
+            system.aet,
+            write_query(tmp_path / "q.dcm", sps={"ScheduledStationAETitle": aet}),
+            tmp_path / "r",
+        )
         assert [a.AccessionNumber for a in answers] == [acc]
         sps = answers[0].ScheduledProcedureStepSequence[0]
         assert sps.ScheduledStationAETitle == aet and sps.Modality == "CT"
@@ -71,8 +102,13 @@ def test_station_rule_uses_the_calling_ae_title(system, tmp_path):
     _order(system, "SR-1", "OTHERAE")
     r = system.api("POST", "/api/stations", json={"aet": "OWNAE", "modality": "CT", "worklist_own_steps_only": True})
     assert r.status_code == 201, r.text
-    answers = run_findscu(system.dicom_port, system.aet, write_query(tmp_path / "q.dcm", PatientID="SR-1"),
-                          tmp_path / "r", calling_aet="OWNAE")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(tmp_path / "q.dcm", PatientID="SR-1"),
+        tmp_path / "r",
+        calling_aet="OWNAE",
+    )
     assert [a.AccessionNumber for a in answers] == [mine]
     # The explainer sees that query, with the scanner's AE title, and names the rule.
     logged = system.api("GET", "/api/worklist/queries?calling_aet=OWNAE").json()["items"][0]
@@ -91,8 +127,9 @@ def test_answer_cap_through_orthanc(capped_system, tmp_path):
     _patient(capped_system, "CAP-1", "Capped", "Answer")
     for at in ("08:00", "09:00", "10:00"):
         _order(capped_system, "CAP-1", "CAP1", at)
-    answers = run_findscu(capped_system.dicom_port, capped_system.aet,
-                          write_query(tmp_path / "q.dcm", PatientID="CAP-1"), tmp_path / "r")
+    answers = run_findscu(
+        capped_system.dicom_port, capped_system.aet, write_query(tmp_path / "q.dcm", PatientID="CAP-1"), tmp_path / "r"
+    )
     assert len(answers) == 2
     logged = capped_system.api("GET", "/api/worklist/queries").json()["items"][0]
     assert logged["incomplete"] is True and logged["answers"] == 2
@@ -101,13 +138,22 @@ def test_answer_cap_through_orthanc(capped_system, tmp_path):
 def test_imported_iso_2022_item_through_orthanc(system, tmp_path):
     from tests.worklist.test_worklist_import import item, part10
 
-    ds = item(AccessionNumber="E2EJP1", sps_id="E2EJPS1", StudyInstanceUID="1.2.7.1", PatientID="E2E-JP1",
-              PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう", aet="JPMR1")
+    ds = item(
+        AccessionNumber="E2EJP1",
+        sps_id="E2EJPS1",
+        StudyInstanceUID="1.2.7.1",
+        PatientID="E2E-JP1",
+        PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう",
+        aet="JPMR1",
+    )
     ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     r = system.api("POST", "/api/worklist-items", data=part10(ds), headers={"Content-Type": "application/dicom"})
     assert r.status_code == 201, r.text
-    answers = run_findscu(system.dicom_port, system.aet,
-                          write_query(tmp_path / "q.dcm", PatientName="山田*", sps={"ScheduledStationAETitle": "JPMR1"}),
-                          tmp_path / "r")
+    answers = run_findscu(
+        system.dicom_port,
+        system.aet,
+        write_query(tmp_path / "q.dcm", PatientName="山田*", sps={"ScheduledStationAETitle": "JPMR1"}),
+        tmp_path / "r",
+    )
     assert [str(a.PatientName) for a in answers] == ["Yamada^Tarou=山田^太郎=やまだ^たろう"]
     assert answers[0].ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "JPMR1"

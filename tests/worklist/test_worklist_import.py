@@ -1,5 +1,6 @@
 """Import of existing worklist items: every attribute kept, bad items reported one by
 one and skipped, nothing half-imported."""
+
 from __future__ import annotations
 
 import io
@@ -90,10 +91,17 @@ def test_imported_item_answers_every_original_attribute(client, auth):
 
 def test_dicom_json_import_and_several_items(client, auth):
     one = item(AccessionNumber="J1", sps_id="JS1", StudyInstanceUID="1.2.3.1").to_json_dict()
-    two = item(AccessionNumber="J2", sps_id="JS2", StudyInstanceUID="1.2.3.2", PatientName="王^小明", PatientID="J-P2",
-               charset="ISO_IR 192").to_json_dict()
-    r = client.post("/api/worklist-items", data=json.dumps([one, two]),
-                    headers={**auth, "Content-Type": "application/dicom+json"})
+    two = item(
+        AccessionNumber="J2",
+        sps_id="JS2",
+        StudyInstanceUID="1.2.3.2",
+        PatientName="王^小明",
+        PatientID="J-P2",
+        charset="ISO_IR 192",
+    ).to_json_dict()
+    r = client.post(
+        "/api/worklist-items", data=json.dumps([one, two]), headers={**auth, "Content-Type": "application/dicom+json"}
+    )
     assert r.status_code == 201, r.json
     assert [i["accession_number"] for i in r.json["items"]] == ["J1", "J2"]
     answer = find(client, auth, query(AccessionNumber="J2"))[0][0]
@@ -104,8 +112,7 @@ def test_bad_items_reported_one_by_one_and_nothing_half_imported(app, client, au
     tmp_path = tmp_path / "worklists"
     tmp_path.mkdir()
     good = item(AccessionNumber="G1", sps_id="GS1", StudyInstanceUID="1.2.4.1")
-    no_date = item(AccessionNumber="B1", sps_id="BS1", StudyInstanceUID="1.2.4.2", PatientID="NEW-PATIENT",
-                   date="")
+    no_date = item(AccessionNumber="B1", sps_id="BS1", StudyInstanceUID="1.2.4.2", PatientID="NEW-PATIENT", date="")
     too_long = item(AccessionNumber="B2", sps_id="X" * 40, StudyInstanceUID="1.2.4.3", PatientID="NEW-PATIENT2")
     (tmp_path / "good.wl").write_bytes(part10(good))
     (tmp_path / "no_date.wl").write_bytes(part10(no_date))
@@ -132,8 +139,11 @@ def test_bad_items_reported_one_by_one_and_nothing_half_imported(app, client, au
 def test_existing_patient_spelled_otherwise(client, auth):
     """The RIS's patient record answers the keys it matches in SQL (name, sex); the others
     keep the item's value (birth date here), and the import says so."""
-    r = client.post("/api/patients", json={"mrn": "IMP-P1", "family_name": "Mueller", "given_name": "J",
-                                           "birth_date": "1961-01-01", "sex": "M"}, headers=auth)
+    r = client.post(
+        "/api/patients",
+        json={"mrn": "IMP-P1", "family_name": "Mueller", "given_name": "J", "birth_date": "1961-01-01", "sex": "M"},
+        headers=auth,
+    )
     assert r.status_code == 201
     r = post(client, auth, part10(item()))
     warnings = " ".join(r.json["items"][0]["warnings"])
@@ -156,18 +166,34 @@ def test_imported_step_without_status_answers_it_once_it_changes(client, auth):
 def test_cli_import_reports_and_exits_nonzero_on_bad_files(config, tmp_path):
     folder = sample_worklists(tmp_path / "db")
     (folder / "OFFIS" / "broken.wl").write_bytes(b"garbage")
-    env = {"ORTHANC_RIS_HOME": str(config.home), "ORTHANC_RIS_DATABASE_URL": config.database_url,
-           "ORTHANC_RIS_API_TOKEN": "x", "ORTHANC_RIS_SECRET_KEY": "y", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "orthanc-ris"), "import-worklists", str(folder)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        "ORTHANC_RIS_HOME": str(config.home),
+        "ORTHANC_RIS_DATABASE_URL": config.database_url,
+        "ORTHANC_RIS_API_TOKEN": "x",
+        "ORTHANC_RIS_SECRET_KEY": "y",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "orthanc-ris"), "import-worklists", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "10 imported, 1 skipped" in proc.stdout
     assert "broken.wl" in proc.stderr
 
 
 def test_japanese_item_in_iso_2022_keeps_every_name_group(client, auth):
-    ds = item(charset=["", "ISO 2022 IR 87"], AccessionNumber="JP1", sps_id="JPS1", StudyInstanceUID="1.2.5.1",
-              PatientID="JP-P1", PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう")
+    ds = item(
+        charset=["", "ISO 2022 IR 87"],
+        AccessionNumber="JP1",
+        sps_id="JPS1",
+        StudyInstanceUID="1.2.5.1",
+        PatientID="JP-P1",
+        PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう",
+    )
     ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     r = post(client, auth, part10(ds))
     assert r.status_code == 201, r.json
@@ -198,9 +224,13 @@ def test_sequence_matching_on_protocol_and_procedure_codes(client, auth):
 
 
 def test_multipart_upload_of_files(client, auth):
-    files = {"a": (io.BytesIO(part10(item(AccessionNumber="M1", sps_id="MS1", StudyInstanceUID="1.2.6.1"))), "a.wl"),
-             "b": (io.BytesIO(b"garbage"), "b.wl")}
+    files = {
+        "a": (io.BytesIO(part10(item(AccessionNumber="M1", sps_id="MS1", StudyInstanceUID="1.2.6.1"))), "a.wl"),
+        "b": (io.BytesIO(b"garbage"), "b.wl"),
+    }
     r = client.post("/api/worklist-items", data=files, headers=auth, content_type="multipart/form-data")
     assert r.status_code == 207, r.json
     assert [(i["source"], i["ok"]) for i in r.json["items"]] == [("a.wl", True), ("b.wl", False)]
-    assert client.post("/api/worklist-items", data=b"x", headers={"Content-Type": "application/dicom"}).status_code == 401
+    assert (
+        client.post("/api/worklist-items", data=b"x", headers={"Content-Type": "application/dicom"}).status_code == 401
+    )

@@ -1,6 +1,7 @@
 """Worklist rules against a real database, through the endpoint the Orthanc plugin calls:
 matching, statuses, the per-station rule, the answer cap, staying right when an order
 changes between queries, the C-FIND log and the query explainer."""
+
 from __future__ import annotations
 
 import io
@@ -18,15 +19,27 @@ DAY = "2026-11-28"
 
 
 def _patient(client, auth, mrn, family="Doe", given="Jane", **extra):
-    r = client.post("/api/patients", json={"mrn": mrn, "family_name": family, "given_name": given,
-                                           "birth_date": "1980-05-06", "sex": "F", **extra}, headers=auth)
+    r = client.post(
+        "/api/patients",
+        json={"mrn": mrn, "family_name": family, "given_name": given, "birth_date": "1980-05-06", "sex": "F", **extra},
+        headers=auth,
+    )
     assert r.status_code == 201, r.json
 
 
 def _order(client, auth, mrn, aet="CT1", at="10:00", day=DAY, **extra):
-    r = client.post("/api/orders", json={"mrn": mrn, "procedure_code": "CTHEAD", "modality": "CT",
-                                         "station_aet": aet, "scheduled_start": f"{day}T{at}", **extra},
-                    headers=auth)
+    r = client.post(
+        "/api/orders",
+        json={
+            "mrn": mrn,
+            "procedure_code": "CTHEAD",
+            "modality": "CT",
+            "station_aet": aet,
+            "scheduled_start": f"{day}T{at}",
+            **extra,
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.json
     return r.json
 
@@ -38,8 +51,14 @@ def query(charset: str = "ISO_IR 192", sps: dict | None = None, **top) -> bytes:
     for key in ("PatientName", "PatientID", "AccessionNumber", "StudyInstanceUID"):
         setattr(ds, key, top.get(key, ""))
     item = Dataset()
-    for key in ("Modality", "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
-                "ScheduledProcedureStepStartTime", "ScheduledProcedureStepStatus", "ScheduledProcedureStepID"):
+    for key in (
+        "Modality",
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "ScheduledProcedureStepStatus",
+        "ScheduledProcedureStepID",
+    ):
         setattr(item, key, (sps or {}).get(key, ""))
     ds.ScheduledProcedureStepSequence = [item]
     buf = io.BytesIO()
@@ -48,13 +67,14 @@ def query(charset: str = "ISO_IR 192", sps: dict | None = None, **top) -> bytes:
 
 
 def find(client, auth, q: bytes, calling="SCANNER"):
-    r = client.post("/api/internal/worklist/find", data=q, headers={**auth, "X-Calling-AET": calling,
-                                                                     "X-Called-AET": "RISPACS"})
+    r = client.post(
+        "/api/internal/worklist/find", data=q, headers={**auth, "X-Calling-AET": calling, "X-Called-AET": "RISPACS"}
+    )
     assert r.status_code == 200, r.data[:300]
     items, pos = [], 0
     while pos < len(r.data):
         (n,) = struct.unpack_from(">I", r.data, pos)
-        items.append(pydicom.dcmread(io.BytesIO(r.data[pos + 4:pos + 4 + n])))
+        items.append(pydicom.dcmread(io.BytesIO(r.data[pos + 4 : pos + 4 + n])))
         pos += 4 + n
     return items, r.headers["X-Worklist-Incomplete"] == "1"
 
@@ -64,28 +84,34 @@ def accessions(items) -> list[str]:
 
 
 # ---------------------------------------------------------------- pure matching rules
-@pytest.mark.parametrize("q, vr, value, expected", [
-    ("王^小明", "PN", "Wang^Xiaoming=王^小明=ワン^シャオミン", True),  # any component group
-    ("wang^*", "PN", "Wang^Xiaoming=王^小明", True),
-    ("Wang", "PN", "Wang^Xiaoming", False),  # single value: the whole name
-    ("1.2.3\\1.2.4", "UI", "1.2.4", True),  # list of UIDs
-    ("1.2.*", "UI", "1.2.4", False),  # no wildcards on UI
-    ("C?", "CS", "CT", True),
-    ("ct", "CS", "CT", False),  # case-sensitive except PN
-    ("-", "DA", "20261128", True),
-])
+@pytest.mark.parametrize(
+    "q, vr, value, expected",
+    [
+        ("王^小明", "PN", "Wang^Xiaoming=王^小明=ワン^シャオミン", True),  # any component group
+        ("wang^*", "PN", "Wang^Xiaoming=王^小明", True),
+        ("Wang", "PN", "Wang^Xiaoming", False),  # single value: the whole name
+        ("1.2.3\\1.2.4", "UI", "1.2.4", True),  # list of UIDs
+        ("1.2.*", "UI", "1.2.4", False),  # no wildcards on UI
+        ("C?", "CS", "CT", True),
+        ("ct", "CS", "CT", False),  # case-sensitive except PN
+        ("-", "DA", "20261128", True),
+    ],
+)
 def test_more_value_rules(q, vr, value, expected):
     assert value_matches(q, vr, value, multi_valued=vr != "UI") is expected
 
 
-@pytest.mark.parametrize("date_q, time_q, date_v, time_v, expected", [
-    ("20261127-20261128", "2200-0600", "20261127", "233000", True),  # overnight, combined
-    ("20261127-20261128", "2200-0600", "20261128", "053000", True),
-    ("20261127-20261128", "2200-0600", "20261128", "073000", False),
-    ("20261127-20261128", "2200-0600", "20261127", "083000", False),
-    ("20261128", "0800-1000", "20261128", "093000", True),
-    ("20261128-", "1200-", "20261129", "010000", True),
-])
+@pytest.mark.parametrize(
+    "date_q, time_q, date_v, time_v, expected",
+    [
+        ("20261127-20261128", "2200-0600", "20261127", "233000", True),  # overnight, combined
+        ("20261127-20261128", "2200-0600", "20261128", "053000", True),
+        ("20261127-20261128", "2200-0600", "20261128", "073000", False),
+        ("20261127-20261128", "2200-0600", "20261127", "083000", False),
+        ("20261128", "0800-1000", "20261128", "093000", True),
+        ("20261128-", "1200-", "20261129", "010000", True),
+    ],
+)
 def test_combined_start_date_and_time(date_q, time_q, date_v, time_v, expected):
     assert combined_start_matches(date_q, time_q, date_v, time_v) is expected
 
@@ -118,8 +144,9 @@ def test_station_rule_answers_only_own_steps_when_no_station_asked(client, auth)
     _patient(client, auth, "P1")
     mine = _order(client, auth, "P1", aet="MR1")["accession_number"]
     other = _order(client, auth, "P1", aet="MR2")["accession_number"]
-    r = client.post("/api/stations", json={"aet": "MR1", "modality": "MR", "worklist_own_steps_only": True},
-                    headers=auth)
+    r = client.post(
+        "/api/stations", json={"aet": "MR1", "modality": "MR", "worklist_own_steps_only": True}, headers=auth
+    )
     assert r.status_code == 201, r.json
     assert accessions(find(client, auth, query(), calling="MR1")[0]) == [mine]
     # Naming a station overrides the rule; other scanners are not affected.
@@ -165,8 +192,7 @@ def test_every_k61_return_key_is_answered(client, auth):
     _order(client, auth, "P1")
     item = find(client, auth, query())[0][0]
     sps = item.ScheduledProcedureStepSequence[0]
-    missing = [a.keyword for a in WORKLIST_ATTRIBUTES
-               if a.vr != "SQ" and a.keyword not in (sps if a.in_sps else item)]
+    missing = [a.keyword for a in WORKLIST_ATTRIBUTES if a.vr != "SQ" and a.keyword not in (sps if a.in_sps else item)]
     assert missing == []
 
 
@@ -185,8 +211,12 @@ def test_explainer_says_which_key_kept_each_step_out(client, auth):
     tomorrow = _order(client, auth, "P1", aet="CT1", day="2026-11-29")["accession_number"]
     started = _order(client, auth, "P1", aet="CT1", at="11:00")["accession_number"]
     client.post(f"/api/orders/{started}/status", json={"action": "start"}, headers=auth)
-    find(client, auth, query(charset="", sps={"ScheduledStationAETitle": "CT1",
-                                              "ScheduledProcedureStepStartDate": "20261128"}), calling="CT1")
+    find(
+        client,
+        auth,
+        query(charset="", sps={"ScheduledStationAETitle": "CT1", "ScheduledProcedureStepStartDate": "20261128"}),
+        calling="CT1",
+    )
     logged = client.get("/api/worklist/queries?calling_aet=CT1", headers=auth).json["items"]
     assert logged[0]["answers"] == 1 and logged[0]["calling_aet"] == "CT1"
     r = client.get(f"/api/worklist/queries/{logged[0]['id']}/explain", headers=auth)
@@ -229,8 +259,18 @@ def test_explainer_page(app, client, auth):
     assert b"AE title" in page.data and b"CT9" in page.data
 
 
-@pytest.mark.parametrize("pattern, found", [("doe*", True), ("DOE^JANE", True), ("D?e^*", True), ("*oe", False),
-                                            ("*oe^Jane", True), ("Do", False), ("Dox*", False)])
+@pytest.mark.parametrize(
+    "pattern, found",
+    [
+        ("doe*", True),
+        ("DOE^JANE", True),
+        ("D?e^*", True),
+        ("*oe", False),
+        ("*oe^Jane", True),
+        ("Do", False),
+        ("Dox*", False),
+    ],
+)
 def test_name_prefilter_keeps_every_match(client, auth, pattern, found):
     _patient(client, auth, "P1", family="Doe", given="Jane")
     acc = _order(client, auth, "P1")["accession_number"]

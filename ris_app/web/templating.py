@@ -1,0 +1,30 @@
+"""What every page's template may use: the logged-in user, site times, readable names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+
+from ris_app.clock import to_site
+from ris_app.scheduling.names import readable
+from ris_app.web.auth import current_user
+
+
+def register_template_helpers(app: Flask) -> None:
+    @app.context_processor
+    def _inject():
+        return {"user": current_user()}
+
+    @app.template_filter("local")
+    def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """Times are stored in UTC (clock.utcnow); people read them in the site's wall-clock
+        time (ORTHANC_RIS_TIMEZONE), scheduled starts and event times alike."""
+        if value is None:
+            return "—"
+        return to_site(value).strftime(fmt)
+
+    @app.template_filter("person_name")
+    def person_name(value: str | None) -> str:
+        """A DICOM PN as a scanner sent it ("Family^Given^Middle=ideographic...") for reading."""
+        return readable(value) or "—"
