@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, contains_eager
 
 from ris_app.clock import site_day_bounds
@@ -14,14 +14,9 @@ from ris_app.model import Order, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
 
 
-def day_steps(
-    session: Session, day: date, *, modality: str = "", station_aet: str = "", statuses: Sequence[str] = ()
-) -> list[SPS]:
-    """Steps starting on `day` as the department counts days (site midnight to midnight,
-    compared in UTC), in start order, loaded with their order and patient. Optionally only
-    one modality, steps whose AE titles contain `station_aet`, or some statuses."""
-    start, end = site_day_bounds(day)
-    stmt = (
+def steps_with_order_and_patient() -> Select:
+    """Steps joined to their order and patient, loaded together in one query."""
+    return (
         select(SPS)
         .join(SPS.requested_procedure)
         .join(RequestedProcedure.order)
@@ -31,8 +26,17 @@ def day_steps(
             .contains_eager(RequestedProcedure.order)
             .contains_eager(Order.patient)
         )
-        .where(SPS.start_datetime >= start, SPS.start_datetime < end)
     )
+
+
+def day_steps(
+    session: Session, day: date, *, modality: str = "", station_aet: str = "", statuses: Sequence[str] = ()
+) -> list[SPS]:
+    """Steps starting on `day` as the department counts days (site midnight to midnight,
+    compared in UTC), in start order, loaded with their order and patient. Optionally only
+    one modality, steps whose AE titles contain `station_aet`, or some statuses."""
+    start, end = site_day_bounds(day)
+    stmt = steps_with_order_and_patient().where(SPS.start_datetime >= start, SPS.start_datetime < end)
     if modality:
         stmt = stmt.where(SPS.modality == modality)
     if station_aet:

@@ -12,11 +12,12 @@ from datetime import date, datetime
 
 import pydicom
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 
 from ris_app.clock import site_day_bounds
-from ris_app.model import Order, RequestedProcedure, Station
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.model import Station
+from ris_app.scheduling.schedule import steps_with_order_and_patient
 from ris_app.worklist.attributes import (
     BY_KEYWORD,
     DATE_TIME_VRS,
@@ -127,17 +128,7 @@ def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[s
     if all(c.attr.in_sps and c.attr.vr != "SQ" for c in conditions):
         stmt = select(SPS)
     else:
-        stmt = (
-            select(SPS)
-            .join(SPS.requested_procedure)
-            .join(RequestedProcedure.order)
-            .join(Order.patient)
-            .options(
-                contains_eager(SPS.requested_procedure)
-                .contains_eager(RequestedProcedure.order)
-                .contains_eager(Order.patient)
-            )
-        )
+        stmt = steps_with_order_and_patient()
     if not any(c.attr is STATUS for c in conditions):
         stmt = stmt.where(_answered_status(default_statuses))
     for cond in conditions:
