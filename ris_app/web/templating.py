@@ -17,11 +17,14 @@ def register_template_helpers(app: Flask) -> None:
         return {"user": current_user()}
 
     @app.template_filter("local")
-    def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
         """Times are stored in UTC (clock.utcnow); people read them in the site's wall-clock
-        time (ORTHANC_RIS_TIMEZONE), scheduled starts and event times alike."""
-        if value is None:
+        time (ORTHANC_RIS_TIMEZONE), scheduled starts and event times alike. An ISO 8601
+        string with an offset (an API answer shown on a page) is read first."""
+        if value is None or value == "":
             return "—"
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         return to_site(value).strftime(fmt)
 
     @app.template_filter("person_name")

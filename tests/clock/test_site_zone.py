@@ -195,6 +195,24 @@ def test_order_at_1430_site_time_shows_1430_on_the_pages(make_site):
     assert "2026-11-30 14:30" in client.get(f"/orders/{acc}").get_data(as_text=True)
 
 
+def test_event_times_on_the_pages_are_site_time(make_site):
+    """The worklist query log, its explainer and the HL7 message list show when things
+    happened in the department's time, not UTC."""
+    app = make_site(KOLKATA)  # UTC+05:30
+    client = app.test_client()
+    with transaction(app.extensions["ris_sessions"]) as s:
+        from ris_app.model import Hl7Message, WorklistQueryLog
+
+        at = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # 01:30 on Dec 1st in Kolkata
+        s.add(WorklistQueryLog(received_at=at, calling_aet="CT1", query={}, answers=0))
+        s.add(Hl7Message(received_at=at, raw=b"MSH|", sending_facility="EHR", control_id="1", message_type="ADT^A01"))
+    login(app, client, "admin")
+    log_page = client.get("/worklist/queries").get_data(as_text=True)
+    assert "2026-12-01 01:30:00" in log_page and "2026-11-30 20:00" not in log_page
+    assert "2026-12-01 01:30:00" in client.get("/worklist/queries/1").get_data(as_text=True)
+    assert "2026-12-01 01:30:00" in client.get("/hl7").get_data(as_text=True)
+
+
 def test_the_order_form_reads_site_time(make_site):
     app = make_site(KOLKATA)
     client = app.test_client()
