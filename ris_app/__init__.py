@@ -59,6 +59,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(tracking_api_bp)
     app.register_blueprint(tracking_pages_bp)
 
+    from ris_app.web.access import install as install_access_rules
+
+    install_access_rules(app)  # a route that declares no rule is refused
+
     access = logging.getLogger("ris_app.access")
 
     @app.before_request

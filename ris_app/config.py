@@ -57,12 +57,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ORTHANC_RIS_API_TOKEN",
         "",
-        "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token.",
+        "Admin bearer token of the REST API, for bootstrap and scripts (named tokens: `orthanc-ris create-token`); empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token.",
+    ),
+    Setting(
+        "ORTHANC_RIS_PLUGIN_TOKEN",
+        "",
+        "Bearer token of the Orthanc plugin (role plugin: only /api/internal/*); empty means one is generated into $ORTHANC_RIS_HOME/secrets/plugin-token.",
     ),
     Setting(
         "ORTHANC_RIS_SECRET_KEY",
         "",
         "Key signing login sessions; empty means one is generated into $ORTHANC_RIS_HOME/secrets/secret-key.",
+    ),
+    Setting(
+        "ORTHANC_RIS_SESSION_IDLE_MINUTES",
+        "30",
+        "Minutes without a request after which a page login ends.",
+    ),
+    Setting(
+        "ORTHANC_RIS_SESSION_MAX_HOURS",
+        "12",
+        "Hours after which a page login ends however active it is.",
     ),
     Setting(
         "ORTHANC_RIS_RIS_URL",
@@ -208,7 +223,11 @@ def _get(env: dict[str, str], name: str) -> str:
 
 def _read_or_create_secret(path: Path) -> str:
     if path.exists():
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        if not value:
+            # An empty secret would match an empty credential: refuse to start instead.
+            raise ValueError(f"{path} is empty: delete it to have a new secret generated, or write one into it")
+        return value
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -256,6 +275,9 @@ class Config:
     institution: str = ""
     ohif_url: str = ""
     timezone: str = ""  # IANA name; "" is the server's zone (ris_app.clock.site_zone)
+    plugin_token: str = ""
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -269,6 +291,9 @@ class Config:
         token = _get(env, "ORTHANC_RIS_API_TOKEN")
         if not token and create_secrets:
             token = _read_or_create_secret(secrets_dir / "api-token")
+        plugin_token = _get(env, "ORTHANC_RIS_PLUGIN_TOKEN")
+        if not plugin_token and create_secrets:
+            plugin_token = _read_or_create_secret(secrets_dir / "plugin-token")
         secret_key = _get(env, "ORTHANC_RIS_SECRET_KEY")
         if not secret_key and create_secrets:
             secret_key = _read_or_create_secret(secrets_dir / "secret-key")
@@ -320,4 +345,7 @@ class Config:
             mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),
             reconcile_seconds=float(_get(env, "ORTHANC_RIS_RECONCILE_SECONDS")),
             coerce_on_stable=_get(env, "ORTHANC_RIS_COERCE_ON_STABLE").lower() in ("1", "true", "yes"),
+            plugin_token=plugin_token,
+            session_idle_minutes=int(_get(env, "ORTHANC_RIS_SESSION_IDLE_MINUTES")),
+            session_max_hours=int(_get(env, "ORTHANC_RIS_SESSION_MAX_HOURS")),
         )

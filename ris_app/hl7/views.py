@@ -19,7 +19,8 @@ from ris_app.hl7.outbound import current_settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.web import db, get_or_404, settings
-from ris_app.web.auth import api_auth, check_csrf, login_required
+from ris_app.web.access import ADMIN, INTEGRATOR, api_roles
+from ris_app.web.auth import check_csrf, login_required
 from ris_app.web.errors import ApiError
 
 api = Blueprint("hl7_api", __name__, url_prefix="/api/hl7")
@@ -122,26 +123,26 @@ def reprocess(message_id: int) -> dict:
 
 
 @api.get("/messages")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_messages():
     """Inbound messages, newest first; ?status=error&control_id=&message_type=&limit="""
     return jsonify({"items": [message_json(r) for r in _messages()]})
 
 
 @api.get("/messages/<int:message_id>")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_message(message_id: int):
     return jsonify(message_json(_get(Hl7Message, message_id, "HL7 message"), raw=True))
 
 
 @api.post("/messages/<int:message_id>/reprocess")
-@api_auth
+@api_roles(*ADMIN)
 def post_reprocess(message_id: int):
     return jsonify(reprocess(message_id))
 
 
 @api.get("/outbox")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_outbox():
     stmt = select(Hl7Outbox)
     if request.args.get("status"):
@@ -153,7 +154,7 @@ def get_outbox():
 
 
 @api.post("/outbox/<int:outbox_id>/retry")
-@api_auth
+@api_roles(*ADMIN)
 def post_outbox_retry(outbox_id: int):
     """Send again now (a message the peer refused with AE, or one waiting for its next try)."""
     row = _get(Hl7Outbox, outbox_id, "outbox message")

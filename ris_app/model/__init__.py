@@ -2,7 +2,7 @@
 `Base.metadata` (Alembic, tests, the app), one module per capability.
 
   scheduling  patients, catalog, stations, orders, requested procedures, steps, counters
-  users       page users and their roles
+  users       page users, their roles and sessions, failed logins, API tokens
   worklist    the log of worklist queries
   tracking    studies as Orthanc holds them, MPPS, corrections, the Orthanc task queue
   reporting   report templates, reports, versions, critical results
@@ -45,11 +45,12 @@ from ris_app.model.tracking import (
     StudyCorrection,
     SyncState,
 )
-from ris_app.model.users import ROLES, User
+from ris_app.model.users import API_ROLES, ROLES, ApiToken, LoginFailure, User, UserSession
 from ris_app.model.worklist import WorklistQueryLog
 
 __all__ = [
     "ADDENDUM",
+    "API_ROLES",
     "COMMUNICATION_METHODS",
     "DRAFT",
     "FINAL",
@@ -60,11 +61,13 @@ __all__ = [
     "ROLES",
     "SECTIONS",
     "SEXES",
+    "ApiToken",
     "CriticalResult",
     "Hl7Message",
     "Hl7Outbox",
     "IdSequence",
     "InboundStatus",
+    "LoginFailure",
     "Order",
     "OrthancTask",
     "OutboxStatus",
@@ -82,5 +85,6 @@ __all__ = [
     "StudyCorrection",
     "SyncState",
     "User",
+    "UserSession",
     "WorklistQueryLog",
 ]

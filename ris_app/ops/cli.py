@@ -106,6 +106,57 @@ def create_user_cmd(username: str, role: str, full_name: str, password_env: str)
     click.echo(f"user {username} ({role}) saved")
 
 
+@main.command("create-token")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["integrator", "plugin", "admin"]), required=True)
+def create_token_cmd(name: str, role: str) -> None:
+    """Create a named REST API token with ROLE and print its secret (shown this once only)."""
+    from ris_app.db import transaction
+    from ris_app.web.tokens import create_token
+
+    cfg = Config.from_env()
+    try:
+        with transaction(_session_factory(cfg)) as s:
+            secret = create_token(s, name, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token {name} ({role}) created; its secret, shown only now:", err=True)
+    click.echo(secret)
+
+
+@main.command("list-tokens")
+def list_tokens_cmd() -> None:
+    """List the named REST API tokens (never their secrets)."""
+    from ris_app.web.tokens import list_tokens
+
+    cfg = Config.from_env()
+    with _session_factory(cfg)() as s:
+        rows = list_tokens(s)
+    if not rows:
+        click.echo("no named tokens (ORTHANC_RIS_API_TOKEN is the admin token)")
+    for t in rows:
+        used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never"
+        state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}" if t.revoked_at else "active"
+        click.echo(
+            f"{t.name}\t{t.role}\tcreated {t.created_at.isoformat(timespec='seconds')}\tlast used {used}\t{state}"
+        )
+
+
+@main.command("revoke-token")
+@click.argument("name")
+def revoke_token_cmd(name: str) -> None:
+    """Revoke the REST API token NAME: its next request gets 401."""
+    from ris_app.db import transaction
+    from ris_app.web.tokens import revoke_token
+
+    cfg = Config.from_env()
+    with transaction(_session_factory(cfg)) as s:
+        done = revoke_token(s, name)
+    if not done:
+        raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"token {name} revoked")
+
+
 @main.command("import-worklists")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def import_worklists_cmd(folder: Path) -> None:

@@ -10,11 +10,13 @@ from sqlalchemy import text as sql_text
 from ris_app.model import Study
 from ris_app.orthanc.client import orthanc_request
 from ris_app.web import db, settings
+from ris_app.web.access import open_route
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
 
 @bp.get("/health")
+@open_route
 def health():
     """Liveness and readiness of the RIS and its view of Orthanc (no token needed)."""
     status = {"status": "ok", "database": "ok", "orthanc": "unknown"}

@@ -43,12 +43,13 @@ def render(cfg: Config) -> dict:
             "ConnectionUri": cfg.orthanc_index_url,
             "Lock": False,
         }
-    conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.api_token)
+    # The plugin's own token (role plugin): it reaches /api/internal/* and nothing else.
+    conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.plugin_token)
     return conf
 
 
 def write(cfg: Config) -> Path:
-    """Write the generated configuration (it holds the API token: mode 0600)."""
+    """Write the generated configuration (it holds the plugin's token: mode 0600)."""
     folder = cfg.home / "orthanc"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "orthanc.json"

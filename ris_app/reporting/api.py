@@ -11,7 +11,7 @@ from ris_app.model import CriticalResult, Report, ReportVersion, Study, User
 from ris_app.reporting.lifecycle import report_of, report_of_order
 from ris_app.scheduling.orders import find_order
 from ris_app.web import db
-from ris_app.web.auth import api_auth
+from ris_app.web.access import INTEGRATOR, api_roles
 from ris_app.web.errors import ApiError
 
 bp = Blueprint("report_api", __name__, url_prefix="/api")
@@ -77,7 +77,7 @@ def report_json(r: Report) -> dict:
 
 
 @bp.get("/studies/<study_instance_uid>/report")
-@api_auth
+@api_roles(*INTEGRATOR)
 def study_report(study_instance_uid: str):
     study = db().scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     report = report_of(db(), study) if study is not None else None
@@ -87,7 +87,7 @@ def study_report(study_instance_uid: str):
 
 
 @bp.get("/orders/<accession>/report")
-@api_auth
+@api_roles(*INTEGRATOR)
 def order_report(accession: str):
     report = report_of_order(db(), find_order(db(), accession))
     if report is None:
@@ -96,7 +96,7 @@ def order_report(accession: str):
 
 
 @bp.get("/reports/<int:report_id>/versions/<int:version>/pdf")
-@api_auth
+@api_roles(*INTEGRATOR)
 def version_pdf(report_id: int, version: int):
     v = db().scalar(select(ReportVersion).where(ReportVersion.report_id == report_id, ReportVersion.version == version))
     if v is None or v.pdf is None:

@@ -32,7 +32,7 @@ from ris_app.scheduling.states import TRANSITIONS
 from ris_app.tracking.corrections import update_patient_everywhere
 from ris_app.web import commit, db, settings
 from ris_app.web import validation as v
-from ris_app.web.auth import api_auth
+from ris_app.web.access import ADMIN, INTEGRATOR, api_roles
 from ris_app.web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _patient_fields(body: dict, *, partial: bool) -> dict:
 
 
 @bp.post("/patients")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_patient():
     body = v.json_body(request)
     mrn = v.text(body, "mrn", required=True, max_len=64)
@@ -87,13 +87,13 @@ def _get_patient(mrn: str) -> Patient:
 
 
 @bp.get("/patients/<mrn>")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_patient(mrn: str):
     return jsonify(patient_json(_get_patient(mrn)))
 
 
 @bp.patch("/patients/<mrn>")
-@api_auth
+@api_roles(*INTEGRATOR)
 def patch_patient(mrn: str):
     body = v.json_body(request)
     patient = _get_patient(mrn)
@@ -104,7 +104,7 @@ def patch_patient(mrn: str):
 
 # ------------------------------------------------------------------ orders
 @bp.post("/orders")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_order():
     body = v.json_body(request)
     s = db()
@@ -153,14 +153,14 @@ def _order_study(order: Order) -> Study | None:
 
 
 @bp.get("/orders/<accession>")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_order(accession: str):
     order = find_order(db(), accession)
     return jsonify(order_json(order, _order_study(order)))
 
 
 @bp.post("/orders/<accession>/status")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_order_status(accession: str):
     body = v.json_body(request)
     action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
@@ -172,7 +172,7 @@ def post_order_status(accession: str):
 
 # ------------------------------------------------------------------ catalog
 @bp.get("/procedure-codes")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_procedure_codes():
     rows = db().scalars(select(ProcedureCode).order_by(ProcedureCode.code))
     return jsonify(
@@ -192,7 +192,7 @@ def get_procedure_codes():
 
 
 @bp.post("/procedure-codes")
-@api_auth
+@api_roles(*ADMIN)
 def post_procedure_code():
     body = v.json_body(request)
     p = ProcedureCode(
@@ -207,7 +207,7 @@ def post_procedure_code():
 
 
 @bp.get("/stations")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_stations():
     rows = db().scalars(select(Station).order_by(Station.aet))
     return jsonify(
@@ -216,7 +216,7 @@ def get_stations():
 
 
 @bp.post("/stations")
-@api_auth
+@api_roles(*ADMIN)
 def post_station():
     body = v.json_body(request)
     st = Station(

@@ -19,7 +19,7 @@ from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
 from ris_app.web import commit, db, get_or_404, settings
 from ris_app.web import validation as v
-from ris_app.web.auth import api_auth
+from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
 from ris_app.web.errors import ApiError
 
 bp = Blueprint("tracking_api", __name__, url_prefix="/api")
@@ -73,13 +73,13 @@ def _tasks_of(correction: StudyCorrection) -> list[dict]:
 
 
 @bp.get("/sync")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_sync():
     return jsonify(sync_summary())
 
 
 @bp.post("/sync/reconcile")
-@api_auth
+@api_roles(*ADMIN)
 def post_reconcile():
     """Reconcile now (the sync worker also does it on a timer)."""
     from flask import current_app
@@ -94,7 +94,7 @@ def post_reconcile():
 
 
 @bp.post("/internal/feed-status")
-@api_auth
+@api_roles(*INTERNAL)
 def post_feed_status():
     body = v.json_body(request)
     try:
@@ -107,7 +107,7 @@ def post_feed_status():
 
 
 @bp.post("/studies/<suid>/link")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_link(suid: str):
     body = v.json_body(request)
     order = find_order(db(), v.text(body, "accession_number", required=True, max_len=16))
@@ -117,7 +117,7 @@ def post_link(suid: str):
 
 
 @bp.get("/corrections")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_corrections():
     stmt = select(StudyCorrection).order_by(StudyCorrection.id.desc()).limit(100)
     if request.args.get("study_instance_uid"):
@@ -126,7 +126,7 @@ def get_corrections():
 
 
 @bp.post("/corrections/<int:correction_id>/undo")
-@api_auth
+@api_roles(*ADMIN)
 def post_undo(correction_id: int):
     correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
     reverse = undo(db(), correction)
@@ -135,14 +135,14 @@ def post_undo(correction_id: int):
 
 
 @bp.get("/orthanc-tasks/<int:task_id>")
-@api_auth
+@api_roles(*ADMIN)
 def get_task(task_id: int):
     task = get_or_404(OrthancTask, task_id, "task", field="task")
     return jsonify(task_json(task))
 
 
 @bp.post("/patients/<mrn>/merge")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_merge(mrn: str):
     """Merge the patient named in the body (`merged_mrn`) into this one, the survivor."""
     body = v.json_body(request)
@@ -158,13 +158,13 @@ def post_merge(mrn: str):
 
 
 @bp.get("/orders/<accession>/journey")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_journey(accession: str):
     return jsonify(journey(db(), find_order(db(), accession)))
 
 
 @bp.get("/studies")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_studies():
     only_unmatched = request.args.get("unmatched") in ("1", "true")
     stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))
@@ -179,7 +179,7 @@ def get_studies():
 
 
 @bp.post("/internal/study-events")
-@api_auth
+@api_roles(*INTERNAL)
 def post_study_event():
     """Called by the Orthanc plugin for each study change; idempotent."""
     ev = StudyEvent.from_json(request.get_json(silent=True))

@@ -1,4 +1,5 @@
-"""Who may do what: bearer tokens for the API, logins with roles for the pages."""
+"""Logins with roles for the pages, their CSRF tokens and safe redirects (the API's
+bearer tokens and the registry of who may call which route: web/access.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ris_app.model import ROLES, User
-from ris_app.web import db, settings
-from ris_app.web.errors import ApiError
+from ris_app.web import db
+from ris_app.web.access import declare, open_route
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -45,13 +46,6 @@ def create_user(s, username: str, password: str, role: str, full_name: str = "")
     return user
 
 
-def _bearer_ok() -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), settings().api_token.encode())
-
-
 def current_user() -> User | None:
     if "user" not in g:
         uid = session.get("uid")
@@ -59,18 +53,6 @@ def current_user() -> User | None:
         if g.user is not None and not g.user.active:
             g.user = None
     return g.user
-
-
-def api_auth(view):
-    """API endpoints: a bearer token, or a logged-in user's session (pages' scripts)."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        if not _bearer_ok() and current_user() is None:
-            raise ApiError(401, "a valid bearer token is required")
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def _route() -> str:
@@ -106,7 +88,7 @@ def login_required(*roles: str):
             return view(*args, **kwargs)
 
         wrapper.roles = roles  # read by may(): the navigation shows only what the user may open
-        return wrapper
+        return declare(wrapper, "page", tuple(dict.fromkeys((*roles, "admin"))) if roles else ROLES)
 
     return deco
 
@@ -168,6 +150,7 @@ def _template_helpers():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@open_route
 def login():
     target = safe_next(request.args.get("next"), url_for("pages.today"))
     if request.method == "POST":
@@ -189,6 +172,7 @@ def login():
 
 
 @bp.post("/logout")
+@open_route
 def logout():
     """POST only (with the CSRF token), so another site cannot log the user out."""
     session.clear()

@@ -17,7 +17,8 @@ from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
 from ris_app.web import db, get_or_404, settings
-from ris_app.web.auth import api_auth, login_required
+from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
+from ris_app.web.auth import login_required
 from ris_app.web.errors import ApiError
 from ris_app.worklist import query as worklist
 from ris_app.worklist.explain import explain, log_query
@@ -43,7 +44,7 @@ def _uploads() -> list[tuple[str, bytes]]:
 
 
 @bp.post("/api/worklist-items")
-@api_auth
+@api_roles(*INTEGRATOR)
 def post_worklist_items():
     """Import worklist items; each is imported whole or not at all. 201 when all were
     imported, 207 when some were skipped, 400 when none was."""
@@ -83,7 +84,7 @@ def _entry_json(e: WorklistQueryLog) -> dict:
 
 
 @bp.get("/api/worklist/queries")
-@api_auth
+@api_roles(*ADMIN)
 def get_worklist_queries():
     try:
         limit = min(int(request.args.get("limit", 100)), 1000)
@@ -105,14 +106,14 @@ def _explain(query_id: int) -> dict:
 
 
 @bp.get("/api/worklist/queries/<int:query_id>/explain")
-@api_auth
+@api_roles(*ADMIN)
 def get_worklist_query_explain(query_id: int):
     """For each step the scanner may have expected, which rule kept it out."""
     return jsonify(_explain(query_id))
 
 
 @bp.patch("/api/stations/<aet>")
-@api_auth
+@api_roles(*ADMIN)
 def patch_station(aet: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -142,7 +143,7 @@ def worklist_query_page(query_id: int):
 
 
 @bp.get("/api/worklist")
-@api_auth
+@api_roles(*INTEGRATOR)
 def get_worklist():
     """Scheduled steps of one site day (default the site's today), optionally per station,
     modality, status."""
@@ -181,7 +182,7 @@ def get_worklist():
 
 
 @bp.post("/api/internal/worklist/find")
-@api_auth
+@api_roles(*INTERNAL)
 def post_worklist_find():
     """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
     X-Calling-AET / X-Called-AET. Answer: the matching items, each framed by a 4-byte
