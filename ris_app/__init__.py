@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from flask import Flask, g, request
 
@@ -22,6 +23,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SECRET_KEY"] = config.secret_key
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    # Logins are held server side (web/login_guard.py); the cookie keeps its login-time
+    # signature, so itsdangerous also refuses one older than the absolute lifetime.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config.session_max_hours)
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
     engine = make_engine(config.database_url)
     app.extensions["ris_engine"] = engine

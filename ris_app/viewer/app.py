@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 from ris_app.model import User
+from ris_app.web.auth import safe_next
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,9 @@ CONFIG_OVERRIDE = """
 
 
 def _local_path(target: str) -> str:
-    """`target` when it is a path on this host, else "/" (no open redirect: browsers read
-    "//host" and "/\\host" as another host)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
+    """`target` when it is a path on this host, else "/" (no open redirect: the same rule
+    as the RIS's login, web/auth.py safe_next)."""
+    return safe_next(target, "/")
 
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:

@@ -7,6 +7,8 @@ import functools
 import hmac
 import logging
 import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -23,7 +25,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ris_app.model import ROLES, User
-from ris_app.web import db
+from ris_app.web import commit, db, login_guard, settings
 from ris_app.web.access import declare, open_route
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def create_user(s, username: str, password: str, role: str, full_name: str = "")
         existing.password_hash = generate_password_hash(password)
         existing.role = role
         existing.full_name = full_name or existing.full_name
+        login_guard.end_sessions_of(s, existing.id)  # a reset password ends every login
         return existing
     user = User(username=username, password_hash=generate_password_hash(password), role=role, full_name=full_name)
     s.add(user)
@@ -47,12 +50,20 @@ def create_user(s, username: str, password: str, role: str, full_name: str = "")
 
 
 def current_user() -> User | None:
+    """The user of the request's login session, checked against its server-side row."""
     if "user" not in g:
-        uid = session.get("uid")
-        g.user = db().get(User, uid) if uid else None
-        if g.user is not None and not g.user.active:
-            g.user = None
+        cfg = settings()
+        g.user = login_guard.session_user(db(), session.get("sid"), idle=timedelta(minutes=cfg.session_idle_minutes))
+        if g.user is None and "sid" in session:
+            session.clear()  # ended, expired or revoked: the cookie is of no more use
     return g.user
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Checked against when the user name is unknown, so that an unknown name costs the
+    # same time as a wrong password and user names cannot be found by timing.
+    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 def _route() -> str:
@@ -100,11 +111,19 @@ def may(endpoint: str) -> bool:
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """A redirect target from the request, kept only when it is a path on this site (no
-    open redirect to another host through `//host` or a full URL)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    """A redirect target from the request, kept only when it is a path on this site.
+
+    Refused: `//host` and `/\\host` (browsers read both as another host), full URLs, and
+    any control character or space: Werkzeug strips tab, CR and LF while writing the
+    Location header, so `/\\t/evil.example` would leave as `//evil.example`."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
 
 
 # ------------------------------------------------------------------ CSRF
@@ -156,14 +175,38 @@ def login():
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
-        user = db().scalar(select(User).where(User.username == username))
-        if user is not None and user.active and check_password_hash(user.password_hash, password):
+        ip = request.remote_addr or ""
+        s = db()
+        wait = login_guard.locked_for(s, username, ip)
+        if wait:
+            # The password is not even checked while locked, and the text is the same
+            # whether the name exists or not.
+            log.warning("login refused while locked: user %r from %s", username[:64], ip)
+            flash("Too many failed logins: wait a few minutes and try again.", "error")
+            page = render_template("login.html", username=username)
+            return page, 429, {"Retry-After": str(wait)}
+        user = s.scalar(select(User).where(User.username == username))
+        good = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+        if user is not None and user.active and good:
+            cfg = settings()
+            login_guard.record_success(s, username)
+            sid = login_guard.start_session(
+                s,
+                user,
+                lifetime=timedelta(hours=cfg.session_max_hours),
+                ip=ip,
+                user_agent=request.user_agent.string,
+            )
+            commit()
             # A fresh session (and so a fresh CSRF token): nothing set before login survives.
             session.clear()
-            session["uid"] = user.id
+            session.permanent = True
+            session["sid"] = sid
             log.info("user %s logged in", user.username)
             return redirect(target)
-        log.warning("failed login")
+        login_guard.record_failure(s, username, ip)
+        commit()
+        log.warning("failed login: user %r from %s", username[:64], ip)
         flash("Unknown user name or wrong password.", "error")
         return render_template("login.html", username=username), 401
     if current_user() is not None:
@@ -174,6 +217,9 @@ def login():
 @bp.post("/logout")
 @open_route
 def logout():
-    """POST only (with the CSRF token), so another site cannot log the user out."""
+    """POST only (with the CSRF token), so another site cannot log the user out. The
+    server-side row is revoked: a copy of the cookie is worth nothing after this."""
+    login_guard.end_session(db(), session.get("sid"))
+    commit()
     session.clear()
     return redirect(url_for("auth.login"))
