@@ -7,6 +7,7 @@ it means; docs/configuration.md is written from the same list.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,16 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+def redact(name: str, value: str) -> str:
+    """A setting's value fit to print: secrets become (set) / (generated or empty), and a
+    password inside a URL (database, Orthanc index) becomes ***."""
+    if any(word in name for word in _SECRET_WORDS):
+        return "(set)" if value else "(generated or empty)"
+    return _URL_PASSWORD.sub(r"\1***@", value)
 
 
 def _get(env: dict[str, str], name: str) -> str:

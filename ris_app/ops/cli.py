@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ris_app.config import SETTINGS, Config
+from ris_app.config import SETTINGS, Config, redact
 from ris_app.ops.logging_setup import setup_logging
 
 
@@ -187,19 +187,18 @@ def import_worklists_cmd(folder: Path) -> None:
 def settings() -> None:
     """List every setting with its current value (secrets hidden)."""
     for s in SETTINGS:
-        value = os.environ.get(s.env, s.default)
-        if "TOKEN" in s.env or "SECRET" in s.env:
-            value = "(set)" if value else "(generated)"
-        click.echo(f"{s.env}={value}\n    {s.help}")
+        click.echo(f"{s.env}={redact(s.env, os.environ.get(s.env, s.default))}\n    {s.help}")
 
 
 @main.command("orthanc-config")
 def orthanc_config_cmd() -> None:
-    """Print the Orthanc configuration `up` would generate (token hidden)."""
+    """Print the Orthanc configuration `up` would generate (token and passwords hidden)."""
     from ris_app.orthanc.config import render
 
     conf = render(Config.from_env())
     conf["OrthancRIS"]["ApiToken"] = "***"
+    if "PostgreSQL" in conf:  # the index URI carries the database password
+        conf["PostgreSQL"]["ConnectionUri"] = redact("ConnectionUri", conf["PostgreSQL"]["ConnectionUri"])
     click.echo(json.dumps(conf, indent=2))
 
 
