@@ -128,3 +128,26 @@ def test_login_does_not_redirect_off_site(app, client):
     assert r.status_code == 302
     assert r.headers["Location"] == "/"
     assert client.get("/login?next=/%0A/x").status_code == 302  # was a 500
+
+
+def test_a_ris_logout_ends_the_viewer_session(app, client, config):
+    from urllib.parse import urlsplit
+
+    from ris_app.model import User
+    from ris_app.viewer.app import create_viewer_app, viewer_login_url
+
+    token = login(app, client, "radiologist")
+    with client.session_transaction() as sess:
+        sid = sess["sid"]
+    with transaction(app.extensions["ris_sessions"]) as s:
+        uid = s.query(User).filter_by(username="radiologist1").one().id
+    viewer = create_viewer_app(config).test_client()
+    url = urlsplit(viewer_login_url(config, "http://127.0.0.1/", uid, "/", login_guard.session_key(sid)))
+    viewer.get(f"/ris-login?{url.query}")
+    assert viewer.get("/dicom-web/studies").status_code == 502  # let through (Orthanc is not running)
+    client.post("/logout", data={"csrf_token": token})
+    assert viewer.get("/dicom-web/studies").status_code == 401
+    # A hand-over naming no RIS login opens nothing.
+    viewer2 = create_viewer_app(config).test_client()
+    viewer2.get(f"/ris-login?{urlsplit(viewer_login_url(config, 'http://127.0.0.1/', uid, '/')).query}")
+    assert viewer2.get("/dicom-web/studies").status_code == 401

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -38,7 +38,7 @@ from ris_app.reporting.lifecycle import (
 from ris_app.reporting.publish import publish_signed_version
 from ris_app.reporting.reading_list import UNREAD, ReadingFilters, priors_of, radiologists, reading_worklist
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
-from ris_app.web import db, settings
+from ris_app.web import db, login_guard, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
 
 bp = Blueprint("reading", __name__, url_prefix="/reading")
@@ -255,7 +255,8 @@ def open_viewer(study_id: int, viewer: str):
             return redirect(cfg.ohif_url + ohif_study_path(study.study_instance_uid))
         return redirect(cfg.orthanc_public_url + explorer_study_path(study.orthanc_id).removeprefix("/orthanc"))
     target = ohif_study_path(study.study_instance_uid) if viewer == "ohif" else explorer_study_path(study.orthanc_id)
-    return redirect(viewer_login_url(cfg, request.host_url, current_user().id, target))
+    ris_session = login_guard.session_key(session["sid"])
+    return redirect(viewer_login_url(cfg, request.host_url, current_user().id, target, ris_session))
 
 
 @bp.get("/by-uid/<study_instance_uid>")

@@ -18,11 +18,10 @@ from urllib.parse import quote, urlsplit
 import requests
 from flask import Flask, Response, abort, redirect, request, send_from_directory, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
-from ris_app.model import User
+from ris_app.web import login_guard
 from ris_app.web.auth import safe_next
 
 log = logging.getLogger(__name__)
@@ -96,9 +95,10 @@ def viewer_base_url(cfg: Config, ris_host_url: str) -> str:
     return f"{parts.scheme or 'http'}://{parts.hostname or '127.0.0.1'}:{cfg.viewer_port}"
 
 
-def viewer_login_url(cfg: Config, ris_host_url: str, user_id: int, next_path: str) -> str:
-    """A one-click hand-over from a RIS page to the viewer, landing on `next_path`."""
-    token = _serializer(cfg.secret_key).dumps({"uid": user_id})
+def viewer_login_url(cfg: Config, ris_host_url: str, user_id: int, next_path: str, ris_session: str = "") -> str:
+    """A one-click hand-over from a RIS page to the viewer, landing on `next_path`.
+    `ris_session` names the RIS login (its row key): the viewer session ends with it."""
+    token = _serializer(cfg.secret_key).dumps({"uid": user_id, "rs": ris_session})
     return f"{viewer_base_url(cfg, ris_host_url)}/ris-login?token={token}&next={quote(next_path, safe='')}"
 
 
@@ -131,8 +131,10 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         if not uid or time.time() - session.get("since", 0) > SESSION_MAX_AGE:
             return None
         with sessions() as s:
-            user = s.scalar(select(User).where(User.id == uid))
-            return user.role if user is not None and user.active else None
+            # The RIS login it came from must still be alive: a logout or a password
+            # reset in the RIS ends image access too.
+            user = login_guard.session_alive(s, session.get("rs", ""))
+            return user.role if user is not None and user.id == uid else None
 
     def require(roles: tuple[str, ...]) -> None:
         role = user_role()
@@ -186,6 +188,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             return ris_login_redirect()
         session.clear()
         session["uid"] = int(data["uid"])
+        session["rs"] = str(data.get("rs", ""))
         session["since"] = int(time.time())
         return redirect(_local_path(request.args.get("next", "/")))
 

@@ -33,6 +33,22 @@ def _h(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def session_key(secret: str) -> str:
+    """The session's row key: names the session to another part (the viewer) without
+    handing over the cookie's secret."""
+    return _h(secret)
+
+
+def session_alive(s: Session, key: str) -> User | None:
+    """The active user of the session row `key` while it is neither revoked nor past its
+    lifetime (the viewer's check: reading images does not touch the RIS row, so no idle
+    limit here)."""
+    row = s.get(UserSession, key) if key else None
+    if row is None or row.revoked_at is not None or utcnow() >= row.expires_at or not row.user.active:
+        return None
+    return row.user
+
+
 def start_session(s: Session, user: User, *, lifetime: timedelta, ip: str, user_agent: str) -> str:
     """A new server-side session for `user`; returns the secret the cookie carries."""
     secret = secrets.token_urlsafe(32)
