@@ -14,6 +14,8 @@ from ris_app.web.access import INTERNAL, access_table
 from ris_app.web.tokens import create_token, revoke_token
 from tests.fixtures.web import login
 
+pytestmark = pytest.mark.db  # the token, session and failed-login tables: re-run on PostgreSQL
+
 
 def _path(rule) -> str:
     """A concrete path for `rule` (any value will do: access is checked before the view)."""

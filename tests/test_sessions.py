@@ -17,6 +17,8 @@ from ris_app.web import login_guard
 from ris_app.web.auth import create_user, safe_next
 from tests.fixtures.web import PASSWORD, csrf_token, login
 
+pytestmark = pytest.mark.db  # the token, session and failed-login tables: re-run on PostgreSQL
+
 
 def _later(monkeypatch, delta: timedelta) -> None:
     start = utcnow()

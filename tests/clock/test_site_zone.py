@@ -524,7 +524,8 @@ def test_migration_0006_moves_scheduled_starts_from_site_time_to_utc(empty_datab
                     "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%'"
                 )
             ).all()
-        assert len(kinds) == 35 and {k for _t, _c, k in kinds} == {"timestamp with time zone"}, kinds
+        # 35 converted by 0006, 9 added by 0007_auth (tokens, sessions, failed logins)
+        assert len(kinds) == 44 and {k for _t, _c, k in kinds} == {"timestamp with time zone"}, kinds
     engine.dispose()
 
     migrate.downgrade(empty_database_url, "0004_sync", site_zone=ny)  # and back: site wall time again

@@ -80,3 +80,19 @@ def test_a_logged_database_error_shows_no_message():
 
 def test_other_errors_keep_their_message():
     assert "plain failure" in _formatted(ValueError("plain failure"))
+
+
+@pytest.mark.db
+def test_a_real_unique_violation_is_logged_without_its_values(database_url):
+    # On PostgreSQL the driver's message itself carries the value (DETAIL: Key (mrn)=...).
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE pt_secret (mrn VARCHAR(40) UNIQUE)"))
+        conn.execute(text("INSERT INTO pt_secret (mrn) VALUES (:m)"), {"m": SENTINEL})
+    with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+        conn.execute(text("INSERT INTO pt_secret (mrn) VALUES (:m)"), {"m": SENTINEL})
+    text_ = _formatted(caught.value)
+    assert SENTINEL not in text_ and "IntegrityError" in text_
+    if engine.dialect.name == "postgresql":
+        assert "sqlstate 23505" in text_ and "constraint pt_secret_mrn_key" in text_
+    engine.dispose()
