@@ -153,3 +153,18 @@ def test_a_ris_logout_ends_the_viewer_session(app, client, config):
     viewer2 = create_viewer_app(config).test_client()
     viewer2.get(f"/ris-login?{urlsplit(viewer_login_url(config, 'http://127.0.0.1/', uid, '/')).query}")
     assert viewer2.get("/dicom-web/studies").status_code == 401
+
+
+def test_old_sessions_and_counts_are_forgotten_at_login(app, client, monkeypatch):
+    from sqlalchemy import func, select
+
+    from ris_app.model import LoginFailure, UserSession
+
+    token = login(app, client, "clerk")
+    client.post("/logout", data={"csrf_token": token})
+    _post_login(client, "someone", "wrong password")
+    _later(monkeypatch, timedelta(days=8))
+    login(app, app.test_client(), "clerk")
+    with transaction(app.extensions["ris_sessions"]) as s:
+        assert s.scalar(select(func.count()).select_from(UserSession)) == 1  # only the new one
+        assert s.scalar(select(func.count()).select_from(LoginFailure)) == 0

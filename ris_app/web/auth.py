@@ -190,6 +190,7 @@ def login():
         if user is not None and user.active and good:
             cfg = settings()
             login_guard.record_success(s, username)
+            login_guard.prune(s)
             sid = login_guard.start_session(
                 s,
                 user,

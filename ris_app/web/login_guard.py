@@ -16,7 +16,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 
 from ris_app.clock import utcnow
@@ -27,6 +27,7 @@ WINDOW = timedelta(minutes=15)
 USER_LIMIT = 5  # failures per user name in WINDOW before a lockout
 ADDRESS_LIMIT = 20  # failures per address in WINDOW before a lockout
 MAX_LOCK = timedelta(minutes=15)
+KEEP_ENDED = timedelta(days=7)  # ended sessions kept this long (who was logged in, from where)
 
 
 def _h(secret: str) -> str:
@@ -144,3 +145,20 @@ def record_success(s: Session, username: str) -> None:
     row = s.get(LoginFailure, _keys(username, "")[0])
     if row is not None:
         s.delete(row)
+
+
+def prune(s: Session) -> None:
+    """Forget sessions ended more than KEEP_ENDED ago and failure counts no longer in
+    force (run at each login: no scheduler needed, and logins are few)."""
+    now = utcnow()
+    s.execute(
+        delete(UserSession).where(
+            or_(UserSession.expires_at < now - KEEP_ENDED, UserSession.revoked_at < now - KEEP_ENDED)
+        )
+    )
+    s.execute(
+        delete(LoginFailure).where(
+            LoginFailure.window_start < now - WINDOW,
+            or_(LoginFailure.locked_until.is_(None), LoginFailure.locked_until < now),
+        )
+    )
