@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
     Setting(
+        "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE",
+        "false",
+        "Let any calling AE store, query the worklist and send MPPS (a lab or a test only); false means only the AE titles of the stations table.",
+    ),
+    Setting(
         "ORTHANC_RIS_API_TOKEN",
         "",
         "Bearer token for the REST API and the Orthanc plugin; empty means one is generated into $ORTHANC_RIS_HOME/secrets/api-token.",
@@ -185,7 +190,11 @@ SETTINGS: tuple[Setting, ...] = (
     # Image tracking (docs/tracking.md)
     Setting("ORTHANC_RIS_MPPS_PORT", "11112", "Port of the RIS's MPPS SCP (modalities send N-CREATE/N-SET here)."),
     Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
-    Setting("ORTHANC_RIS_MPPS_HOST", "0.0.0.0", "Address the MPPS SCP binds to (modalities are on the network)."),
+    Setting(
+        "ORTHANC_RIS_MPPS_HOST",
+        "127.0.0.1",
+        "Address the MPPS SCP binds to (0.0.0.0 to accept modalities from other hosts).",
+    ),
     Setting(
         "ORTHANC_RIS_RECONCILE_SECONDS",
         "300",
@@ -246,7 +255,8 @@ class Config:
     log_level: str
     mpps_port: int = 11112
     mpps_aet: str = "RISMPPS"
-    mpps_host: str = "0.0.0.0"
+    mpps_host: str = "127.0.0.1"
+    dicom_allow_unknown_ae: bool = False
     reconcile_seconds: float = 300.0
     coerce_on_stable: bool = False
     extra: dict[str, object] = field(default_factory=dict)
@@ -320,4 +330,5 @@ class Config:
             mpps_host=_get(env, "ORTHANC_RIS_MPPS_HOST"),
             reconcile_seconds=float(_get(env, "ORTHANC_RIS_RECONCILE_SECONDS")),
             coerce_on_stable=_get(env, "ORTHANC_RIS_COERCE_ON_STABLE").lower() in ("1", "true", "yes"),
+            dicom_allow_unknown_ae=_get(env, "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE").lower() in ("1", "true", "yes"),
         )

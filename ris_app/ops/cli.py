@@ -160,7 +160,7 @@ def mpps_scp() -> None:
 
     cfg = Config.from_env()
     clock.set_site_zone(clock.site_zone(cfg))
-    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
+    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet, allow_unknown=cfg.dicom_allow_unknown_ae)
 
 
 @main.command("sync-worker")

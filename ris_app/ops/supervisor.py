@@ -61,9 +61,22 @@ def child_env(cfg: Config) -> dict[str, str]:
     return env
 
 
+def _stations_give_hosts(cfg: Config) -> bool:
+    """Orthanc's `DicomCheckModalityHost`, from the stations table as it is at start-up."""
+    from ris_app.db import make_engine, make_sessionmaker
+    from ris_app.orthanc.modalities import checks_hosts
+
+    engine = make_engine(cfg.database_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            return checks_hosts(s)
+    finally:
+        engine.dispose()
+
+
 def parts(cfg: Config) -> list[Part]:
     env = child_env(cfg)
-    conf_path = orthanc_config.write(cfg)
+    conf_path = orthanc_config.write(cfg, check_hosts=_stations_give_hosts(cfg))
     bindir = Path(sys.executable).parent
     gunicorn = str(bindir / "gunicorn") if (bindir / "gunicorn").exists() else "gunicorn"
     return [

@@ -13,6 +13,7 @@ import requests
 
 from ris_app.config import Config
 from ris_app.orthanc.config import render
+from ris_app.orthanc.modalities import ALLOW
 from tests.conftest import TOKEN, free_port, wait_for
 from tests.fixtures.mwl import write_query
 
@@ -42,6 +43,9 @@ def orthanc_alone(tmp_path):
         ["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"}
     )
     wait_for(lambda: _up(cfg.orthanc_url), timeout=30)
+    # findscu's default calling AE, declared as the RIS would declare its station.
+    entry = {"AET": "FINDSCU", "Host": "127.0.0.1", "Port": 104, **ALLOW}
+    assert requests.put(f"{cfg.orthanc_url}/modalities/ris-station-1", json=entry, timeout=10).ok
     yield cfg
     proc.terminate()
     proc.wait(20)
