@@ -177,7 +177,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         work = Path(tmp)
         system = start_system(
-            work / "home", {"ORTHANC_RIS_STABLE_AGE": args.stable_age, "ORTHANC_RIS_LOG_LEVEL": "WARNING"}
+            work / "home",
+            {
+                "ORTHANC_RIS_STABLE_AGE": args.stable_age,
+                "ORTHANC_RIS_LOG_LEVEL": "WARNING",
+                # The plugin-less Orthanc compared with has its own, empty, list of modalities.
+                "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE": "true",
+            },
         )
         try:
             lags = measure_lags(system, work, args.studies, args.per_study)
