@@ -126,7 +126,8 @@ def orthanc_without_plugin(home: Path) -> tuple[subprocess.Popen, int, str]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{conf['HttpPort']}/system", timeout=1).ok:
+            login = next(iter(conf["RegisteredUsers"].items()))
+            if requests.get(f"http://127.0.0.1:{conf['HttpPort']}/system", auth=login, timeout=1).ok:
                 return proc, conf["DicomPort"], conf["DicomAet"]
         except requests.RequestException:
             pass

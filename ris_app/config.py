@@ -48,10 +48,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ORTHANC_RIS_ORTHANC_USERNAME",
-        "",
-        "User the RIS authenticates as when Orthanc has authentication enabled (Docker).",
+        "orthanc-ris",
+        "Orthanc's service account: the user the RIS, the sync worker and the viewer proxy log in to Orthanc's REST API as (declared in Orthanc's RegisteredUsers by `orthanc-ris up`).",
     ),
-    Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_PASSWORD",
+        "",
+        "That account's password; empty means one is generated into $ORTHANC_RIS_HOME/secrets/orthanc-password.",
+    ),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
     Setting(
@@ -279,6 +283,9 @@ class Config:
         token = _get(env, "ORTHANC_RIS_API_TOKEN")
         if not token and create_secrets:
             token = _read_or_create_secret(secrets_dir / "api-token")
+        orthanc_password = _get(env, "ORTHANC_RIS_ORTHANC_PASSWORD")
+        if not orthanc_password and create_secrets:
+            orthanc_password = _read_or_create_secret(secrets_dir / "orthanc-password")
         secret_key = _get(env, "ORTHANC_RIS_SECRET_KEY")
         if not secret_key and create_secrets:
             secret_key = _read_or_create_secret(secrets_dir / "secret-key")
@@ -301,7 +308,7 @@ class Config:
                 or f"http://127.0.0.1:{orthanc_http_port}"
             ).rstrip("/"),
             orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
-            orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
+            orthanc_password=orthanc_password,
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
             aet=_get(env, "ORTHANC_RIS_AET"),
             api_token=token,

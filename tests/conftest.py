@@ -146,7 +146,13 @@ class System:
         r = self.api("POST", "/api/stations", json={"aet": aet, "modality": modality, **fields})
         assert r.status_code == 201, r.text
 
+    @property
+    def orthanc_auth(self) -> tuple[str, str]:
+        """The service account `orthanc-ris up` generated (Orthanc's REST API needs a login)."""
+        return ("orthanc-ris", (self.home / "secrets" / "orthanc-password").read_text().strip())
+
     def orthanc(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("auth", self.orthanc_auth)
         return requests.request(method, self.orthanc_url + path, timeout=30, **kw)
 
     def findscu(

@@ -48,6 +48,8 @@ def child_env(cfg: Config) -> dict[str, str]:
             "ORTHANC_RIS_DATABASE_URL": cfg.database_url,
             "ORTHANC_RIS_API_TOKEN": cfg.api_token,
             "ORTHANC_RIS_SECRET_KEY": cfg.secret_key,
+            "ORTHANC_RIS_ORTHANC_USERNAME": cfg.orthanc_username,
+            "ORTHANC_RIS_ORTHANC_PASSWORD": cfg.orthanc_password,
             "ORTHANC_RIS_HTTP_PORT": str(cfg.http_port),
             "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
             "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),

@@ -57,7 +57,25 @@ def render(cfg: Config, *, check_hosts: bool = False) -> dict:
             "Lock": False,
         }
     conf["OrthancRIS"] = dict(conf.get("OrthancRIS", {}), RisUrl=cfg.ris_url, ApiToken=cfg.api_token)
+    # The service account of the RIS, the sync worker and the viewer proxy. The plugin
+    # needs none: its orthanc.RestApi* calls never pass Orthanc's HTTP layer.
+    if cfg.orthanc_username and cfg.orthanc_password:
+        conf["RegisteredUsers"] = dict(conf.get("RegisteredUsers", {}), **{cfg.orthanc_username: cfg.orthanc_password})
+    refuse_open_remote_access(conf)
     return conf
+
+
+def refuse_open_remote_access(conf: dict) -> None:
+    """Orthanc reachable from other hosts without a login would open the archive to the
+    network (read and DELETE everything): refuse the configuration instead."""
+    if not conf.get("RemoteAccessAllowed"):
+        return
+    users = conf.get("RegisteredUsers") or {}
+    if conf.get("AuthenticationEnabled") is not True or not users or not all(users.values()):
+        raise ValueError(
+            "Orthanc's remote access (ORTHANC_RIS_ORTHANC_REMOTE_ACCESS) needs authentication: "
+            "AuthenticationEnabled true and a user with a password in RegisteredUsers"
+        )
 
 
 def write(cfg: Config, *, check_hosts: bool = False) -> Path:

@@ -90,3 +90,29 @@ def test_mpps_allowlist_reads_the_stations_each_time(database_url):
     assert allow.allows("MR1", "10.0.0.5")
     assert not allow.allows("MR1", "127.0.0.1")
     assert StationAllowlist(sessions, allow_unknown=True).allows("ANYONE", "192.0.2.1")
+
+
+def test_orthanc_always_asks_for_the_service_account(config):
+    conf = render(config)
+    assert conf["AuthenticationEnabled"] is True
+    assert conf["RegisteredUsers"] == {config.orthanc_username: config.orthanc_password}
+    assert config.orthanc_username == "orthanc-ris" and len(config.orthanc_password) > 20
+    assert (config.home / "secrets" / "orthanc-password").stat().st_mode & 0o077 == 0
+
+
+def test_remote_access_without_authentication_is_refused(config, tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+
+    from ris_app.orthanc import config as orthanc_config
+
+    template = json.loads(orthanc_config.TEMPLATE.read_text())
+    template["AuthenticationEnabled"] = False
+    edited = tmp_path / "orthanc.json"
+    edited.write_text(json.dumps(template))
+    monkeypatch.setattr(orthanc_config, "TEMPLATE", edited)
+    render(config)  # this host only: tolerated
+    with pytest.raises(ValueError, match="needs authentication"):
+        render(replace(config, orthanc_remote_access=True))
+    with pytest.raises(ValueError, match="needs authentication"):
+        render(replace(config, orthanc_remote_access=True, orthanc_password=""))
