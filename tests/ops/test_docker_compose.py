@@ -382,6 +382,18 @@ def test_only_stations_reach_dicom_in_docker_too():
     assert environment(c["services"]["mpps-scp"])["ORTHANC_RIS_MPPS_HOST"] == "0.0.0.0"
 
 
+def test_the_ris_logs_in_to_orthanc_with_its_own_service_account():
+    """Not the readers' admin account: it can be changed or revoked apart."""
+    c = compose()
+    users = orthanc_config(c)["RegisteredUsers"]
+    for name in ("ris", "sync-worker"):
+        env = environment(c["services"][name])
+        user, password = env["ORTHANC_RIS_ORTHANC_USERNAME"], env["ORTHANC_RIS_ORTHANC_PASSWORD"]
+        assert users.get(user) == password
+        assert password == sentinel_env()["ORTHANC_RIS_ORTHANC_PASSWORD"]
+    assert len(users) == 2 and "admin" in users and "orthanc-ris" in users
+
+
 def test_data_lives_on_named_volumes():
     c = compose()
     conf = orthanc_config(c)
@@ -475,7 +487,7 @@ def test_no_secret_is_written_in_the_files():
             assert not SECRET_NAME.search(args), f"{keyword} {args}: secrets stay out of images"
 
 
-@pytest.mark.parametrize("missing", ["ORTHANC_RIS_API_TOKEN", "ORTHANC_ADMIN_PASSWORD"])
+@pytest.mark.parametrize("missing", ["ORTHANC_RIS_API_TOKEN", "ORTHANC_ADMIN_PASSWORD", "ORTHANC_RIS_ORTHANC_PASSWORD"])
 def test_compose_refuses_to_start_without_a_required_secret(missing):
     env = sentinel_env()
     env.pop(missing)
