@@ -59,10 +59,12 @@ def up(start_timeout: float) -> None:
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
     from ris_app.ops.supervisor import run
+    from ris_app.orthanc.config import render
 
     cfg = Config.from_env()
     try:
         Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+        render(cfg)  # refuses Orthanc's remote access without authentication
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
@@ -137,18 +139,19 @@ def settings() -> None:
     """List every setting with its current value (secrets hidden)."""
     for s in SETTINGS:
         value = os.environ.get(s.env, s.default)
-        if "TOKEN" in s.env or "SECRET" in s.env:
+        if "TOKEN" in s.env or "SECRET" in s.env or "PASSWORD" in s.env:
             value = "(set)" if value else "(generated)"
         click.echo(f"{s.env}={value}\n    {s.help}")
 
 
 @main.command("orthanc-config")
 def orthanc_config_cmd() -> None:
-    """Print the Orthanc configuration `up` would generate (token hidden)."""
+    """Print the Orthanc configuration `up` would generate (token and passwords hidden)."""
     from ris_app.orthanc.config import render
 
     conf = render(Config.from_env())
     conf["OrthancRIS"]["ApiToken"] = "***"
+    conf["RegisteredUsers"] = {user: "***" for user in conf.get("RegisteredUsers", {})}
     click.echo(json.dumps(conf, indent=2))
 
 
@@ -160,7 +163,7 @@ def mpps_scp() -> None:
 
     cfg = Config.from_env()
     clock.set_site_zone(clock.site_zone(cfg))
-    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
+    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet, allow_unknown=cfg.dicom_allow_unknown_ae)
 
 
 @main.command("sync-worker")

@@ -17,6 +17,7 @@ from ris_app.model import (
     Station,
     Study,
 )
+from ris_app.orthanc.modalities import publish_station
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -211,7 +212,19 @@ def post_procedure_code():
 def get_stations():
     rows = db().scalars(select(Station).order_by(Station.aet))
     return jsonify(
-        {"items": [{"aet": s.aet, "name": s.name, "modality": s.modality, "location": s.location} for s in rows]}
+        {
+            "items": [
+                {
+                    "aet": s.aet,
+                    "name": s.name,
+                    "modality": s.modality,
+                    "location": s.location,
+                    "host": s.host,
+                    "port": s.port,
+                }
+                for s in rows
+            ]
+        }
     )
 
 
@@ -225,9 +238,13 @@ def post_station():
         modality=v.text(body, "modality", required=True, max_len=16).upper(),
         location=v.text(body, "location", max_len=16),
         worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
+        host=v.ip_host(body, "host"),
+        port=v.tcp_port(body, "port"),
     )
     if "\\" in st.aet:
         raise ApiError(400, "one AE title per station", field="aet")
     db().add(st)
     commit()
+    # The station is Orthanc's allowlist: declare it now, so the scanner can query at once.
+    publish_station(settings(), st)
     return jsonify({"aet": st.aet}), 201

@@ -352,7 +352,6 @@ def order_detail(accession: str):
         studies=studies,
         sexes=SEX_LABELS,
         link_methods=LINK_METHODS,
-        orthanc_url=settings().orthanc_public_url,
     )
 
 

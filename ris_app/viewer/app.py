@@ -123,7 +123,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     )
     sessions = make_sessionmaker(make_engine(cfg.database_url))
     orthanc = requests.Session()
-    if cfg.orthanc_username:  # Orthanc with authentication (Docker): the proxy logs in, users never do
+    if cfg.orthanc_username:  # the service account: the proxy logs in to Orthanc, users never do
         orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -104,3 +105,26 @@ def aet_list(body: dict, name: str) -> str:
             raise ApiError(400, "each AE title must be 1 to 16 printable characters", field=name)
         out.append(item.strip())
     return "\\".join(out)
+
+
+def ip_host(body: dict, name: str) -> str:
+    """An IP address literal, or "" when absent. Orthanc compares a caller's address with a
+    modality's host as text, so a host name would never match: refuse it here."""
+    value = body.get(name)
+    if value in (None, ""):
+        return ""
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ApiError(400, "must be an IP address (e.g. 10.0.0.21), not a host name", field=name) from None
+
+
+def tcp_port(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ApiError(400, "must be a whole number from 1 to 65535", field=name)
+    return value

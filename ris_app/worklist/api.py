@@ -13,10 +13,12 @@ from sqlalchemy import select
 
 from ris_app.clock import site_today
 from ris_app.model import Station, WorklistQueryLog
+from ris_app.orthanc.modalities import publish_station
 from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
 from ris_app.web import db, get_or_404, settings
+from ris_app.web import validation as v
 from ris_app.web.auth import api_auth, login_required
 from ris_app.web.errors import ApiError
 from ris_app.worklist import query as worklist
@@ -124,8 +126,20 @@ def patch_station(aet: str):
         if not isinstance(body["worklist_own_steps_only"], bool):
             raise ApiError(400, "must be true or false", field="worklist_own_steps_only")
         station.worklist_own_steps_only = body["worklist_own_steps_only"]
+    if "host" in body:
+        station.host = v.ip_host(body, "host")
+    if "port" in body:
+        station.port = v.tcp_port(body, "port")
     db().commit()
-    return jsonify({"aet": station.aet, "worklist_own_steps_only": station.worklist_own_steps_only})
+    publish_station(settings(), station)  # Orthanc's allowlist entry follows at once
+    return jsonify(
+        {
+            "aet": station.aet,
+            "worklist_own_steps_only": station.worklist_own_steps_only,
+            "host": station.host,
+            "port": station.port,
+        }
+    )
 
 
 # ------------------------------------------------------------------ pages

@@ -404,6 +404,16 @@ def _study_event(app, **study):
         )
 
 
+def test_radiologists_open_explorer_from_the_order_page_through_the_viewer(app, client):
+    token = _login(app, client, "admin", "boss")
+    _register(client, token)
+    accession = _place(client, token)
+    _study_event(app, oid="o-9", study_instance_uid="1.2.3.9", accession_number=accession, patient_id="P-100")
+    html = client.get(f"/orders/{accession}").get_data(as_text=True)
+    (href,) = re.findall(r'href="([^"]*)"[^>]*>Open in Orthanc Explorer', html)
+    assert re.fullmatch(r"/reading/studies/\d+/open/explorer", href), href
+
+
 def test_order_page_shows_the_linked_study(app, client, clerk):
     _register(client, clerk)
     accession = _place(client, clerk)
@@ -422,6 +432,8 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert '<dd id="instance-count">2 series · 7 instances</dd>' in html
     assert "receiving images" in html and "1.2.3.4" in html and "accession number" in html
+    # Orthanc asks for a login users never hold: no link straight to it, none for clerks.
+    assert "Orthanc Explorer" not in html and "explorer.html" not in html
     assert "started" in re.search(r'id="step-status">(\w+)<', html).group(1)  # images started the step
     _study_event(
         app,
