@@ -17,6 +17,7 @@ from ris_app.model import (
     Station,
     Study,
 )
+from ris_app.scheduling.fields import check_modality
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -117,13 +118,9 @@ def post_order():
     if procedure is None:
         raise ApiError(400, "not in the procedure catalog", field="procedure_code")
     modality = v.text(body, "modality", max_len=16, default=procedure.modality).upper()
-    if not modality.isalnum():
-        raise ApiError(400, "must be a DICOM modality code such as CT or MR", field="modality")
     start = v.iso_datetime(body, "scheduled_start", required=True)
     accession = v.text(body, "accession_number", max_len=16)
-    suid = v.text(body, "study_instance_uid", max_len=64)
-    if suid and not all(part.isdigit() for part in suid.split(".")):
-        raise ApiError(400, "must be a DICOM UID (digits and dots)", field="study_instance_uid")
+    suid = v.text(body, "study_instance_uid", max_len=64)  # create_order checks the rest (fields.check_order)
     data = OrderData(
         patient=patient,
         procedure=procedure,
@@ -199,7 +196,7 @@ def post_procedure_code():
         code=v.text(body, "code", required=True, max_len=16),
         coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
         description=v.text(body, "description", required=True, max_len=64),
-        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
     )
     db().add(p)
     commit()
@@ -222,7 +219,7 @@ def post_station():
     st = Station(
         aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
         name=v.text(body, "name", max_len=16),
-        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
         location=v.text(body, "location", max_len=16),
         worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
     )
