@@ -61,7 +61,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(worklist_admin_bp)
     app.register_blueprint(tracking_api_bp)
     app.register_blueprint(tracking_pages_bp)
+    from ris_app.web.openapi import bp as openapi_bp
     from ris_app.web.validation import install as install_input_limits
+
+    app.register_blueprint(openapi_bp)
 
     install_input_limits(app)
 
