@@ -59,7 +59,7 @@ def family_of(msg: Message) -> str:
 
 
 # RIS field names whose mapping key differs (patient name parts all come from PID-5).
-_NAME_KEYS = {"family_name": "name", "given_name": "name", "middle_name": "name", "name_prefix": "name"}
+_NAME_KEYS = {k: "name" for k in ("family_name", "given_name", "middle_name", "name_prefix", "name_suffix")}
 
 
 def domain_error(exc: DomainError, fam: str, default_code: int = DATA_TYPE_ERROR) -> Hl7Error:
@@ -140,7 +140,7 @@ def read_patient(segs: dict[str, Segment], fam: str) -> tuple[dict, str]:
             ("name_prefix", name.prefix),
         ):
             if any(ch in value for ch in NAME_FORBID) or CONTROL.search(value):
-                raise content_error(DATA_TYPE_ERROR, "a patient name part holds ^, \\ or =", loc)
+                raise content_error(DATA_TYPE_ERROR, "a patient name part holds ^, \\, = or a control character", loc)
             if len(value) > 64:
                 raise content_error(DATA_TYPE_ERROR, "a patient name part is longer than 64 characters", loc)
             out[attr] = "" if value == '""' else value
