@@ -48,7 +48,27 @@ def _uploads() -> list[tuple[str, bytes]]:
 @api_auth
 def post_worklist_items():
     """Import worklist items; each is imported whole or not at all. 201 when all were
-    imported, 207 when some were skipped, 400 when none was."""
+    imported, 207 when some were skipped, 400 when none was.
+
+    ---
+    post:
+      tags: [worklist]
+      requestBody:
+        required: true
+        content:
+          application/dicom: {schema: {type: string, format: binary}}
+          application/json: {schema: {oneOf: [{type: object}, {type: array, items: {type: object}}]}}
+          multipart/form-data: {schema: {type: object}}
+      responses:
+        201: {description: All imported, content: {application/json: {schema: {$ref: '#/components/schemas/ImportReport'}}}}
+        207: {description: Some skipped, content: {application/json: {schema: {$ref: '#/components/schemas/ImportReport'}}}}
+        400:
+          description: Nothing imported (the report says why per item), or no readable body
+          content:
+            application/json:
+              schema:
+                oneOf: [{$ref: '#/components/schemas/ImportReport'}, {$ref: '#/components/schemas/Error'}]
+    """
     cfg = settings()
     outcomes = [
         import_bytes(db(), data, name, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
@@ -87,6 +107,17 @@ def _entry_json(e: WorklistQueryLog) -> dict:
 @bp.get("/api/worklist/queries")
 @api_auth
 def get_worklist_queries():
+    """The latest worklist C-FINDs received.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: limit, in: query, required: false, schema: {type: integer}}
+        - {name: calling_aet, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: Queries, newest first, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     try:
         limit = min(int(request.args.get("limit", 100)), 1000)
     except ValueError:
@@ -109,13 +140,36 @@ def _explain(query_id: int) -> dict:
 @bp.get("/api/worklist/queries/<int:query_id>/explain")
 @api_auth
 def get_worklist_query_explain(query_id: int):
-    """For each step the scanner may have expected, which rule kept it out."""
+    """For each step the scanner may have expected, which rule kept it out.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: accession_number, in: query, required: false, schema: {type: string}}
+        - {name: sps_id, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: The explanation, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(_explain(query_id))
 
 
 @bp.patch("/api/stations/<aet>")
 @api_auth
 def patch_station(aet: str):
+    """Change a station's worklist rule.
+
+    ---
+    patch:
+      tags: [stations]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, properties: {worklist_own_steps_only: {type: boolean}}}
+      responses:
+        200: {description: The station, content: {application/json: {schema: {type: object}}}}
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", field="body")
@@ -159,7 +213,19 @@ def worklist_query_page(query_id: int):
 @api_auth
 def get_worklist():
     """Scheduled steps of one site day (default the site's today), optionally per station,
-    modality, status."""
+    modality, status.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: date, in: query, required: false, schema: {type: string}}
+        - {name: modality, in: query, required: false, schema: {type: string}}
+        - {name: station_aet, in: query, required: false, schema: {type: string}}
+        - {name: status, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: The day's steps, content: {application/json: {schema: {type: object}}}}
+    """
     try:
         day = date.fromisoformat(request.args["date"]) if request.args.get("date") else site_today()
     except ValueError:
@@ -199,7 +265,18 @@ def get_worklist():
 def post_worklist_find():
     """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
     X-Calling-AET / X-Called-AET. Answer: the matching items, each framed by a 4-byte
-    big-endian length. Every query is logged for the explainer (worklist_explain)."""
+    big-endian length. Every query is logged for the explainer (worklist_explain).
+
+    ---
+    post:
+      tags: [internal]
+      requestBody:
+        required: true
+        content:
+          application/dicom: {schema: {type: string, format: binary}}
+      responses:
+        200: {description: 'The matching items, each framed by a 4-byte big-endian length', content: {application/octet-stream: {schema: {type: string, format: binary}}}}
+    """
     cfg = settings()
     started = time.perf_counter()
     calling = request.headers.get("X-Calling-AET", "").strip()

@@ -288,6 +288,10 @@ def test_login_starts_a_new_token(app, client):
         ({"birth_date": "2999-01-01"}, "birth_date", "is in the future"),
         ({"sex": "X"}, "sex", "must be one of M, F, O, U"),
         ({"email": "not-an-address"}, "email", "must be an e-mail address"),
+        # issue 17: the rules of scheduling.fields, as on the API
+        ({"mrn": "A/B"}, "mrn", "may not contain"),
+        ({"mrn": "A\x7fB"}, "mrn", "control character"),
+        ({"family_name": "Do\u0085e"}, "family_name", "control character"),
     ],
 )
 def test_bad_patient_input_names_field_and_keeps_values(app, client, clerk, over, field, reason):
