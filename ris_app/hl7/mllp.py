@@ -192,6 +192,10 @@ class _Connection(socketserver.BaseRequestHandler):
         raw.settimeout(self.server.read_timeout)
         try:
             self.request = self.server.ssl_context.wrap_socket(raw, server_side=True)
+        except ssl.SSLEOFError:
+            # Closed before or during the hello: a port probe or health check, not an attack.
+            log.debug("MLLP TLS peer %s closed before the handshake", self.client_address[0])
+            return False
         except (ssl.SSLError, OSError) as exc:
             log.warning("MLLP TLS handshake with %s failed: %s", self.client_address[0], exc.__class__.__name__)
             return False

@@ -230,3 +230,12 @@ def test_outbound_status_reaches_a_tls_destination_that_wants_our_certificate(co
     finally:
         service.stop()
         set_settings(None)
+
+
+def test_a_port_probe_is_not_logged_as_a_failed_handshake(listen, pki, caplog):
+    """`orthanc-ris up` and the compose health check connect and close."""
+    server = listen(ssl_context=server_context(str(pki / "server.pem"), str(pki / "server.key")))
+    with caplog.at_level(logging.DEBUG, logger="ris_app.hl7.mllp"):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        wait_for(lambda: "closed before the handshake" in caplog.text, timeout=5)
+    assert "failed" not in caplog.text
