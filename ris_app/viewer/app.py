@@ -161,9 +161,9 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             return user.role if user is not None and user.active else None
 
     def gate(prefix: str, path: str) -> None:
-        """Refuse, before anything reaches Orthanc, a path that is not plain, a user
-        without a session, a route or method outside the table or the user's role, and a
-        write without the session's CSRF header."""
+        """Refuse, before anything reaches Orthanc, a user without a session, a route or
+        method outside the table or the user's role, and a write without the session's
+        CSRF header. (Paths that are not plain were refused before routing.)"""
         role = user_role()
         if role is None:
             abort(401)
@@ -217,9 +217,11 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         """Proxy paths are checked before routing picks a view: "/dicom-web//x" would
         otherwise fall through to OHIF's catch-all route instead of being refused."""
         raw = _raw_path()
-        if raw.startswith(PROXY_PREFIXES):
+        # Both forms: "/%6frthanc/app/../x" routes to the proxy once decoded.
+        if raw.startswith(PROXY_PREFIXES) or request.path.startswith(PROXY_PREFIXES):
             try:
                 plain_path(raw)
+                plain_path(request.path)
             except PathRefused as exc:
                 log.warning("viewer proxy refused a %s request: %s", request.method, exc)
                 abort(400)

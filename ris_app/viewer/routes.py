@@ -91,7 +91,12 @@ def plain_path(raw_path: str) -> str:
 
 def allowed_roles(prefix: str, path: str, method: str) -> frozenset[str] | None:
     """The roles that may call `method` on `path` (below `prefix`), or None when no route
-    of the table has that path and method."""
+    of the table has that path and method (never for a path that is not plain, whatever
+    the patterns say)."""
+    try:
+        plain_path("/" + path)
+    except PathRefused:
+        return None
     roles: set[str] = set()
     found = False
     for route in ROUTES:

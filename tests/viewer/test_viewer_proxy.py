@@ -136,6 +136,11 @@ TRAVERSALS = [
     "/orthanc/app/..%2f..%2fsystem",
     "/orthanc/app/..\\..\\system",
     "/orthanc//system",
+    # An encoded letter in the prefix: the raw path does not start with it, the decoded one does.
+    "/%64icom-web/../system",
+    "/%6frthanc/app/../tools/execute-script",
+    "/%6Frthanc/app/%2e%2e/system",
+    "/%2fdicom-web/studies",
 ]
 
 
@@ -252,3 +257,11 @@ def test_hand_over_with_a_tab_lands_on_the_viewer(viewer):
     query = urlsplit(viewer_login_url(cfg, "http://127.0.0.1:5000/", ids["radiologist"], "/\t/evil.example/x")).query
     status, head, _ = _send(port, "GET", f"/ris-login?{query}")
     assert status == 302 and re.search(r"Location: (\S+)", head).group(1) in ("/", f"http://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize("path", ["app/../system", "app/./explorer.html", "app//explorer.html", "app/..%2fsystem"])
+def test_the_table_never_matches_a_path_that_is_not_plain(path):
+    from ris_app.viewer.routes import allowed_roles
+
+    assert allowed_roles("orthanc", path, "GET") is None
+    assert allowed_roles("orthanc", "app/explorer.html", "GET") == {"radiologist", "admin"}
