@@ -189,6 +189,9 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             for k, v in request.headers.items()
             if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")
         }
+        # The body is passed through as Orthanc encoded it: only in an encoding the client
+        # asked for (requests would otherwise ask for gzip on every client's behalf).
+        headers["Accept-Encoding"] = request.headers.get("Accept-Encoding", "identity")
         # orthanc-dicomweb writes BulkDataURIs for the host the browser asked (RFC 7239).
         headers["Forwarded"] = f"host={request.host};proto={request.scheme}"
         try:

@@ -32,6 +32,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
     def _answer(self):
         self.server.seen.append((self.command, self.path))
+        self.server.encodings.append(self.headers.get("Accept-Encoding"))
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -53,6 +54,7 @@ class _Recorder(BaseHTTPRequestHandler):
 def orthanc():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.seen = []
+    server.encodings = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -265,3 +267,10 @@ def test_the_table_never_matches_a_path_that_is_not_plain(path):
 
     assert allowed_roles("orthanc", path, "GET") is None
     assert allowed_roles("orthanc", "app/explorer.html", "GET") == {"radiologist", "admin"}
+
+
+def test_orthanc_is_asked_only_for_encodings_the_client_takes(viewer, orthanc):
+    cookie, _ = _login(viewer, "radiologist")
+    assert _send(viewer[1], "GET", "/dicom-web/studies", cookie)[0] == 200
+    assert _send(viewer[1], "GET", "/dicom-web/studies", cookie, {"Accept-Encoding": "gzip"})[0] == 200
+    assert orthanc.encodings == ["identity", "gzip"]
