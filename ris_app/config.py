@@ -191,6 +191,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest delay between re-sends (outbound messages are retried until acknowledged).",
     ),
     Setting("ORTHANC_RIS_HL7_SEND_TIMEOUT", "10", "Seconds to wait for a peer's ACK to an outbound message."),
+    Setting(
+        "ORTHANC_RIS_HL7_ALLOW",
+        "",
+        "Addresses or networks allowed to connect to the MLLP listener, comma-separated ('10.1.2.3, 10.20.0.0/16'); others are closed unread and logged. Empty allows any.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_CERT",
+        "",
+        "PEM certificate (chain) of the MLLP listener; with ORTHANC_RIS_HL7_TLS_KEY the listener speaks only MLLP over TLS (1.2 or later). Empty: plain TCP. Also shown to tls:// destinations that ask for a client certificate.",
+    ),
+    Setting("ORTHANC_RIS_HL7_TLS_KEY", "", "PEM private key of ORTHANC_RIS_HL7_TLS_CERT."),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_CLIENT_CA",
+        "",
+        "PEM CA certificate(s): when set, MLLP peers must show a client certificate signed by one of them (mutual TLS).",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_PEER_CA",
+        "",
+        "PEM CA certificate(s) that tls:// destinations' certificates are checked against; empty means the system's CAs.",
+    ),
     # Image tracking (docs/tracking.md)
     Setting("ORTHANC_RIS_MPPS_PORT", "11112", "Port of the RIS's MPPS SCP (modalities send N-CREATE/N-SET here)."),
     Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
