@@ -238,6 +238,8 @@ class RisSystem:
             "ORTHANC_RIS_WORKLIST_LIMIT": str(LIMIT),
             "ORTHANC_RIS_LOG_LEVEL": "WARNING",
             "ORTHANC_RIS_API_TOKEN": "bench-token",
+            # A benchmark of answering, not of the allowlist: its simulated scanners call freely.
+            "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE": "true",
         }
         self.env.pop("ORTHANC_RIS_DATABASE_URL", None)
         self.database_url = f"sqlite:///{home / 'ris.sqlite3'}"

@@ -126,7 +126,8 @@ def orthanc_without_plugin(home: Path) -> tuple[subprocess.Popen, int, str]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{conf['HttpPort']}/system", timeout=1).ok:
+            login = next(iter(conf["RegisteredUsers"].items()))
+            if requests.get(f"http://127.0.0.1:{conf['HttpPort']}/system", auth=login, timeout=1).ok:
                 return proc, conf["DicomPort"], conf["DicomAet"]
         except requests.RequestException:
             pass
@@ -177,7 +178,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         work = Path(tmp)
         system = start_system(
-            work / "home", {"ORTHANC_RIS_STABLE_AGE": args.stable_age, "ORTHANC_RIS_LOG_LEVEL": "WARNING"}
+            work / "home",
+            {
+                "ORTHANC_RIS_STABLE_AGE": args.stable_age,
+                "ORTHANC_RIS_LOG_LEVEL": "WARNING",
+                # The plugin-less Orthanc compared with has its own, empty, list of modalities.
+                "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE": "true",
+            },
         )
         try:
             lags = measure_lags(system, work, args.studies, args.per_study)

@@ -19,6 +19,9 @@ def create_app(config: Config | None = None) -> Flask:
     """Application factory: one app per configuration (tests make their own)."""
     config = config or Config.from_env()
     app = Flask(__name__)
+    from ris_app.web.validation import BoundedIntConverter
+
+    app.url_map.converters["int"] = BoundedIntConverter  # before any route is added
     app.config["RIS"] = config
     app.config["SECRET_KEY"] = config.secret_key
     app.config["SESSION_COOKIE_HTTPONLY"] = True
@@ -63,6 +66,12 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(worklist_admin_bp)
     app.register_blueprint(tracking_api_bp)
     app.register_blueprint(tracking_pages_bp)
+    from ris_app.web.openapi import bp as openapi_bp
+    from ris_app.web.validation import install as install_input_limits
+
+    app.register_blueprint(openapi_bp)
+
+    install_input_limits(app)
 
     from ris_app.web.access import install as install_access_rules
 

@@ -49,12 +49,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ORTHANC_RIS_ORTHANC_USERNAME",
-        "",
-        "User the RIS authenticates as when Orthanc has authentication enabled (Docker).",
+        "orthanc-ris",
+        "Orthanc's service account: the user the RIS, the sync worker and the viewer proxy log in to Orthanc's REST API as (declared in Orthanc's RegisteredUsers by `orthanc-ris up`).",
     ),
-    Setting("ORTHANC_RIS_ORTHANC_PASSWORD", "", "That user's password."),
+    Setting(
+        "ORTHANC_RIS_ORTHANC_PASSWORD",
+        "",
+        "That account's password; empty means one is generated into $ORTHANC_RIS_HOME/secrets/orthanc-password.",
+    ),
     Setting("ORTHANC_RIS_DICOM_PORT", "4242", "Orthanc's DICOM port (C-STORE, C-FIND worklist)."),
     Setting("ORTHANC_RIS_AET", "ORTHANC", "Orthanc's DICOM AE title."),
+    Setting(
+        "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE",
+        "false",
+        "Let any calling AE store, query the worklist and send MPPS (a lab or a test only); false means only the AE titles of the stations table.",
+    ),
     Setting(
         "ORTHANC_RIS_API_TOKEN",
         "",
@@ -198,10 +207,35 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest delay between re-sends (outbound messages are retried until acknowledged).",
     ),
     Setting("ORTHANC_RIS_HL7_SEND_TIMEOUT", "10", "Seconds to wait for a peer's ACK to an outbound message."),
+    Setting(
+        "ORTHANC_RIS_HL7_ALLOW",
+        "",
+        "Addresses or networks allowed to connect to the MLLP listener, comma-separated ('10.1.2.3, 10.20.0.0/16'); others are closed unread and logged. Empty allows any.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_CERT",
+        "",
+        "PEM certificate (chain) of the MLLP listener; with ORTHANC_RIS_HL7_TLS_KEY the listener speaks only MLLP over TLS (1.2 or later). Empty: plain TCP. Also shown to tls:// destinations that ask for a client certificate.",
+    ),
+    Setting("ORTHANC_RIS_HL7_TLS_KEY", "", "PEM private key of ORTHANC_RIS_HL7_TLS_CERT."),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_CLIENT_CA",
+        "",
+        "PEM CA certificate(s): when set, MLLP peers must show a client certificate signed by one of them (mutual TLS).",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_TLS_PEER_CA",
+        "",
+        "PEM CA certificate(s) that tls:// destinations' certificates are checked against; empty means the system's CAs.",
+    ),
     # Image tracking (docs/tracking.md)
     Setting("ORTHANC_RIS_MPPS_PORT", "11112", "Port of the RIS's MPPS SCP (modalities send N-CREATE/N-SET here)."),
     Setting("ORTHANC_RIS_MPPS_AET", "RISMPPS", "AE title of the RIS's MPPS SCP."),
-    Setting("ORTHANC_RIS_MPPS_HOST", "0.0.0.0", "Address the MPPS SCP binds to (modalities are on the network)."),
+    Setting(
+        "ORTHANC_RIS_MPPS_HOST",
+        "127.0.0.1",
+        "Address the MPPS SCP binds to (0.0.0.0 to accept modalities from other hosts).",
+    ),
     Setting(
         "ORTHANC_RIS_RECONCILE_SECONDS",
         "300",
@@ -276,7 +310,8 @@ class Config:
     log_level: str
     mpps_port: int = 11112
     mpps_aet: str = "RISMPPS"
-    mpps_host: str = "0.0.0.0"
+    mpps_host: str = "127.0.0.1"
+    dicom_allow_unknown_ae: bool = False
     reconcile_seconds: float = 300.0
     coerce_on_stable: bool = False
     extra: dict[str, object] = field(default_factory=dict)
@@ -305,6 +340,9 @@ class Config:
         plugin_token = _get(env, "ORTHANC_RIS_PLUGIN_TOKEN")
         if not plugin_token and create_secrets:
             plugin_token = _read_or_create_secret(secrets_dir / "plugin-token")
+        orthanc_password = _get(env, "ORTHANC_RIS_ORTHANC_PASSWORD")
+        if not orthanc_password and create_secrets:
+            orthanc_password = _read_or_create_secret(secrets_dir / "orthanc-password")
         secret_key = _get(env, "ORTHANC_RIS_SECRET_KEY")
         if not secret_key and create_secrets:
             secret_key = _read_or_create_secret(secrets_dir / "secret-key")
@@ -327,7 +365,7 @@ class Config:
                 or f"http://127.0.0.1:{orthanc_http_port}"
             ).rstrip("/"),
             orthanc_username=_get(env, "ORTHANC_RIS_ORTHANC_USERNAME"),
-            orthanc_password=_get(env, "ORTHANC_RIS_ORTHANC_PASSWORD"),
+            orthanc_password=orthanc_password,
             dicom_port=int(_get(env, "ORTHANC_RIS_DICOM_PORT")),
             aet=_get(env, "ORTHANC_RIS_AET"),
             api_token=token,
@@ -359,4 +397,5 @@ class Config:
             plugin_token=plugin_token,
             session_idle_minutes=int(_get(env, "ORTHANC_RIS_SESSION_IDLE_MINUTES")),
             session_max_hours=int(_get(env, "ORTHANC_RIS_SESSION_MAX_HOURS")),
+            dicom_allow_unknown_ae=_get(env, "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE").lower() in ("1", "true", "yes"),
         )

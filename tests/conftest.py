@@ -25,12 +25,24 @@ FINDSCU = "/usr/bin/findscu"
 STORESCU = "/usr/bin/storescu"
 DUMP2DCM = "/usr/bin/dump2dcm"
 TEST_OUTPUT = REPO / "test-output"
+# The calling AEs of findscu and storescu as the tests run them: registered as stations by
+# start_system (the DICOM allowlist); a test using another AE registers it.
+TEST_STATIONS = ("FINDSCU", "STORESCU")
+
+
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this run: the kernel may give a just
+    closed port again, and one system takes five at once (HTTP, Orthanc, DICOM, HL7, MPPS)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 # --------------------------------------------------------------------------- the site's zone
@@ -136,7 +148,20 @@ class System:
         headers.setdefault("Authorization", f"Bearer {self.token}")
         return requests.request(method, self.ris_url + path, headers=headers, timeout=30, **kw)
 
+    def add_station(self, aet: str, modality: str = "OT", **fields) -> None:
+        """Register a station (the DICOM allowlist) unless one has this AE title."""
+        if any(st["aet"] == aet for st in self.api("GET", "/api/stations").json()["items"]):
+            return
+        r = self.api("POST", "/api/stations", json={"aet": aet, "modality": modality, **fields})
+        assert r.status_code == 201, r.text
+
+    @property
+    def orthanc_auth(self) -> tuple[str, str]:
+        """The service account `orthanc-ris up` generated (Orthanc's REST API needs a login)."""
+        return ("orthanc-ris", (self.home / "secrets" / "orthanc-password").read_text().strip())
+
     def orthanc(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("auth", self.orthanc_auth)
         return requests.request(method, self.orthanc_url + path, timeout=30, **kw)
 
     def findscu(
@@ -234,6 +259,9 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
                 f"orthanc-ris up exited with {proc.returncode}:\n{(home / 'up.log').read_text()[-4000:]}"
             )
         if b"orthanc-ris is up" in (home / "up.log").read_bytes()[offset:]:
+            # Only stations may call Orthanc: dcmtk's default calling AEs are ours.
+            for aet in TEST_STATIONS:
+                system.add_station(aet)
             return system
         time.sleep(0.2)
     stop_system(system)

@@ -9,7 +9,7 @@ import threading
 from ris_app import clock
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
-from ris_app.hl7.mllp import MLLPServer, serve_in_thread
+from ris_app.hl7.mllp import MLLPServer, serve_in_thread, server_context
 from ris_app.hl7.outbound import OutboxSender, set_settings
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.store import InboundProcessor
@@ -35,6 +35,10 @@ class Hl7Service:
             read_timeout=settings.read_timeout,
             idle_timeout=settings.idle_timeout,
             max_connections=settings.max_connections,
+            allow=settings.allow,
+            ssl_context=server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            if settings.tls_cert
+            else None,
         )
         self.sender = OutboxSender(self.sessions, settings, poll=outbox_poll)
         self.thread: threading.Thread | None = None
@@ -61,9 +65,13 @@ def run(config: Config) -> int:
     settings = Hl7Settings.from_env()
     service = Hl7Service(config, settings).start()
     log.info(
-        "HL7 MLLP listener on %s:%d; %d outbound destination(s)",
+        "HL7 MLLP listener on %s:%d (%s%s); %d outbound destination(s)",
         settings.host,
         service.port,
+        "TLS" + (", client certificates required" if settings.tls_client_ca else "")
+        if settings.tls_cert
+        else "plain TCP",
+        f", {len(settings.allow)} allowed network(s)" if settings.allow else ", any peer",
         len(settings.destinations),
     )
     done = threading.Event()

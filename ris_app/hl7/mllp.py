@@ -6,14 +6,21 @@ several messages per connection, answers each frame before reading the next (int
 engines wait for the ACK), and refuses what it cannot frame: a frame larger than the limit
 or one left unfinished (peer closed, or read timeout) gets an AR and the connection is
 closed, since the byte stream cannot be resynchronised reliably.
+
+Two optional locks on the listener: a peer allowlist (addresses or networks), checked when
+the connection is accepted, before any byte is read; and TLS, whose handshake runs in the
+connection's own thread and is bounded by the read timeout, so a silent peer holds no more
+than its own thread. Clients may speak TLS to a peer too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +83,41 @@ class FrameReader:
 # handle_message(payload, peer) -> reply payload (unframed); on_broken(partial, reason, peer) -> reply
 MessageHandler = Callable[[bytes, str], bytes]
 BrokenHandler = Callable[[bytes, str, str], bytes]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
+    """The listener's TLS context; with `client_ca`, peers must show a certificate signed
+    by it (mutual TLS, as IHE ATNA secure nodes do)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_context(peer_ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
+    """A client's TLS context: the peer checked against `peer_ca` (else the system's
+    CAs) and its host name; our certificate shown when the peer asks for one."""
+    ctx = ssl.create_default_context(cafile=peer_ca or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key or None)
+    return ctx
+
+
+def peer_allowed(address: str, allow: tuple[Network, ...]) -> bool:
+    """True when `allow` is empty or holds `address` (IPv4-mapped IPv6 read as IPv4)."""
+    if not allow:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return any(ip.version == net.version and ip in net for net in allow)
 
 
 class MLLPServer(socketserver.ThreadingTCPServer):
@@ -93,8 +135,12 @@ class MLLPServer(socketserver.ThreadingTCPServer):
         read_timeout: float = 30.0,
         idle_timeout: float = 600.0,
         max_connections: int = 64,
+        allow: tuple[Network, ...] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.handle_message = handle_message
+        self.allow = allow
+        self.ssl_context = ssl_context
         self.on_broken = on_broken
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
@@ -107,6 +153,13 @@ class MLLPServer(socketserver.ThreadingTCPServer):
     @property
     def port(self) -> int:
         return self.server_address[1]
+
+    def verify_request(self, request, client_address) -> bool:
+        """The allowlist, in the accepting thread: a refused peer is closed unread."""
+        if peer_allowed(client_address[0], self.allow):
+            return True
+        log.warning("MLLP connection from %s refused: not in ORTHANC_RIS_HL7_ALLOW", client_address[0])
+        return False
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -123,10 +176,30 @@ class _Connection(socketserver.BaseRequestHandler):
                     "MLLP: more than %d connections; closing one from %s", srv.max_connections, self.client_address[0]
                 )
                 return
+            if srv.ssl_context is not None and not self._start_tls():
+                return
             self._serve()
         finally:
+            if isinstance(self.request, ssl.SSLSocket):  # socketserver closes only the raw socket
+                with contextlib.suppress(OSError):
+                    self.request.close()
             with srv._active_lock:
                 srv.active -= 1
+
+    def _start_tls(self) -> bool:
+        """The TLS handshake, bounded by the read timeout; False (logged) when it fails."""
+        raw: socket.socket = self.request
+        raw.settimeout(self.server.read_timeout)
+        try:
+            self.request = self.server.ssl_context.wrap_socket(raw, server_side=True)
+        except ssl.SSLEOFError:
+            # Closed before or during the hello: a port probe or health check, not an attack.
+            log.debug("MLLP TLS peer %s closed before the handshake", self.client_address[0])
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            log.warning("MLLP TLS handshake with %s failed: %s", self.client_address[0], exc.__class__.__name__)
+            return False
+        return True
 
     def _reply(self, payload: bytes) -> bool:
         try:
@@ -190,9 +263,22 @@ def serve_in_thread(server: MLLPServer) -> threading.Thread:
 class MLLPClient:
     """One connection to a peer; send() waits for the framed reply."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0, max_bytes: int = 1_048_576) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        max_bytes: int = 1_048_576,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
+            except OSError:
+                self.sock.close()
+                raise
         self.sock.settimeout(timeout)
         self.reader = FrameReader(max_bytes)
         self.pending: list[bytes] = []
@@ -220,7 +306,9 @@ class MLLPClient:
         self.close()
 
 
-def send_message(host: str, port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+def send_message(
+    host: str, port: int, payload: bytes, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+) -> bytes:
     """Send one message on a fresh connection and return the peer's reply payload."""
-    with MLLPClient(host, port, timeout) as client:
+    with MLLPClient(host, port, timeout, ssl_context=ssl_context) as client:
         return client.send(payload)

@@ -30,6 +30,7 @@ from ris_app.hl7.reading import (
     NAME_FORBID,
     SOURCE,
     Context,
+    domain_error,
     family_of,
     field_datetime,
     field_text,
@@ -182,11 +183,7 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
             ctx.session, data, accession_prefix=ctx.accession_prefix, uid_root=ctx.uid_root, source=SOURCE
         )
     except DomainError as exc:
-        raise content_error(
-            DOMAIN_ERROR_CODES.get(exc.code, DATA_TYPE_ERROR),
-            exc.message,
-            {"study_instance_uid": m.locations("study_instance_uid", fam)[0]}.get(exc.field or "", ""),
-        ) from None
+        raise domain_error(exc, fam) from None
     step = primary_step(order)
     if sps_id or rp_id:
         step.sps_id = sps_id or step.sps_id

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 from ris_app.clock import utcnow
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.ack import hl7_datetime, hl7_now, new_control_id, read_ack
-from ris_app.hl7.mllp import MLLPClient
+from ris_app.hl7.mllp import MLLPClient, client_context
 from ris_app.hl7.settings import Destination, Hl7Settings
 from ris_app.hl7.text import DEFAULT, PersonName, escape, name_to_xpn, pn_to_name
 from ris_app.model import Hl7Outbox, Order, OutboxStatus, ScheduledProcedureStep
@@ -270,6 +270,11 @@ class OutboxSender(threading.Thread):
         self.poll = poll
         self.stopping = threading.Event()
         self.clients: dict[str, MLLPClient] = {}
+        self.tls = (
+            client_context(settings.tls_peer_ca, settings.tls_cert, settings.tls_key)
+            if any(d.tls for d in settings.destinations)
+            else None
+        )
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -329,7 +334,9 @@ class OutboxSender(threading.Thread):
         try:
             client = self.clients.get(dest.name)
             if client is None:
-                client = self.clients[dest.name] = MLLPClient(dest.host, dest.port, self.settings.send_timeout)
+                client = self.clients[dest.name] = MLLPClient(
+                    dest.host, dest.port, self.settings.send_timeout, ssl_context=self.tls if dest.tls else None
+                )
             reply = client.send(row.payload.encode("utf-8"))
         except (OSError, ConnectionError) as exc:
             self._drop(dest.name)

@@ -9,6 +9,7 @@ and we need escape handling per component.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -222,8 +223,13 @@ def decode(raw: bytes, default_charset: str) -> tuple[str, str]:
         raise reject(TABLE_VALUE_NOT_FOUND, f"unsupported character set {exc}", "MSH-18") from None
     try:
         return raw.decode(codec), codec
-    except UnicodeDecodeError:
-        raise content_error(DATA_TYPE_ERROR, f"message is not valid {codec} as MSH-18 says", "MSH-18") from None
+    except UnicodeDecodeError:  # binary data or a wrong MSH-18: the message itself cannot be read
+        raise reject(DATA_TYPE_ERROR, f"message is not valid {codec} as MSH-18 says", "MSH-18") from None
+
+
+# Bytes no HL7 text carries: C0 controls but CR/LF (segment ends), TAB and ESC (ISO 2022
+# code extensions of MSH-18), DEL, and NUL anywhere. Binary data in a frame is refused whole.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
 
 
 def _split_segments(text: str) -> list[str]:
@@ -257,6 +263,8 @@ def known_segment(name: str, version: str) -> bool:
 def parse(raw: bytes, default_charset: str = "UNICODE UTF-8", *, check_grammar: bool = True) -> Message:
     """Parse an ER7 message. Raises Hl7Error (AR for structure, AE for content)."""
     text, codec = decode(raw.strip(b"\x00 \t\r\n"), default_charset)
+    if _BINARY.search(text):
+        raise reject(DATA_TYPE_ERROR, "message holds binary data (control characters)", "MSH")
     lines = _split_segments(text)
     if not lines or not lines[0].startswith("MSH"):
         raise reject(SEGMENT_SEQUENCE_ERROR, "message does not start with an MSH segment", "MSH")

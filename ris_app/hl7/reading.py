@@ -12,12 +12,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from sqlalchemy.orm import Session
 
 from ris_app.clock import from_site
+from ris_app.errors import DomainError
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.parse import (
     DATA_TYPE_ERROR,
+    DOMAIN_ERROR_CODES,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
+    Hl7Error,
     Message,
     Segment,
     content_error,
@@ -26,6 +29,7 @@ from ris_app.hl7.parse import (
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.text import xpn_components
 from ris_app.model import Patient
+from ris_app.scheduling.fields import CONTROL
 from ris_app.scheduling.orders import (
     PatientData,
     create_patient,
@@ -54,6 +58,18 @@ def family_of(msg: Message) -> str:
     return "2.3.1"
 
 
+# RIS field names whose mapping key differs (patient name parts all come from PID-5).
+_NAME_KEYS = {k: "name" for k in ("family_name", "given_name", "middle_name", "name_prefix", "name_suffix")}
+
+
+def domain_error(exc: DomainError, fam: str, default_code: int = DATA_TYPE_ERROR) -> Hl7Error:
+    """A rule of the RIS (scheduling.fields, a duplicate, ...) as an AE naming the HL7
+    location of the field at fault, when the field table maps it."""
+    key = _NAME_KEYS.get(exc.field or "", exc.field or "")
+    loc = m.locations(key, fam)[0] if key in m.BY_KEY else ""
+    return content_error(DOMAIN_ERROR_CODES.get(exc.code, default_code), exc.message, loc)
+
+
 def field_text(segs: dict[str, Segment], key: str, fam: str, max_len: int, *, forbid: str = "\\") -> tuple[str, str]:
     value, loc = m.read(segs, key, fam)
     assert isinstance(value, str)
@@ -61,7 +77,7 @@ def field_text(segs: dict[str, Segment], key: str, fam: str, max_len: int, *, fo
         return '""', loc
     if len(value) > max_len:
         raise content_error(DATA_TYPE_ERROR, f"{loc} is longer than {max_len} characters", loc)
-    if any(ch in value for ch in forbid) or any(ord(ch) < 32 for ch in value):
+    if any(ch in value for ch in forbid) or CONTROL.search(value):
         raise content_error(DATA_TYPE_ERROR, f"{loc} holds a character that is not allowed", loc)
     return value, loc
 
@@ -123,8 +139,8 @@ def read_patient(segs: dict[str, Segment], fam: str) -> tuple[dict, str]:
             ("name_suffix", name.suffix),
             ("name_prefix", name.prefix),
         ):
-            if any(ch in value for ch in NAME_FORBID) or any(ord(ch) < 32 for ch in value):
-                raise content_error(DATA_TYPE_ERROR, "a patient name part holds ^, \\ or =", loc)
+            if any(ch in value for ch in NAME_FORBID) or CONTROL.search(value):
+                raise content_error(DATA_TYPE_ERROR, "a patient name part holds ^, \\, = or a control character", loc)
             if len(value) > 64:
                 raise content_error(DATA_TYPE_ERROR, "a patient name part is longer than 64 characters", loc)
             out[attr] = "" if value == '""' else value
@@ -159,11 +175,17 @@ def upsert_patient(ctx: Context, fields: dict, *, create: bool = True) -> Patien
             return None
         if not fields.get("family_name"):
             raise content_error(REQUIRED_FIELD_MISSING, "patient name (PID-5) is required to register", "PID-5")
-        return create_patient(ctx.session, PatientData(**fields))
+        try:
+            return create_patient(ctx.session, PatientData(**fields))
+        except DomainError as exc:
+            raise domain_error(exc, "2.5.1") from None  # PID is read alike in both families
     changes = {k: v for k, v in fields.items() if k != "mrn" and (k != "issuer" or v)}
     changes = {k: v for k, v in changes.items() if getattr(patient, k) != v}
     if changes:  # also queues the correction of the patient's studies in Orthanc
-        update_patient_everywhere(ctx.session, patient, changes, user="hl7")
+        try:
+            update_patient_everywhere(ctx.session, patient, changes, user="hl7")
+        except DomainError as exc:
+            raise domain_error(exc, "2.5.1") from None
     return patient
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -17,19 +18,35 @@ class Destination:
     name: str
     host: str
     port: int
+    tls: bool = False
 
 
 def parse_destinations(value: str) -> tuple[Destination, ...]:
-    """'EHR=ehr.example.org:2576;LIS=10.0.0.7:6661' -> destinations."""
+    """'EHR=ehr.example.org:2576;LIS=tls://10.0.0.7:6661' -> destinations (tls:// = MLLP over TLS)."""
     out = []
     for item in (i.strip() for i in value.replace(",", ";").split(";")):
         if not item:
             continue
         name, _, addr = item.partition("=")
-        host, _, port = addr.rpartition(":")
+        addr = addr.strip()
+        tls = addr.lower().startswith("tls://")
+        host, _, port = (addr[len("tls://") :] if tls else addr).rpartition(":")
         if not name or not host or not port.isdigit():
-            raise ValueError(f"ORTHANC_RIS_HL7_DESTINATIONS: {item!r} is not NAME=host:port")
-        out.append(Destination(name.strip(), host.strip(), int(port)))
+            raise ValueError(f"ORTHANC_RIS_HL7_DESTINATIONS: {item!r} is not NAME=host:port or NAME=tls://host:port")
+        out.append(Destination(name.strip(), host.strip(), int(port), tls))
+    return tuple(out)
+
+
+def parse_allow(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """ORTHANC_RIS_HL7_ALLOW: '10.1.2.3, 10.20.0.0/16, ::1' -> networks (a bare address is a /32 or /128)."""
+    out = []
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"ORTHANC_RIS_HL7_ALLOW: {item!r} is not an address or network") from None
     return tuple(out)
 
 
@@ -65,6 +82,11 @@ class Hl7Settings:
     retry_seconds: float = 2.0
     retry_max_seconds: float = 300.0
     send_timeout: float = 10.0
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_peer_ca: str = ""
 
     @property
     def connect_host(self) -> str:
@@ -81,7 +103,17 @@ class Hl7Settings:
         status_message = get("ORTHANC_RIS_HL7_STATUS_MESSAGE").upper()
         if status_message not in ("ORM^O01", "OMG^O19"):
             raise ValueError("ORTHANC_RIS_HL7_STATUS_MESSAGE: ORM^O01 or OMG^O19")
+        tls_cert, tls_key = get("ORTHANC_RIS_HL7_TLS_CERT"), get("ORTHANC_RIS_HL7_TLS_KEY")
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("ORTHANC_RIS_HL7_TLS_CERT and ORTHANC_RIS_HL7_TLS_KEY go together")
+        if get("ORTHANC_RIS_HL7_TLS_CLIENT_CA") and not tls_cert:
+            raise ValueError("ORTHANC_RIS_HL7_TLS_CLIENT_CA needs ORTHANC_RIS_HL7_TLS_CERT and _KEY")
         return cls(
+            allow=parse_allow(get("ORTHANC_RIS_HL7_ALLOW")),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=get("ORTHANC_RIS_HL7_TLS_CLIENT_CA"),
+            tls_peer_ca=get("ORTHANC_RIS_HL7_TLS_PEER_CA"),
             host=get("ORTHANC_RIS_HL7_HOST"),
             port=int(get("ORTHANC_RIS_HL7_PORT")),
             max_message_bytes=int(get("ORTHANC_RIS_HL7_MAX_MESSAGE_BYTES")),

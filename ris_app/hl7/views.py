@@ -125,25 +125,65 @@ def reprocess(message_id: int) -> dict:
 @api.get("/messages")
 @api_roles(*INTEGRATOR)
 def get_messages():
-    """Inbound messages, newest first; ?status=error&control_id=&message_type=&limit="""
+    """Inbound messages, newest first; ?status=error&control_id=&message_type=&limit=
+
+    ---
+    get:
+      tags: [hl7]
+      parameters:
+        - {name: status, in: query, required: false, schema: {type: string}}
+        - {name: control_id, in: query, required: false, schema: {type: string}}
+        - {name: message_type, in: query, required: false, schema: {type: string}}
+        - {name: limit, in: query, required: false, schema: {type: integer}}
+      responses:
+        200: {description: Messages, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     return jsonify({"items": [message_json(r) for r in _messages()]})
 
 
 @api.get("/messages/<int:message_id>")
 @api_roles(*INTEGRATOR)
 def get_message(message_id: int):
+    """One inbound HL7 message with its text.
+
+    ---
+    get:
+      tags: [hl7]
+      responses:
+        200: {description: The message, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(message_json(_get(Hl7Message, message_id, "HL7 message"), raw=True))
 
 
 @api.post("/messages/<int:message_id>/reprocess")
 @api_roles(*ADMIN)
 def post_reprocess(message_id: int):
+    """Process an inbound message again (after fixing data).
+
+    ---
+    post:
+      tags: [hl7]
+      responses:
+        200: {description: The outcome, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(reprocess(message_id))
 
 
 @api.get("/outbox")
 @api_roles(*INTEGRATOR)
 def get_outbox():
+    """Outbound HL7 messages.
+
+    ---
+    get:
+      tags: [hl7]
+      parameters:
+        - {name: status, in: query, required: false, schema: {type: string}}
+        - {name: reference, in: query, required: false, schema: {type: string}}
+        - {name: limit, in: query, required: false, schema: {type: integer}}
+      responses:
+        200: {description: Messages, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     stmt = select(Hl7Outbox)
     if request.args.get("status"):
         stmt = stmt.where(Hl7Outbox.status == request.args["status"].lower())
@@ -156,7 +196,14 @@ def get_outbox():
 @api.post("/outbox/<int:outbox_id>/retry")
 @api_roles(*ADMIN)
 def post_outbox_retry(outbox_id: int):
-    """Send again now (a message the peer refused with AE, or one waiting for its next try)."""
+    """Send again now (a message the peer refused with AE, or one waiting for its next try).
+
+    ---
+    post:
+      tags: [hl7]
+      responses:
+        200: {description: Queued again, content: {application/json: {schema: {type: object}}}}
+    """
     row = _get(Hl7Outbox, outbox_id, "outbox message")
     if row.status == OutboxStatus.SENT:
         raise ApiError(409, "this message was acknowledged already", field="id")

@@ -74,6 +74,10 @@ class Station(Base):
     # When this station's worklist query names no ScheduledStationAETitle, answer only the
     # steps scheduled on its own AE title (the calling AE).
     worklist_own_steps_only: Mapped[bool] = mapped_column(default=False)
+    # Where the AE may call from (an IP literal: Orthanc and the MPPS SCP compare the peer
+    # address as text) and the port Orthanc reaches it on. Empty: the AE title alone is checked.
+    host: Mapped[str] = mapped_column(String(45), default="", server_default="")
+    port: Mapped[int | None] = mapped_column(Integer)
 
 
 class Order(Base):

@@ -59,10 +59,12 @@ def up(start_timeout: float) -> None:
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
     from ris_app.ops.supervisor import run
+    from ris_app.orthanc.config import render
 
     cfg = Config.from_env()
     try:
         Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+        render(cfg)  # refuses Orthanc's remote access without authentication
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
@@ -199,6 +201,7 @@ def orthanc_config_cmd() -> None:
     conf["OrthancRIS"]["ApiToken"] = "***"
     if "PostgreSQL" in conf:  # the index URI carries the database password
         conf["PostgreSQL"]["ConnectionUri"] = redact("ConnectionUri", conf["PostgreSQL"]["ConnectionUri"])
+    conf["RegisteredUsers"] = {user: "***" for user in conf.get("RegisteredUsers", {})}
     click.echo(json.dumps(conf, indent=2))
 
 
@@ -210,7 +213,7 @@ def mpps_scp() -> None:
 
     cfg = Config.from_env()
     clock.set_site_zone(clock.site_zone(cfg))
-    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet)
+    serve(cfg.database_url, cfg.mpps_host, cfg.mpps_port, cfg.mpps_aet, allow_unknown=cfg.dicom_allow_unknown_ae)
 
 
 @main.command("sync-worker")

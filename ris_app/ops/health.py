@@ -18,7 +18,15 @@ bp = Blueprint("health", __name__, url_prefix="/api")
 @bp.get("/health")
 @open_route
 def health():
-    """Liveness and readiness of the RIS and its view of Orthanc (no token needed)."""
+    """Liveness and readiness of the RIS and its view of Orthanc (no token needed).
+
+    ---
+    get:
+      tags: [meta]
+      responses:
+        200: {description: Healthy, content: {application/json: {schema: {type: object}}}}
+        503: {description: The database is unreachable, content: {application/json: {schema: {type: object}}}}
+    """
     status = {"status": "ok", "database": "ok", "orthanc": "unknown"}
     code = 200
     try:

@@ -49,6 +49,8 @@ def child_env(cfg: Config) -> dict[str, str]:
             "ORTHANC_RIS_API_TOKEN": cfg.api_token,
             "ORTHANC_RIS_PLUGIN_TOKEN": cfg.plugin_token,
             "ORTHANC_RIS_SECRET_KEY": cfg.secret_key,
+            "ORTHANC_RIS_ORTHANC_USERNAME": cfg.orthanc_username,
+            "ORTHANC_RIS_ORTHANC_PASSWORD": cfg.orthanc_password,
             "ORTHANC_RIS_HTTP_PORT": str(cfg.http_port),
             "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(cfg.orthanc_http_port),
             "ORTHANC_RIS_DICOM_PORT": str(cfg.dicom_port),
@@ -62,9 +64,22 @@ def child_env(cfg: Config) -> dict[str, str]:
     return env
 
 
+def _stations_give_hosts(cfg: Config) -> bool:
+    """Orthanc's `DicomCheckModalityHost`, from the stations table as it is at start-up."""
+    from ris_app.db import make_engine, make_sessionmaker
+    from ris_app.orthanc.modalities import checks_hosts
+
+    engine = make_engine(cfg.database_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            return checks_hosts(s)
+    finally:
+        engine.dispose()
+
+
 def parts(cfg: Config) -> list[Part]:
     env = child_env(cfg)
-    conf_path = orthanc_config.write(cfg)
+    conf_path = orthanc_config.write(cfg, check_hosts=_stations_give_hosts(cfg))
     bindir = Path(sys.executable).parent
     gunicorn = str(bindir / "gunicorn") if (bindir / "gunicorn").exists() else "gunicorn"
     return [

@@ -79,6 +79,14 @@ def report_json(r: Report) -> dict:
 @bp.get("/studies/<study_instance_uid>/report")
 @api_roles(*INTEGRATOR)
 def study_report(study_instance_uid: str):
+    """The report of a study.
+
+    ---
+    get:
+      tags: [reports]
+      responses:
+        200: {description: The report, content: {application/json: {schema: {type: object}}}}
+    """
     study = db().scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     report = report_of(db(), study) if study is not None else None
     if report is None:
@@ -89,6 +97,14 @@ def study_report(study_instance_uid: str):
 @bp.get("/orders/<accession>/report")
 @api_roles(*INTEGRATOR)
 def order_report(accession: str):
+    """The report of an order.
+
+    ---
+    get:
+      tags: [reports]
+      responses:
+        200: {description: The report, content: {application/json: {schema: {type: object}}}}
+    """
     report = report_of_order(db(), find_order(db(), accession))
     if report is None:
         raise ApiError(404, "no report for this order")
@@ -98,6 +114,14 @@ def order_report(accession: str):
 @bp.get("/reports/<int:report_id>/versions/<int:version>/pdf")
 @api_roles(*INTEGRATOR)
 def version_pdf(report_id: int, version: int):
+    """One signed version of a report as PDF.
+
+    ---
+    get:
+      tags: [reports]
+      responses:
+        200: {description: The PDF, content: {application/pdf: {schema: {type: string, format: binary}}}}
+    """
     v = db().scalar(select(ReportVersion).where(ReportVersion.report_id == report_id, ReportVersion.version == version))
     if v is None or v.pdf is None:
         raise ApiError(404, "no signed PDF for this report version")

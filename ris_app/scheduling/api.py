@@ -17,6 +17,8 @@ from ris_app.model import (
     Station,
     Study,
 )
+from ris_app.orthanc.modalities import publish_station
+from ris_app.scheduling.fields import check_modality
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -71,6 +73,19 @@ def _patient_fields(body: dict, *, partial: bool) -> dict:
 @bp.post("/patients")
 @api_roles(*INTEGRATOR)
 def post_patient():
+    """Register a patient.
+
+    ---
+    post:
+      tags: [patients]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/PatientInput'}
+      responses:
+        201: {description: Registered, content: {application/json: {schema: {$ref: '#/components/schemas/Patient'}}}}
+    """
     body = v.json_body(request)
     mrn = v.text(body, "mrn", required=True, max_len=64)
     fields = _patient_fields(body, partial=False)
@@ -89,12 +104,35 @@ def _get_patient(mrn: str) -> Patient:
 @bp.get("/patients/<mrn>")
 @api_roles(*INTEGRATOR)
 def get_patient(mrn: str):
+    """A patient by MRN.
+
+    ---
+    get:
+      tags: [patients]
+      parameters:
+        - {name: issuer, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: The patient, content: {application/json: {schema: {$ref: '#/components/schemas/Patient'}}}}
+    """
     return jsonify(patient_json(_get_patient(mrn)))
 
 
 @bp.patch("/patients/<mrn>")
 @api_roles(*INTEGRATOR)
 def patch_patient(mrn: str):
+    """Change a patient's demographics (worklist items and stored studies follow).
+
+    ---
+    patch:
+      tags: [patients]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/PatientInput'}
+      responses:
+        200: {description: The patient, content: {application/json: {schema: {$ref: '#/components/schemas/Patient'}}}}
+    """
     body = v.json_body(request)
     patient = _get_patient(mrn)
     update_patient_everywhere(db(), patient, _patient_fields(body, partial=True))
@@ -106,6 +144,19 @@ def patch_patient(mrn: str):
 @bp.post("/orders")
 @api_roles(*INTEGRATOR)
 def post_order():
+    """Place an order (one requested procedure, one scheduled step).
+
+    ---
+    post:
+      tags: [orders]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [mrn, procedure_code, scheduled_start], properties: {mrn: {type: string}, procedure_code: {type: string}, modality: {type: string}, scheduled_start: {type: string, format: date-time}, station_aet: {oneOf: [{type: string}, {type: array, items: {type: string}}]}, accession_number: {type: string}, study_instance_uid: {type: string}, priority: {type: string}, reason_for_exam: {type: string}, referring_physician: {type: string}}}
+      responses:
+        201: {description: Placed, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+    """
     body = v.json_body(request)
     s = db()
     mrn = v.text(body, "mrn", required=True)
@@ -117,13 +168,9 @@ def post_order():
     if procedure is None:
         raise ApiError(400, "not in the procedure catalog", field="procedure_code")
     modality = v.text(body, "modality", max_len=16, default=procedure.modality).upper()
-    if not modality.isalnum():
-        raise ApiError(400, "must be a DICOM modality code such as CT or MR", field="modality")
     start = v.iso_datetime(body, "scheduled_start", required=True)
     accession = v.text(body, "accession_number", max_len=16)
-    suid = v.text(body, "study_instance_uid", max_len=64)
-    if suid and not all(part.isdigit() for part in suid.split(".")):
-        raise ApiError(400, "must be a DICOM UID (digits and dots)", field="study_instance_uid")
+    suid = v.text(body, "study_instance_uid", max_len=64)  # create_order checks the rest (fields.check_order)
     data = OrderData(
         patient=patient,
         procedure=procedure,
@@ -155,6 +202,14 @@ def _order_study(order: Order) -> Study | None:
 @bp.get("/orders/<accession>")
 @api_roles(*INTEGRATOR)
 def get_order(accession: str):
+    """An order by accession number, with its step and study.
+
+    ---
+    get:
+      tags: [orders]
+      responses:
+        200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+    """
     order = find_order(db(), accession)
     return jsonify(order_json(order, _order_study(order)))
 
@@ -162,6 +217,19 @@ def get_order(accession: str):
 @bp.post("/orders/<accession>/status")
 @api_roles(*INTEGRATOR)
 def post_order_status(accession: str):
+    """Move the order's step (arrive, start, complete, cancel, discontinue...).
+
+    ---
+    post:
+      tags: [orders]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [action], properties: {action: {type: string}}}
+      responses:
+        200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+    """
     body = v.json_body(request)
     action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
     order = find_order(db(), accession)
@@ -174,6 +242,14 @@ def post_order_status(accession: str):
 @bp.get("/procedure-codes")
 @api_roles(*INTEGRATOR)
 def get_procedure_codes():
+    """The procedure catalog.
+
+    ---
+    get:
+      tags: [catalog]
+      responses:
+        200: {description: The codes, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     rows = db().scalars(select(ProcedureCode).order_by(ProcedureCode.code))
     return jsonify(
         {
@@ -194,12 +270,25 @@ def get_procedure_codes():
 @bp.post("/procedure-codes")
 @api_roles(*ADMIN)
 def post_procedure_code():
+    """Add a procedure code.
+
+    ---
+    post:
+      tags: [catalog]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [code, description, modality], properties: {code: {type: string}, coding_scheme: {type: string}, description: {type: string}, modality: {type: string}}}
+      responses:
+        201: {description: Added, content: {application/json: {schema: {type: object}}}}
+    """
     body = v.json_body(request)
     p = ProcedureCode(
         code=v.text(body, "code", required=True, max_len=16),
         coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
         description=v.text(body, "description", required=True, max_len=64),
-        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
     )
     db().add(p)
     commit()
@@ -209,25 +298,62 @@ def post_procedure_code():
 @bp.get("/stations")
 @api_roles(*INTEGRATOR)
 def get_stations():
+    """The stations (scanners) and their AE titles.
+
+    ---
+    get:
+      tags: [stations]
+      responses:
+        200: {description: The stations, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     rows = db().scalars(select(Station).order_by(Station.aet))
     return jsonify(
-        {"items": [{"aet": s.aet, "name": s.name, "modality": s.modality, "location": s.location} for s in rows]}
+        {
+            "items": [
+                {
+                    "aet": s.aet,
+                    "name": s.name,
+                    "modality": s.modality,
+                    "location": s.location,
+                    "host": s.host,
+                    "port": s.port,
+                }
+                for s in rows
+            ]
+        }
     )
 
 
 @bp.post("/stations")
 @api_roles(*ADMIN)
 def post_station():
+    """Add a station.
+
+    ---
+    post:
+      tags: [stations]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [aet, modality], properties: {aet: {type: string}, name: {type: string}, modality: {type: string}, location: {type: string}, worklist_own_steps_only: {type: boolean}}}
+      responses:
+        201: {description: Added, content: {application/json: {schema: {type: object}}}}
+    """
     body = v.json_body(request)
     st = Station(
         aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
         name=v.text(body, "name", max_len=16),
-        modality=v.text(body, "modality", required=True, max_len=16).upper(),
+        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
         location=v.text(body, "location", max_len=16),
         worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
+        host=v.ip_host(body, "host"),
+        port=v.tcp_port(body, "port"),
     )
     if "\\" in st.aet:
         raise ApiError(400, "one AE title per station", field="aet")
     db().add(st)
     commit()
+    # The station is Orthanc's allowlist: declare it now, so the scanner can query at once.
+    publish_station(settings(), st)
     return jsonify({"aet": st.aet}), 201

@@ -30,6 +30,7 @@ from ris_app.model import (
     Station,
     StepStatusChange,
 )
+from ris_app.scheduling.fields import check_order, check_patient
 from ris_app.scheduling.states import SPSStatus, next_status
 from ris_app.worklist.items import refresh_worklist_item
 
@@ -74,6 +75,7 @@ def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patie
 
 
 def create_patient(session: Session, data: PatientData) -> Patient:
+    check_patient(data.__dict__)
     if find_patient(session, data.mrn, data.issuer) is not None:
         raise Conflict("a patient with this MRN and issuer exists", field="mrn")
     patient = Patient(**data.__dict__)
@@ -101,6 +103,7 @@ def patient_changed(patient: Patient) -> None:
 
 
 def update_patient(session: Session, patient: Patient, changes: dict) -> Patient:
+    check_patient(changes, partial=True)
     for key, value in changes.items():
         setattr(patient, key, value)
     session.flush()
@@ -133,6 +136,7 @@ def create_order(
     session: Session, data: OrderData, *, accession_prefix: str = "RIS", uid_root: str = "", source: str = "api"
 ) -> Order:
     """Create order, requested procedure and scheduled step in one go."""
+    check_order(data.__dict__)
     accession = data.accession_number
     if accession:
         if session.scalar(select(Order.id).where(Order.accession_number == accession)) is not None:

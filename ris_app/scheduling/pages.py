@@ -26,6 +26,7 @@ from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
 from ris_app.scheduling.api import PATIENT_TEXT_FIELDS
+from ris_app.scheduling.fields import check_birth_date
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -93,9 +94,11 @@ def _name_part(f: Form, name: str, *, required: bool = False) -> str | None:
 
 def _birth_date(f: Form) -> date | None:
     born = f.read(v.iso_date, "birth_date")
-    if born is not None and born > site_today():
-        f.fail("birth_date", "is in the future")
-    return born
+    try:
+        return check_birth_date(born)
+    except DomainError as err:
+        f.fail("birth_date", err.message)
+        return None
 
 
 def _clock_time(f: Form, name: str) -> time | None:
@@ -207,25 +210,24 @@ def new_order():
     reason = f.read(v.text, "reason_for_exam", max_len=64)
     if not f.errors:
         cfg = settings()
-        order = create_order(
-            s,
-            OrderData(
-                patient=patient,
-                procedure=procedure,
-                modality=procedure.modality,
-                scheduled_start=from_site(datetime.combine(day, at)),
-                station_aet=station.aet if station else "",
-                priority=priority,
-                referring_physician=referring or "",
-                reason_for_exam=reason or "",
-            ),
-            accession_prefix=cfg.accession_prefix,
-            uid_root=cfg.uid_root,
-            source="page",
+        data = OrderData(
+            patient=patient,
+            procedure=procedure,
+            modality=procedure.modality,
+            scheduled_start=from_site(datetime.combine(day, at)),
+            station_aet=station.aet if station else "",
+            priority=priority,
+            referring_physician=referring or "",
+            reason_for_exam=reason or "",
         )
-        if commit_or_fail(f):
-            flash(f"Order {order.accession_number} placed.", "ok")
-            return redirect(url_for("pages.order_detail", accession=order.accession_number))
+        try:
+            order = create_order(s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, source="page")
+        except DomainError as err:  # the field rules of scheduling.fields, named on the form
+            f.fail(err.field or "procedure_code", err.message)
+        else:
+            if commit_or_fail(f):
+                flash(f"Order {order.accession_number} placed.", "ok")
+                return redirect(url_for("pages.order_detail", accession=order.accession_number))
     s.rollback()
     return render_template("order_new.html", form=f.data, errors=f.errors, **ctx), 400
 
@@ -352,7 +354,6 @@ def order_detail(accession: str):
         studies=studies,
         sexes=SEX_LABELS,
         link_methods=LINK_METHODS,
-        orthanc_url=settings().orthanc_public_url,
     )
 
 

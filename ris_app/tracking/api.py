@@ -75,13 +75,28 @@ def _tasks_of(correction: StudyCorrection) -> list[dict]:
 @bp.get("/sync")
 @api_roles(*INTEGRATOR)
 def get_sync():
+    """State of the study-event feed from Orthanc.
+
+    ---
+    get:
+      tags: [tracking]
+      responses:
+        200: {description: The sync state, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(sync_summary())
 
 
 @bp.post("/sync/reconcile")
 @api_roles(*ADMIN)
 def post_reconcile():
-    """Reconcile now (the sync worker also does it on a timer)."""
+    """Reconcile now (the sync worker also does it on a timer).
+
+    ---
+    post:
+      tags: [tracking]
+      responses:
+        200: {description: What was reconciled, content: {application/json: {schema: {type: object}}}}
+    """
     from flask import current_app
 
     from ris_app.tracking.reconcile import reconcile
@@ -96,6 +111,19 @@ def post_reconcile():
 @bp.post("/internal/feed-status")
 @api_roles(*INTERNAL)
 def post_feed_status():
+    """Report the plugin's change-feed cursor (the Orthanc plugin calls it).
+
+    ---
+    post:
+      tags: [internal]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [cursor, last, delivered], properties: {cursor: {type: integer}, last: {type: integer}, delivered: {type: integer}}}
+      responses:
+        200: {description: Recorded, content: {application/json: {schema: {$ref: '#/components/schemas/Ok'}}}}
+    """
     body = v.json_body(request)
     try:
         value = {k: int(body[k]) for k in ("cursor", "last", "delivered")}
@@ -109,6 +137,19 @@ def post_feed_status():
 @bp.post("/studies/<suid>/link")
 @api_roles(*INTEGRATOR)
 def post_link(suid: str):
+    """Link a received study to an order.
+
+    ---
+    post:
+      tags: [tracking]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [accession_number], properties: {accession_number: {type: string}, user: {type: string}}}
+      responses:
+        201: {description: Linked; the Orthanc corrections queued, content: {application/json: {schema: {$ref: '#/components/schemas/Correction'}}}}
+    """
     body = v.json_body(request)
     order = find_order(db(), v.text(body, "accession_number", required=True, max_len=16))
     correction = link_study(db(), _study(suid), order, user=v.text(body, "user", max_len=64) or "api")
@@ -119,6 +160,16 @@ def post_link(suid: str):
 @bp.get("/corrections")
 @api_roles(*INTEGRATOR)
 def get_corrections():
+    """The latest study corrections.
+
+    ---
+    get:
+      tags: [tracking]
+      parameters:
+        - {name: study_instance_uid, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: Corrections, newest first, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     stmt = select(StudyCorrection).order_by(StudyCorrection.id.desc()).limit(100)
     if request.args.get("study_instance_uid"):
         stmt = stmt.where(StudyCorrection.study_id == _study(request.args["study_instance_uid"]).id)
@@ -128,6 +179,14 @@ def get_corrections():
 @bp.post("/corrections/<int:correction_id>/undo")
 @api_roles(*ADMIN)
 def post_undo(correction_id: int):
+    """Undo a correction.
+
+    ---
+    post:
+      tags: [tracking]
+      responses:
+        201: {description: The reverse correction, content: {application/json: {schema: {$ref: '#/components/schemas/Correction'}}}}
+    """
     correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
     reverse = undo(db(), correction)
     db().commit()
@@ -137,6 +196,14 @@ def post_undo(correction_id: int):
 @bp.get("/orthanc-tasks/<int:task_id>")
 @api_roles(*ADMIN)
 def get_task(task_id: int):
+    """A queued change to a study in Orthanc.
+
+    ---
+    get:
+      tags: [tracking]
+      responses:
+        200: {description: The task, content: {application/json: {schema: {type: object}}}}
+    """
     task = get_or_404(OrthancTask, task_id, "task", field="task")
     return jsonify(task_json(task))
 
@@ -144,7 +211,19 @@ def get_task(task_id: int):
 @bp.post("/patients/<mrn>/merge")
 @api_roles(*INTEGRATOR)
 def post_merge(mrn: str):
-    """Merge the patient named in the body (`merged_mrn`) into this one, the survivor."""
+    """Merge the patient named in the body (`merged_mrn`) into this one, the survivor.
+
+    ---
+    post:
+      tags: [patients]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, required: [merged_mrn], properties: {merged_mrn: {type: string}}}
+      responses:
+        201: {description: Merged, content: {application/json: {schema: {$ref: '#/components/schemas/Correction'}}}}
+    """
     body = v.json_body(request)
     survivor = find_patient(db(), mrn)
     merged = find_patient(db(), v.text(body, "merged_mrn", required=True, max_len=64))
@@ -160,12 +239,31 @@ def post_merge(mrn: str):
 @bp.get("/orders/<accession>/journey")
 @api_roles(*INTEGRATOR)
 def get_journey(accession: str):
+    """An order's journey: every event from order to report.
+
+    ---
+    get:
+      tags: [tracking]
+      responses:
+        200: {description: The journey, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(journey(db(), find_order(db(), accession)))
 
 
 @bp.get("/studies")
 @api_roles(*INTEGRATOR)
 def get_studies():
+    """Received studies, newest first.
+
+    ---
+    get:
+      tags: [tracking]
+      parameters:
+        - {name: unmatched, in: query, required: false, schema: {type: string}}
+        - {name: limit, in: query, required: false, schema: {type: integer}}
+      responses:
+        200: {description: Studies, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     only_unmatched = request.args.get("unmatched") in ("1", "true")
     stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))
     try:
@@ -181,7 +279,19 @@ def get_studies():
 @bp.post("/internal/study-events")
 @api_roles(*INTERNAL)
 def post_study_event():
-    """Called by the Orthanc plugin for each study change; idempotent."""
+    """Called by the Orthanc plugin for each study change; idempotent.
+
+    ---
+    post:
+      tags: [internal]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object}
+      responses:
+        200: {description: Applied, content: {application/json: {schema: {$ref: '#/components/schemas/Ok'}}}}
+    """
     ev = StudyEvent.from_json(request.get_json(silent=True))
     study = apply_study_event(db(), ev)
     if settings().coerce_on_stable and ev.change == "StableStudy":

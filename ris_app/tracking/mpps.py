@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.clock import from_site, utcnow
-from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep
+from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep, Station
 from ris_app.scheduling.orders import set_step_status
 from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
 from ris_app.tracking.linking import find_step_for
@@ -238,22 +238,90 @@ class MppsService:
         return outcome.dimse_status(), (mods if outcome.status == SUCCESS else None)
 
 
-def make_ae(service: MppsService, aet: str):
+class StationAllowlist:
+    """Which calling AEs may open an MPPS association: the stations table, read at each
+    association (they are few and rare), so a station added through the API may report at
+    once. A station with a host may call only from that address. AE titles compare
+    without case, as Orthanc compares them."""
+
+    def __init__(self, sessions: sessionmaker[Session], allow_unknown: bool = False) -> None:
+        self.sessions = sessions
+        self.allow_unknown = allow_unknown
+
+    def allows(self, calling_aet: str, address: str) -> bool:
+        if self.allow_unknown:
+            return True
+        aet = calling_aet.strip().upper()
+        with self.sessions() as s:
+            hosts = [h for a, h in s.execute(select(Station.aet, Station.host)) if a.strip().upper() == aet]
+        return any(not host or host == address for host in hosts)
+
+
+# A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
+REJECT_CALLING_AET = (0x01, 0x01, 0x03)
+
+
+def make_ae(service: MppsService, aet: str, allowlist: StationAllowlist | None = None):
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
     ae = AE(ae_title=aet)
+    ae.require_called_aet = True  # an association for another AE title is not for us
     ae.add_supported_context(ModalityPerformedProcedureStep)
     ae.add_supported_context(Verification)
-    handlers = [(evt.EVT_N_CREATE, service.on_n_create), (evt.EVT_N_SET, service.on_n_set)]
+    handlers = [
+        (evt.EVT_N_CREATE, service.on_n_create),
+        (evt.EVT_N_SET, service.on_n_set),
+        (evt.EVT_REJECTED, _on_rejected),
+    ]
+    if allowlist is not None:
+        handlers.append((evt.EVT_REQUESTED, lambda event: _on_requested(event, allowlist)))
     return ae, handlers
 
 
-def serve(database_url: str, host: str, port: int, aet: str, block: bool = True):
+def _on_requested(event, allowlist: StationAllowlist) -> None:
+    """Refuse an unknown calling AE before negotiation. kill() right after the reject lets
+    the A-ASSOCIATE-RJ go out before the socket closes (else the peer sees an abort)."""
+    rq = event.assoc.requestor
+    calling = str(rq.primitive.calling_ae_title).strip()
+    try:
+        allowed = allowlist.allows(calling, rq.address)
+    except Exception:  # no database: refuse rather than let anyone in
+        log.exception("MPPS: cannot read the stations")
+        allowed = False
+    if not allowed:
+        log.warning("MPPS association refused: calling AE %r from %s:%s is not a station", calling, rq.address, rq.port)
+        event.assoc.acse.send_reject(*REJECT_CALLING_AET)
+        event.assoc.kill()
+
+
+def _on_rejected(event) -> None:
+    """pynetdicom's own refusals (called AE title, too many associations)."""
+    a = event.assoc
+    p = a.acceptor.primitive
+    log.warning(
+        "MPPS association rejected: calling AE %r, called AE %r, from %s (result %s, source %s, reason %s)",
+        str(a.requestor.primitive.calling_ae_title).strip(),
+        str(a.requestor.primitive.called_ae_title).strip(),
+        a.requestor.address,
+        p.result,
+        p.result_source,
+        p.diagnostic,
+    )
+
+
+def serve(database_url: str, host: str, port: int, aet: str, block: bool = True, allow_unknown: bool = False):
     """Run the MPPS SCP (blocking by default; returns the server when block=False)."""
     from ris_app.db import make_engine, make_sessionmaker
 
-    service = MppsService(make_sessionmaker(make_engine(database_url)))
-    ae, handlers = make_ae(service, aet)
-    log.info("MPPS SCP %s listening on %s:%d", aet, host, port)
+    sessions = make_sessionmaker(make_engine(database_url))
+    service = MppsService(sessions)
+    ae, handlers = make_ae(service, aet, StationAllowlist(sessions, allow_unknown))
+    log.info(
+        "MPPS SCP %s listening on %s:%d (%s)",
+        aet,
+        host,
+        port,
+        "any calling AE" if allow_unknown else "stations' AE titles only",
+    )
     return ae.start_server((host, port), block=block, evt_handlers=handlers)

@@ -20,6 +20,7 @@ from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction
 from ris_app.model import OrthancTask, Study
 from ris_app.orthanc.client import OrthancClient, OrthancError
+from ris_app.orthanc.modalities import sync_stations
 from ris_app.tracking.events import apply_study_event
 from ris_app.tracking.reconcile import orthanc_study_event, reconcile
 
@@ -90,12 +91,19 @@ def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     next_reconcile = time.monotonic() + min(cfg.reconcile_seconds, 10.0)  # first pass soon after start
+    stations_synced = False  # Orthanc's DICOM allowlist: at start, then with each reconciliation
     while True:
         try:
+            if not stations_synced:
+                with sessions() as s:
+                    changed, deleted = sync_stations(cfg, s)
+                log.info("Orthanc's modalities follow the stations (%d set, %d deleted)", changed, deleted)
+                stations_synced = True
             run_pending_tasks(sessions, orthanc)
             if once or time.monotonic() >= next_reconcile:
                 reconcile(sessions, orthanc)
                 next_reconcile = time.monotonic() + cfg.reconcile_seconds
+                stations_synced = False
         except OrthancError as exc:
             log.warning("Orthanc not available for sync: %s", exc)
         except Exception:  # keep the worker alive; the supervisor shows the log

@@ -10,7 +10,9 @@ the user still exists, is active, and has a role allowed to see images.
 
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,14 +23,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
+from ris_app.viewer.routes import READ, PathRefused, allowed_roles, plain_path
 from ris_app.web import login_guard
 from ris_app.web.auth import safe_next
 
 log = logging.getLogger(__name__)
 
-VIEWER_ROLES = ("radiologist", "technologist", "admin")
-EXPLORER_ROLES = ("radiologist", "admin")  # Orthanc Explorer reads everything: fewer roles
-EXPLORER_WRITE_ROLES = ("admin",)  # deletes, modifications, uploads through Explorer
 TOKEN_SALT = "orthanc-ris-viewer-login"
 TOKEN_MAX_AGE = 120  # seconds between the click in the RIS and the viewer's answer
 SESSION_MAX_AGE = 12 * 3600  # a viewer session outlives no working day; the RIS hands over again
@@ -45,6 +45,14 @@ PASS_HEADERS = (
     "Location",
 )
 CHUNK = 256 * 1024
+CSRF_HEADER = "X-CSRF-Token"
+PROXY_PREFIXES = ("/dicom-web", "/orthanc", "/wado")
+PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+# Explorer's page gets the session's CSRF header on its own ajax calls through this script,
+# loaded right after explorer.js (which set up jQuery's defaults).
+EXPLORER_PAGE = "app/explorer.html"
+EXPLORER_MARKER = '<script src="explorer.js"></script>'
+CSRF_SCRIPT_TAG = '<script src="/viewer-csrf.js"></script>'
 
 # Appended to OHIF's own app-config.js: one data source, Orthanc's DICOMweb, same origin.
 CONFIG_OVERRIDE = """
@@ -82,6 +90,15 @@ def _local_path(target: str) -> str:
     return safe_next(target, "/")
 
 
+def _raw_path() -> str:
+    """The request path as the client sent it, before any percent-decoding (gunicorn and
+    Werkzeug keep it in RAW_URI / REQUEST_URI)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw is None:
+        return quote(request.environ.get("PATH_INFO", ""), safe="/,")
+    return raw.split("?", 1)[0]
+
+
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT)
 
@@ -114,6 +131,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     """The viewer part's WSGI app."""
     cfg = config or Config.from_env()
     app = Flask(__name__, static_folder=None)
+    # "//" must reach the proxy's path check (refused), not be redirected to a merged path.
+    app.url_map.merge_slashes = False
     app.config.update(
         SECRET_KEY=cfg.secret_key,
         SESSION_COOKIE_NAME=COOKIE_NAME,
@@ -122,7 +141,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     )
     sessions = make_sessionmaker(make_engine(cfg.database_url))
     orthanc = requests.Session()
-    if cfg.orthanc_username:  # Orthanc with authentication (Docker): the proxy logs in, users never do
+    if cfg.orthanc_username:  # the service account: the proxy logs in to Orthanc, users never do
         orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
 
@@ -136,12 +155,24 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             user = login_guard.session_alive(s, session.get("rs", ""))
             return user.role if user is not None and user.id == uid else None
 
-    def require(roles: tuple[str, ...]) -> None:
+    def gate(prefix: str, path: str) -> None:
+        """Refuse, before anything reaches Orthanc, a user without a session, a route or
+        method outside the table or the user's role, and a write without the session's
+        CSRF header. (Paths that are not plain were refused before routing.)"""
         role = user_role()
         if role is None:
             abort(401)
+        roles = allowed_roles(prefix, path, request.method)
+        if roles is None:
+            abort(405 if any(allowed_roles(prefix, path, m) for m in PROXY_METHODS) else 404)
         if role not in roles:
             abort(403)
+        if request.method not in READ:
+            expected = session.get("csrf", "")
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+                log.warning("viewer proxy refused a %s without a valid CSRF header", request.method)
+                abort(403)
 
     def ris_login_redirect():
         host = urlsplit(request.host_url).hostname or "127.0.0.1"
@@ -153,6 +184,9 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             for k, v in request.headers.items()
             if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")
         }
+        # The body is passed through as Orthanc encoded it: only in an encoding the client
+        # asked for (requests would otherwise ask for gzip on every client's behalf).
+        headers["Accept-Encoding"] = request.headers.get("Accept-Encoding", "identity")
         # orthanc-dicomweb writes BulkDataURIs for the host the browser asked (RFC 7239).
         headers["Forwarded"] = f"host={request.host};proto={request.scheme}"
         try:
@@ -176,6 +210,20 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             direct_passthrough=True,
         )
 
+    @app.before_request
+    def _plain_proxy_paths():
+        """Proxy paths are checked before routing picks a view: "/dicom-web//x" would
+        otherwise fall through to OHIF's catch-all route instead of being refused."""
+        raw = _raw_path()
+        # Both forms: "/%6frthanc/app/../x" routes to the proxy once decoded.
+        if raw.startswith(PROXY_PREFIXES) or request.path.startswith(PROXY_PREFIXES):
+            try:
+                plain_path(raw)
+                plain_path(request.path)
+            except PathRefused as exc:
+                log.warning("viewer proxy refused a %s request: %s", request.method, exc)
+                abort(400)
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "ohif": (ohif_dir / "index.html").exists()}
@@ -190,20 +238,55 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         session["uid"] = int(data["uid"])
         session["rs"] = str(data.get("rs", ""))
         session["since"] = int(time.time())
+        session["csrf"] = secrets.token_urlsafe(32)
         return redirect(_local_path(request.args.get("next", "/")))
 
-    @app.route("/dicom-web/<path:path>", methods=["GET", "HEAD"])
+    @app.route("/dicom-web/<path:path>", methods=PROXY_METHODS, provide_automatic_options=False)
     def dicom_web(path: str):
-        require(VIEWER_ROLES)
+        gate("dicom-web", path)
         return proxy(f"{cfg.orthanc_url}/dicom-web/{path}")
 
+    @app.route("/wado", methods=PROXY_METHODS, provide_automatic_options=False)
+    def wado_uri():
+        gate("wado", "")
+        return proxy(f"{cfg.orthanc_url}/wado")
+
     @app.route("/orthanc/", defaults={"path": ""}, methods=["GET"])
-    @app.route("/orthanc/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    @app.route("/orthanc/<path:path>", methods=PROXY_METHODS, provide_automatic_options=False)
     def explorer(path: str):
-        require(EXPLORER_ROLES if request.method in ("GET", "HEAD") else EXPLORER_WRITE_ROLES)
         if not path:
+            gate("orthanc", "app/explorer.html")
             return redirect("/orthanc/app/explorer.html")
+        gate("orthanc", path)
+        if path == EXPLORER_PAGE and request.method == "GET":
+            return explorer_page()
         return proxy(f"{cfg.orthanc_url}/{path}")
+
+    def explorer_page() -> Response:
+        """Explorer's page with the script that adds the CSRF header to its writes."""
+        try:
+            upstream = orthanc.get(f"{cfg.orthanc_url}/{EXPLORER_PAGE}", timeout=(5, 30))
+        except requests.RequestException as exc:
+            log.warning("Orthanc unreachable from the viewer: %s", type(exc).__name__)
+            return Response("Orthanc is unreachable\n", status=502, mimetype="text/plain")
+        html = upstream.text
+        if EXPLORER_MARKER in html:
+            html = html.replace(EXPLORER_MARKER, EXPLORER_MARKER + CSRF_SCRIPT_TAG, 1)
+        else:
+            html = html.replace("</body>", CSRF_SCRIPT_TAG + "</body>", 1)
+        return Response(html, status=upstream.status_code, mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/viewer-csrf.js")
+    def csrf_script():
+        if user_role() is None:
+            abort(401)
+        token = session.get("csrf", "")
+        script = (
+            f"window.orthancRisCsrf = {token!r};\n"
+            "if (window.jQuery) { jQuery.ajaxPrefilter(function (o, orig, xhr) {\n"
+            f"  xhr.setRequestHeader('{CSRF_HEADER}', window.orthancRisCsrf); }}); }}\n"
+        )
+        return Response(script, mimetype="application/javascript", headers={"Cache-Control": "no-store"})
 
     @app.get("/app-config.js")
     def app_config():

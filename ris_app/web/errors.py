@@ -48,5 +48,5 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
         if request.path.startswith("/api/"):
-            return error_response(err.code or 500, err.description or err.name)
+            return error_response(err.code or 500, err.description or err.name, getattr(err, "field", None))
         return err

@@ -2,12 +2,64 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
+from flask import Flask, Request
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
+
 from ris_app.clock import from_site
+from ris_app.scheduling.fields import CONTROL
 from ris_app.web.errors import ApiError
+
+MAX_ID = 2**63 - 1  # the largest BIGINT of PostgreSQL and INTEGER of SQLite
+
+
+class PathIdTooLarge(BadRequest):
+    """An id in a path no database column can hold: a 400 naming the path variable."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"is larger than {MAX_ID}")
+        self.field = field
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` in routes: an id beyond 64 bits is refused before it reaches the database
+    (where the driver would raise OverflowError, a 500)."""
+
+    field = "id"  # set to the path variable's name by `install`
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise PathIdTooLarge(self.field)
+        return number
+
+
+class RisRequest(Request):
+    """JSON nested deeper than the parser's recursion limit is malformed input, not a 500."""
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True):
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            if silent:
+                return None
+            raise ApiError(400, "request body is nested too deeply", field="body") from None
+
+
+def install(app: Flask) -> None:
+    """Put the bounded readers in place; call after every blueprint is registered."""
+    app.request_class = RisRequest
+    for rule in app.url_map.iter_rules():
+        # Converters are made per rule and variable: name each after its variable, so the
+        # refusal names the field. (_converters is Werkzeug's only map of them.)
+        for name, converter in rule._converters.items():
+            if isinstance(converter, BoundedIntConverter):
+                converter.field = name
 
 
 def json_body(request) -> dict[str, Any]:
@@ -34,8 +86,8 @@ def text(
         raise ApiError(400, "is required", field=name)
     if len(value) > max_len:
         raise ApiError(400, f"is longer than {max_len} characters", field=name)
-    if any(ord(ch) < 32 for ch in value):
-        raise ApiError(400, "holds a control character", field=name)
+    if CONTROL.search(value):
+        raise ApiError(400, "holds a control character or an unpaired surrogate", field=name)
     bad = sorted({ch for ch in value if ch in forbid})
     if bad:
         raise ApiError(
@@ -104,3 +156,26 @@ def aet_list(body: dict, name: str) -> str:
             raise ApiError(400, "each AE title must be 1 to 16 printable characters", field=name)
         out.append(item.strip())
     return "\\".join(out)
+
+
+def ip_host(body: dict, name: str) -> str:
+    """An IP address literal, or "" when absent. Orthanc compares a caller's address with a
+    modality's host as text, so a host name would never match: refuse it here."""
+    value = body.get(name)
+    if value in (None, ""):
+        return ""
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ApiError(400, "must be an IP address (e.g. 10.0.0.21), not a host name", field=name) from None
+
+
+def tcp_port(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ApiError(400, "must be a whole number from 1 to 65535", field=name)
+    return value

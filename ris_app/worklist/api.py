@@ -13,10 +13,12 @@ from sqlalchemy import select
 
 from ris_app.clock import site_today
 from ris_app.model import Station, WorklistQueryLog
+from ris_app.orthanc.modalities import publish_station
 from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
 from ris_app.web import db, get_or_404, settings
+from ris_app.web import validation as v
 from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
 from ris_app.web.auth import login_required
 from ris_app.web.errors import ApiError
@@ -47,7 +49,27 @@ def _uploads() -> list[tuple[str, bytes]]:
 @api_roles(*INTEGRATOR)
 def post_worklist_items():
     """Import worklist items; each is imported whole or not at all. 201 when all were
-    imported, 207 when some were skipped, 400 when none was."""
+    imported, 207 when some were skipped, 400 when none was.
+
+    ---
+    post:
+      tags: [worklist]
+      requestBody:
+        required: true
+        content:
+          application/dicom: {schema: {type: string, format: binary}}
+          application/json: {schema: {oneOf: [{type: object}, {type: array, items: {type: object}}]}}
+          multipart/form-data: {schema: {type: object}}
+      responses:
+        201: {description: All imported, content: {application/json: {schema: {$ref: '#/components/schemas/ImportReport'}}}}
+        207: {description: Some skipped, content: {application/json: {schema: {$ref: '#/components/schemas/ImportReport'}}}}
+        400:
+          description: Nothing imported (the report says why per item), or no readable body
+          content:
+            application/json:
+              schema:
+                oneOf: [{$ref: '#/components/schemas/ImportReport'}, {$ref: '#/components/schemas/Error'}]
+    """
     cfg = settings()
     outcomes = [
         import_bytes(db(), data, name, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
@@ -86,6 +108,17 @@ def _entry_json(e: WorklistQueryLog) -> dict:
 @bp.get("/api/worklist/queries")
 @api_roles(*ADMIN)
 def get_worklist_queries():
+    """The latest worklist C-FINDs received.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: limit, in: query, required: false, schema: {type: integer}}
+        - {name: calling_aet, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: Queries, newest first, content: {application/json: {schema: {$ref: '#/components/schemas/Items'}}}}
+    """
     try:
         limit = min(int(request.args.get("limit", 100)), 1000)
     except ValueError:
@@ -108,13 +141,36 @@ def _explain(query_id: int) -> dict:
 @bp.get("/api/worklist/queries/<int:query_id>/explain")
 @api_roles(*ADMIN)
 def get_worklist_query_explain(query_id: int):
-    """For each step the scanner may have expected, which rule kept it out."""
+    """For each step the scanner may have expected, which rule kept it out.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: accession_number, in: query, required: false, schema: {type: string}}
+        - {name: sps_id, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: The explanation, content: {application/json: {schema: {type: object}}}}
+    """
     return jsonify(_explain(query_id))
 
 
 @bp.patch("/api/stations/<aet>")
 @api_roles(*ADMIN)
 def patch_station(aet: str):
+    """Change a station's worklist rule.
+
+    ---
+    patch:
+      tags: [stations]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, properties: {worklist_own_steps_only: {type: boolean}}}
+      responses:
+        200: {description: The station, content: {application/json: {schema: {type: object}}}}
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", field="body")
@@ -125,8 +181,20 @@ def patch_station(aet: str):
         if not isinstance(body["worklist_own_steps_only"], bool):
             raise ApiError(400, "must be true or false", field="worklist_own_steps_only")
         station.worklist_own_steps_only = body["worklist_own_steps_only"]
+    if "host" in body:
+        station.host = v.ip_host(body, "host")
+    if "port" in body:
+        station.port = v.tcp_port(body, "port")
     db().commit()
-    return jsonify({"aet": station.aet, "worklist_own_steps_only": station.worklist_own_steps_only})
+    publish_station(settings(), station)  # Orthanc's allowlist entry follows at once
+    return jsonify(
+        {
+            "aet": station.aet,
+            "worklist_own_steps_only": station.worklist_own_steps_only,
+            "host": station.host,
+            "port": station.port,
+        }
+    )
 
 
 # ------------------------------------------------------------------ pages
@@ -146,7 +214,19 @@ def worklist_query_page(query_id: int):
 @api_roles(*INTEGRATOR)
 def get_worklist():
     """Scheduled steps of one site day (default the site's today), optionally per station,
-    modality, status."""
+    modality, status.
+
+    ---
+    get:
+      tags: [worklist]
+      parameters:
+        - {name: date, in: query, required: false, schema: {type: string}}
+        - {name: modality, in: query, required: false, schema: {type: string}}
+        - {name: station_aet, in: query, required: false, schema: {type: string}}
+        - {name: status, in: query, required: false, schema: {type: string}}
+      responses:
+        200: {description: The day's steps, content: {application/json: {schema: {type: object}}}}
+    """
     try:
         day = date.fromisoformat(request.args["date"]) if request.args.get("date") else site_today()
     except ValueError:
@@ -186,7 +266,18 @@ def get_worklist():
 def post_worklist_find():
     """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
     X-Calling-AET / X-Called-AET. Answer: the matching items, each framed by a 4-byte
-    big-endian length. Every query is logged for the explainer (worklist_explain)."""
+    big-endian length. Every query is logged for the explainer (worklist_explain).
+
+    ---
+    post:
+      tags: [internal]
+      requestBody:
+        required: true
+        content:
+          application/dicom: {schema: {type: string, format: binary}}
+      responses:
+        200: {description: 'The matching items, each framed by a 4-byte big-endian length', content: {application/octet-stream: {schema: {type: string, format: binary}}}}
+    """
     cfg = settings()
     started = time.perf_counter()
     calling = request.headers.get("X-Calling-AET", "").strip()

@@ -238,10 +238,11 @@ def import_item(
     patient = find_patient(session, mrn, issuer)
     if patient is None:
         parts = pn_components(_text(ds, "PatientName"))
-        patient = create_patient(
-            session,
-            PatientData(mrn=mrn, issuer=issuer, birth_date=_birth_date(ds), sex=_text(ds, "PatientSex")[:1], **parts),
-        )
+        data = PatientData(mrn=mrn, issuer=issuer, birth_date=_birth_date(ds), sex=_text(ds, "PatientSex")[:1], **parts)
+        try:  # the field rules of scheduling.fields, as for every other way in
+            patient = create_patient(session, data)
+        except DomainError as exc:
+            raise BadItem(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
     accession = _text(ds, "AccessionNumber")
     sps_id = _text(sps, "ScheduledProcedureStepID")
     if sps_id and session.scalar(select(SPS.id).where(SPS.sps_id == sps_id)) is not None:

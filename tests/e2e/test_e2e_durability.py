@@ -71,10 +71,11 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
     )
     try:
         url = f"http://127.0.0.1:{settings['HttpPort']}"
+        login = next(iter(settings["RegisteredUsers"].items()))
 
         def orthanc_up():
             try:
-                return requests.get(url + "/system", timeout=1).ok
+                return requests.get(url + "/system", auth=login, timeout=1).ok
             except requests.RequestException:
                 return False
 
@@ -84,7 +85,7 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
         )
         unmatched = write_series(tmp_path / "b", 2, patient_id="DOWN-X", patient_name="Nobody^Known", accession="NOPE")
         _store(settings["DicomPort"], settings["DicomAet"], linked + unmatched)
-        assert len(requests.get(url + "/studies", timeout=5).json()) == 2
+        assert len(requests.get(url + "/studies", auth=login, timeout=5).json()) == 2
     finally:
         orthanc.terminate()
         orthanc.wait(30)

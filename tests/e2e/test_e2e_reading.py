@@ -21,6 +21,8 @@ from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, sto
 from tests.e2e.test_pages_browser import browser  # noqa: F401  (one Debian-chromium fixture for all)
 from tests.fixtures import hl7_peer
 from tests.fixtures.dicom_factory import write_series
+from tests.viewer.test_viewer_proxy import TRAVERSALS
+from tests.viewer.test_viewer_proxy import _send as raw_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 PASSWORD = "reader-pass-123"
@@ -317,6 +319,23 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
             assert tags["SOPClassUID"] == sop_class and tags["AccessionNumber"] == accession
             proc = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True)
             assert "Error" not in proc.stderr and iod in proc.stderr, proc.stderr
+
+
+def test_proxy_refuses_traversal_under_gunicorn(system, radiologist, ct_order):
+    """The viewer as `up` runs it (gunicorn, its RAW_URI) in front of the real Orthanc: every
+    traversal form of the proxy tests is refused, a normal DICOMweb call still answers."""
+    study_uid = ct_order["study"]["study_instance_uid"]
+    s = requests.Session()
+    login = s.get(f"{system.ris_url}/login")
+    assert s.post(login.url, data={"username": radiologist, "password": PASSWORD, "csrf_token": _csrf(login.text)}).ok
+    page = s.get(f"{system.ris_url}/reading/by-uid/{study_uid}")
+    assert s.get(page.url.rstrip("/") + "/open/ohif", timeout=30).ok  # the hand-over to the viewer
+    cookie = f"orthanc_ris_viewer={s.cookies.get('orthanc_ris_viewer')}"
+    port = int(system.env["ORTHANC_RIS_VIEWER_PORT"])
+    for path in TRAVERSALS:
+        assert raw_request(port, "GET", path, cookie)[0] == 400, path
+    status, _, body = raw_request(port, "GET", f"/dicom-web/studies/{study_uid}/series", cookie)
+    assert status == 200 and b"0020000E" in body
 
 
 def test_logs_hold_no_patient_data(system):

@@ -61,6 +61,7 @@ def _mpps_scu(system):
     from pynetdicom import AE
     from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
+    system.add_station("CT1", "CT")  # the MPPS SCP answers stations only
     ae = AE(ae_title="CT1")
     ae.add_requested_context(ModalityPerformedProcedureStep)
     assoc = ae.associate("127.0.0.1", system.mpps_port, ae_title=system.env.get("ORTHANC_RIS_MPPS_AET", "RISMPPS"))
@@ -159,6 +160,7 @@ def test_misfiled_study_is_relinked_from_the_inbox_and_undone(system, tmp_path):
     acc = order["accession_number"]
     # The scanner sent the study under a typed-in ID and no accession.
     files = write_series(tmp_path / "s", 4, patient_id="TMP123", patient_name="Schroder^Anna", accession="WRONG1")
+    system.add_station("CT1", "CT")
     assert system.storescu(files, calling_aet="CT1").returncode == 0
     suid = pytest.importorskip("pydicom").dcmread(files[0]).StudyInstanceUID
     original_sops = orthanc_study(system, suid)["sops"] if wait_for(lambda: orthanc_study(system, suid)) else None

@@ -29,3 +29,16 @@ def test_outbound_destinations_reach_both_the_ris_and_the_sender():
     c = compose(dict(sentinel_env(), ORTHANC_RIS_HL7_DESTINATIONS="EHR=ehr:2576"))
     for name in ("ris", "hl7"):
         assert environment(c["services"][name])["ORTHANC_RIS_HL7_DESTINATIONS"] == "EHR=ehr:2576"
+
+
+def test_allowlist_and_tls_settings_reach_the_listener():
+    names = (
+        "ORTHANC_RIS_HL7_ALLOW",
+        "ORTHANC_RIS_HL7_TLS_CERT",
+        "ORTHANC_RIS_HL7_TLS_KEY",
+        "ORTHANC_RIS_HL7_TLS_CLIENT_CA",
+        "ORTHANC_RIS_HL7_TLS_PEER_CA",
+    )
+    c = compose(dict(sentinel_env(), **{name: f"value-of-{name}" for name in names}))
+    env = environment(c["services"]["hl7"])
+    assert {name: env[name] for name in names} == {name: f"value-of-{name}" for name in names}

@@ -262,6 +262,12 @@ def test_duplicate_is_answered_aa_and_applied_once(hl7):
         (H.ADT_A01, {"sex": "X"}, "AE", "PID^1^8^^103"),
         (H.ORM_O01_NW, {"code": "NOPE", "modality": ""}, "AE", "OBR^1^24^^101"),
         (H.ORM_O01_NW, {"suid": "not-a-uid"}, "AE", "ZDS^1^1^1^102"),
+        # The field rules of scheduling.fields, the same as the API's (issue 17)
+        (H.ORM_O01_NW, {"suid": "1.02.3"}, "AE", "ZDS^1^1^1^102"),
+        (H.ADT_A01, {"birth": "29990101"}, "AE", "PID^1^7^1^102"),
+        (H.ADT_A01, {"mrn": "A/B"}, "AE", "PID^1^3^1^102"),
+        (H.ADT_A01, {"family": "Do\x7fe"}, "AR", "MSH^1^^^102"),  # DEL: binary, refused whole
+        (H.ADT_A01, {"family": "Do\u0085e"}, "AE", "PID^1^5^^102"),
         (H.ORM_O01_NW, {"acc": "WAY-TOO-LONG-ACCESSION"}, "AE", "OBR^1^18^^102"),
         (H.ORM_O01_CA, {"acc": "NO-SUCH-ACC", "placer": "NO-SUCH"}, "AE", "OBR^1^18^^204"),
         (H.ORM_O01_SC, {"acc": "SN-1"}, "AE", "ORC^1^1^^103"),
@@ -318,6 +324,26 @@ def test_malformed_messages_get_ar(hl7, name):
     expected = {"no_msh": "", "empty_control_id": ""}.get(name, ctl)
     assert echoed == expected
     assert "ERR|" in reply.decode()
+    _still_serving(hl7)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        bytes(b for b in range(256) if b not in b"\x0b\x1c\r"),
+        b"\xff\xfe\x00\x01binary\x80\x81",
+        b"\x00\x01\x02\x1b\x7f",
+    ],
+    ids=["all-bytes", "invalid-utf8", "c0-controls"],
+)
+def test_binary_garbage_in_a_frame_gets_ar(hl7, garbage):
+    ctl = H.control_id()
+    message = H.build(H.ADT_A01, ctl=ctl, mrn="BIN-1").replace(b"PV1|1|O", b"PV1|1|" + garbage)
+    reply = send(hl7.port, message)
+    assert msa(reply)[0] == "AR", reply
+    assert stored(hl7, ctl)[0].status == "rejected"
+    with session(hl7) as s:
+        assert find_patient(s, "BIN-1") is None
     _still_serving(hl7)
 
 

@@ -359,13 +359,39 @@ def test_orthanc_answers_worklists_in_utf8_and_serves_dicomweb_and_ohif():
     conf = orthanc_config(c)
     env = environment(c["services"]["orthanc"])
     assert conf["DefaultEncoding"] == "Utf8"
-    assert conf["DicomAlwaysAllowFindWorklist"] is True
     assert conf.get("Worklists", {}).get("Enable") is not True, "one worklist handler: ours"
     assert conf["DicomWeb"]["Enable"] is True
     assert env.get("DICOM_WEB_PLUGIN_ENABLED") == "true"
     assert env.get("OHIF_PLUGIN_ENABLED") == "true"
     assert "/usr/share/orthanc/plugins/" in conf["Plugins"]
     assert env.get("TCP_NODELAY") == "1"
+
+
+def test_only_stations_reach_dicom_in_docker_too():
+    """The stations are Orthanc's modalities, put by the RIS and the sync worker with
+    Orthanc's credentials; the MPPS SCP listens inside its container for the published port."""
+    c = compose()
+    conf = orthanc_config(c)
+    assert not any(conf.get(f"DicomAlwaysAllow{k}") for k in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"))
+    assert conf["DicomModalitiesInDatabase"] is True
+    assert conf["DicomCheckCalledAet"] is True
+    for name in ("ris", "sync-worker"):
+        env = environment(c["services"][name])
+        assert env["ORTHANC_RIS_ORTHANC_URL"] == "http://orthanc:8042"
+        assert env["ORTHANC_RIS_ORTHANC_USERNAME"] and env["ORTHANC_RIS_ORTHANC_PASSWORD"]
+    assert environment(c["services"]["mpps-scp"])["ORTHANC_RIS_MPPS_HOST"] == "0.0.0.0"
+
+
+def test_the_ris_logs_in_to_orthanc_with_its_own_service_account():
+    """Not the readers' admin account: it can be changed or revoked apart."""
+    c = compose()
+    users = orthanc_config(c)["RegisteredUsers"]
+    for name in ("ris", "sync-worker"):
+        env = environment(c["services"][name])
+        user, password = env["ORTHANC_RIS_ORTHANC_USERNAME"], env["ORTHANC_RIS_ORTHANC_PASSWORD"]
+        assert users.get(user) == password
+        assert password == sentinel_env()["ORTHANC_RIS_ORTHANC_PASSWORD"]
+    assert len(users) == 2 and "admin" in users and "orthanc-ris" in users
 
 
 def test_data_lives_on_named_volumes():
@@ -461,7 +487,7 @@ def test_no_secret_is_written_in_the_files():
             assert not SECRET_NAME.search(args), f"{keyword} {args}: secrets stay out of images"
 
 
-@pytest.mark.parametrize("missing", ["ORTHANC_RIS_API_TOKEN", "ORTHANC_ADMIN_PASSWORD"])
+@pytest.mark.parametrize("missing", ["ORTHANC_RIS_API_TOKEN", "ORTHANC_ADMIN_PASSWORD", "ORTHANC_RIS_ORTHANC_PASSWORD"])
 def test_compose_refuses_to_start_without_a_required_secret(missing):
     env = sentinel_env()
     env.pop(missing)

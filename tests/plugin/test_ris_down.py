@@ -12,7 +12,9 @@ import pytest
 import requests
 
 from ris_app.config import Config
+from ris_app.orthanc.client import orthanc_request
 from ris_app.orthanc.config import render
+from ris_app.orthanc.modalities import ALLOW
 from tests.conftest import TOKEN, free_port, wait_for
 from tests.fixtures.mwl import write_query
 
@@ -41,15 +43,18 @@ def orthanc_alone(tmp_path):
     proc = subprocess.Popen(
         ["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"}
     )
-    wait_for(lambda: _up(cfg.orthanc_url), timeout=30)
+    wait_for(lambda: _up(cfg), timeout=30)
+    # findscu's default calling AE, declared as the RIS would declare its station.
+    entry = {"AET": "FINDSCU", "Host": "127.0.0.1", "Port": 104, **ALLOW}
+    assert orthanc_request(cfg, "PUT", "/modalities/ris-station-1", json=entry).ok
     yield cfg
     proc.terminate()
     proc.wait(20)
 
 
-def _up(url: str) -> bool:
+def _up(cfg: Config) -> bool:
     try:
-        return requests.get(url + "/system", timeout=1).ok
+        return orthanc_request(cfg, "GET", "/system", timeout=1).ok
     except requests.RequestException:
         return False
 

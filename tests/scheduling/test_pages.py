@@ -288,6 +288,10 @@ def test_login_starts_a_new_token(app, client):
         ({"birth_date": "2999-01-01"}, "birth_date", "is in the future"),
         ({"sex": "X"}, "sex", "must be one of M, F, O, U"),
         ({"email": "not-an-address"}, "email", "must be an e-mail address"),
+        # issue 17: the rules of scheduling.fields, as on the API
+        ({"mrn": "A/B"}, "mrn", "may not contain"),
+        ({"mrn": "A\x7fB"}, "mrn", "control character"),
+        ({"family_name": "Do\u0085e"}, "family_name", "control character"),
     ],
 )
 def test_bad_patient_input_names_field_and_keeps_values(app, client, clerk, over, field, reason):
@@ -404,6 +408,16 @@ def _study_event(app, **study):
         )
 
 
+def test_radiologists_open_explorer_from_the_order_page_through_the_viewer(app, client):
+    token = _login(app, client, "admin", "boss")
+    _register(client, token)
+    accession = _place(client, token)
+    _study_event(app, oid="o-9", study_instance_uid="1.2.3.9", accession_number=accession, patient_id="P-100")
+    html = client.get(f"/orders/{accession}").get_data(as_text=True)
+    (href,) = re.findall(r'href="([^"]*)"[^>]*>Open in Orthanc Explorer', html)
+    assert re.fullmatch(r"/reading/studies/\d+/open/explorer", href), href
+
+
 def test_order_page_shows_the_linked_study(app, client, clerk):
     _register(client, clerk)
     accession = _place(client, clerk)
@@ -422,6 +436,8 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert '<dd id="instance-count">2 series · 7 instances</dd>' in html
     assert "receiving images" in html and "1.2.3.4" in html and "accession number" in html
+    # Orthanc asks for a login users never hold: no link straight to it, none for clerks.
+    assert "Orthanc Explorer" not in html and "explorer.html" not in html
     assert "started" in re.search(r'id="step-status">(\w+)<', html).group(1)  # images started the step
     _study_event(
         app,

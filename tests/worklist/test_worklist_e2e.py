@@ -157,3 +157,24 @@ def test_imported_iso_2022_item_through_orthanc(system, tmp_path):
     )
     assert [str(a.PatientName) for a in answers] == ["Yamada^Tarou=山田^太郎=やまだ^たろう"]
     assert answers[0].ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "JPMR1"
+
+
+def test_a_lone_star_on_a_date_key_is_refused_by_orthanc(system, tmp_path):
+    """docs/dicom-conformance.md: Orthanc 1.10.1's C-FIND SCP refuses `*` on a DA key
+    ("Wildcards are not allowed on tag 0040,0002": Failed, Unable to process) before the
+    plugin is called; an empty value is the universal match that works."""
+    _patient(system, "STAR-1", "Star")
+    _order(system, "STAR-1", "STAR1")
+    before = len(system.api("GET", "/api/worklist/queries", params={"calling_aet": "STARSCU"}).json()["items"])
+    star = write_query(
+        tmp_path / "star.dcm", sps={"ScheduledStationAETitle": "STAR1", "ScheduledProcedureStepStartDate": "*"}
+    )
+    proc = system.findscu(star, calling_aet="STARSCU", extra=["-v"])
+    assert "UnableToProcess" in proc.stderr, proc.stderr[-2000:]
+    logged = system.api("GET", "/api/worklist/queries", params={"calling_aet": "STARSCU"}).json()["items"]
+    assert len(logged) == before  # Orthanc refused it before asking the RIS: the RIS cannot make it work
+    empty = write_query(
+        tmp_path / "empty.dcm", sps={"ScheduledStationAETitle": "STAR1", "ScheduledProcedureStepStartDate": ""}
+    )
+    answers = run_findscu(system.dicom_port, system.aet, empty, tmp_path / "out", calling_aet="STARSCU")
+    assert [a.PatientID for a in answers] == ["STAR-1"]

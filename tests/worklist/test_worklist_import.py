@@ -234,3 +234,28 @@ def test_multipart_upload_of_files(client, auth):
     assert (
         client.post("/api/worklist-items", data=b"x", headers={"Content-Type": "application/dicom"}).status_code == 401
     )
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"StudyInstanceUID": "1.02.3"}, "study_instance_uid"),
+        ({"PatientID": "A/B"}, "mrn"),
+        ({"PatientName": "Do\x7fe^Jane"}, "family_name"),
+        ({"PatientBirthDate": "29990101"}, "birth_date"),
+    ],
+)
+def test_items_breaking_the_field_rules_are_skipped_whole(app, client, auth, over, field):
+    """Issue 17: the import applies scheduling.fields like the API, and keeps nothing of the item."""
+    r = post(client, auth, part10(item(**over)))
+    assert r.status_code == 400, r.json
+    assert r.json["items"][0]["error"].startswith(f"{field}:")
+    assert counts(app) == (0, 0, 0)
+
+
+def test_an_unknown_modality_is_skipped(app, client, auth):
+    ds = item()
+    ds.ScheduledProcedureStepSequence[0].Modality = "XX"
+    r = post(client, auth, part10(ds))
+    assert r.status_code == 400 and r.json["items"][0]["error"].startswith("modality:")
+    assert counts(app) == (0, 0, 0)

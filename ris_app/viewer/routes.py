@@ -1,0 +1,106 @@
+"""What the viewer part forwards to Orthanc: one table of the DICOMweb and Orthanc Explorer
+routes, with the methods and roles allowed on each, and the check that a request's raw
+path is plain enough to be matched against it.
+
+Everything not in the table is refused without contacting Orthanc. The paths OHIF and
+Explorer use never need percent-encoding (UIDs are digits and dots, Orthanc ids hex and
+dashes), so any `%`, backslash, control character, empty, `.` or `..` segment in the raw
+path is refused outright: no decoding rule of Orthanc, urllib3 or a browser can then turn
+an allowed path into another one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+READ = frozenset({"GET", "HEAD"})
+VIEWER_ROLES = frozenset({"radiologist", "technologist", "admin"})
+EXPLORER_ROLES = frozenset({"radiologist", "admin"})  # Orthanc Explorer reads everything: fewer roles
+EXPLORER_WRITE_ROLES = frozenset({"admin"})  # deletes, protection, uploads through Explorer
+
+_UID = r"[0-9]+(?:\.[0-9]+)*"
+_ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"  # Orthanc's resource ids
+_LEVEL = r"(?:patients|studies|series|instances)"
+_FRAMES = r"[0-9]+(?:,[0-9]+)*"
+_TAG_PATH = r"[0-9A-Fa-f]{8}(?:/[0-9]+/[0-9A-Fa-f]{8})*"  # orthanc-dicomweb's BulkDataURIs
+_INSTANCE = rf"studies/{_UID}/series/{_UID}/instances/{_UID}"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._,/-]*")
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    """Paths (a regular expression over the path below the prefix) that `roles` may call
+    with `methods`."""
+
+    prefix: str  # "dicom-web" (Orthanc's /dicom-web/), "wado" (/wado) or "orthanc" (Orthanc's root)
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    roles: frozenset[str]
+
+
+def _r(prefix: str, pattern: str, methods=READ, roles=VIEWER_ROLES) -> ProxyRoute:
+    return ProxyRoute(prefix, re.compile(pattern), frozenset(methods), frozenset(roles))
+
+
+# QIDO-RS, WADO-RS and WADO-URI as OHIF's DICOMweb data source calls them; Orthanc
+# Explorer's read views (explorer.js), and the few writes an admin does there.
+ROUTES: tuple[ProxyRoute, ...] = (
+    _r("dicom-web", r"(?:studies|series|instances)"),
+    _r("dicom-web", rf"studies/{_UID}(?:/(?:metadata|rendered|thumbnail|series|instances))?"),
+    _r("dicom-web", rf"studies/{_UID}/series/{_UID}(?:/(?:metadata|rendered|thumbnail|instances))?"),
+    _r("dicom-web", rf"{_INSTANCE}(?:/(?:metadata|rendered|thumbnail))?"),
+    _r("dicom-web", rf"{_INSTANCE}/frames/{_FRAMES}(?:/rendered)?"),
+    _r("dicom-web", rf"{_INSTANCE}/bulk/{_TAG_PATH}"),
+    _r("wado", r""),
+    _r("orthanc", r"app/[A-Za-z0-9_./-]+", roles=EXPLORER_ROLES),
+    _r("orthanc", r"system|patients|studies|plugins|plugins/[A-Za-z0-9_.-]+", roles=EXPLORER_ROLES),
+    _r("orthanc", rf"{_LEVEL}/{_ID}(?:/(?:statistics|attachments|metadata|protected|module))?", roles=EXPLORER_ROLES),
+    _r("orthanc", rf"patients/{_ID}/studies|studies/{_ID}/series|series/{_ID}/instances", roles=EXPLORER_ROLES),
+    _r("orthanc", rf"(?:patients|studies|series)/{_ID}/(?:archive|media)", roles=EXPLORER_ROLES),
+    _r("orthanc", rf"{_LEVEL}/{_ID}/attachments/[A-Za-z0-9_-]+/data", roles=EXPLORER_ROLES),
+    _r(
+        "orthanc",
+        rf"instances/{_ID}/(?:tags|simplified-tags|header|frames|preview|file|pdf|frames/[0-9]+/preview)",
+        roles=EXPLORER_ROLES,
+    ),
+    # Explorer's study lookup is a query sent as POST; it changes nothing.
+    _r("orthanc", r"tools/find", methods={"POST"}, roles=EXPLORER_ROLES),
+    _r("orthanc", r"modalities|peers|jobs|jobs/[A-Za-z0-9-]+", roles=EXPLORER_WRITE_ROLES),
+    _r("orthanc", rf"{_LEVEL}/{_ID}", methods={"DELETE"}, roles=EXPLORER_WRITE_ROLES),
+    _r("orthanc", rf"patients/{_ID}/protected", methods={"PUT"}, roles=EXPLORER_WRITE_ROLES),
+    _r("orthanc", r"instances", methods={"POST"}, roles=EXPLORER_WRITE_ROLES),  # Explorer's upload page
+)
+
+
+class PathRefused(ValueError):
+    """The raw request path is not a plain path (traversal, encoding tricks)."""
+
+
+def plain_path(raw_path: str) -> str:
+    """The raw (undecoded) request path, or PathRefused when it holds anything but plain
+    segments of letters, digits and `._,-`: no `%`, backslash, control character, empty
+    segment, `.` or `..`."""
+    if not _PLAIN_PATH.fullmatch(raw_path):
+        raise PathRefused("characters outside the plain path set")
+    segments = raw_path.split("/")[1:]
+    if any(seg in ("", ".", "..") for seg in segments[:-1]) or segments[-1] in (".", ".."):
+        raise PathRefused("empty or dot segment")
+    return raw_path
+
+
+def allowed_roles(prefix: str, path: str, method: str) -> frozenset[str] | None:
+    """The roles that may call `method` on `path` (below `prefix`), or None when no route
+    of the table has that path and method (never for a path that is not plain, whatever
+    the patterns say)."""
+    try:
+        plain_path("/" + path)
+    except PathRefused:
+        return None
+    roles: set[str] = set()
+    found = False
+    for route in ROUTES:
+        if route.prefix == prefix and method in route.methods and route.pattern.fullmatch(path):
+            roles |= route.roles
+            found = True
+    return frozenset(roles) if found else None
