@@ -4,13 +4,14 @@ running on free ports for end-to-end tests."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,8 @@ class System:
     proc: subprocess.Popen
     env: dict
     hl7_port: int = 0  # the MLLP listener
+    # Patient identifiers the tests registered: none may reach a log line above DEBUG.
+    patient_identifiers: set[str] = field(default_factory=set)
 
     @property
     def mpps_port(self) -> int:
@@ -146,6 +149,11 @@ class System:
     def api(self, method: str, path: str, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
         headers.setdefault("Authorization", f"Bearer {self.token}")
+        body = kw.get("json")
+        if method in ("POST", "PATCH") and path.startswith("/api/patients") and isinstance(body, dict):
+            self.patient_identifiers |= {
+                str(body[k]) for k in ("mrn", "family_name", "given_name") if len(str(body.get(k) or "")) >= 3
+            }
         return requests.request(method, self.ris_url + path, headers=headers, timeout=30, **kw)
 
     def add_station(self, aet: str, modality: str = "OT", **fields) -> None:
@@ -295,6 +303,9 @@ def stop_system(system: System) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(system.proc.pid, signal.SIGKILL)
             system.proc.wait()
+    log = (system.home / "up.log").read_text(errors="replace")
+    leaks = patient_data_in_log(log, system.patient_identifiers)
+    assert not leaks, f"patient identifiers in the log at INFO or above (docs promise none): {leaks[:5]}"
 
 
 def _require_debian_tools() -> None:
@@ -314,6 +325,15 @@ def system(tmp_path_factory):
     log = (home / "up.log").read_text(errors="replace")
     TEST_OUTPUT.mkdir(exist_ok=True)
     (TEST_OUTPUT / f"up-{home.name}.log").write_text(log)
+
+
+def patient_data_in_log(log: str, identifiers: set[str]) -> list[str]:
+    """Log lines of every part (RIS, Orthanc, HL7, MPPS, worker, viewer) that name one of
+    `identifiers` as a whole word, DEBUG lines apart."""
+    if not identifiers:
+        return []
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(i) for i in sorted(identifiers)) + r")(?!\w)")
+    return [line for line in log.splitlines() if " DEBUG " not in line and pattern.search(line)]
 
 
 def wait_for(predicate, timeout: float = 20, step: float = 0.2):
