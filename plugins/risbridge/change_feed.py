@@ -23,6 +23,17 @@ log = logging.getLogger("risbridge.change_feed")
 CURSOR_PROPERTY = 1024  # Orthanc global property ids >= 1024 belong to plugins
 # Change types that alter what the RIS knows of a study.
 STUDY_CHANGES = frozenset({"NewStudy", "NewSeries", "StableStudy", "Deleted"})
+# Orthanc's error code for a resource that does not exist (HTTP 404): orthanc.RestApiGet
+# raises orthanc.OrthancException(17, 'Unknown resource') (checked with Orthanc 1.10.1 and
+# orthanc-python 4.0).
+UNKNOWN_RESOURCE = 17
+
+
+def is_unknown_resource(exc: Exception) -> bool:
+    """Whether Orthanc answered that the resource does not exist, as opposed to failing."""
+    return bool(exc.args) and exc.args[0] == UNKNOWN_RESOURCE
+
+
 BATCH = 200
 STATUS_EVERY = 30.0  # seconds between feed-status reports when nothing is delivered
 STATUS_MIN_INTERVAL = 1.0  # while the cursor moves: not one HTTP request per instance
@@ -190,8 +201,10 @@ class ChangeFeed:
             study = json.loads(self.api.rest_get(f"/studies/{orthanc_id}"))
             statistics = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/statistics"))
             series = json.loads(self.api.rest_get(f"/studies/{orthanc_id}/series"))
-        except Exception:  # orthanc.OrthancException: 404 once the study is gone
-            return None
+        except Exception as exc:  # orthanc.OrthancException
+            if is_unknown_resource(exc):  # gone since the change was logged
+                return None
+            raise  # anything else (a database error, Orthanc stopping): retried, not "deleted"
         first = (series[0].get("Instances") or [None])[0] if series else None
         return {
             "study": study,

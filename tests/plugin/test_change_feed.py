@@ -16,6 +16,10 @@ from tests.conftest import TOKEN, free_port
 pytestmark = pytest.mark.db
 
 
+class OrthancException(Exception):
+    """What orthanc.RestApiGet raises: (error code, description)."""
+
+
 class StubOrthanc:
     """Just enough of Orthanc's REST API and global properties; unstubbed paths raise."""
 
@@ -23,6 +27,7 @@ class StubOrthanc:
         self.changes: list[dict] = []
         self.studies: dict[str, dict] = {}
         self.properties: dict[int, str] = {}
+        self.failing = False  # every study read fails as an Orthanc database error would
 
     def add_study(self, oid, uid, acc, instances):
         self.studies[oid] = {"uid": uid, "acc": acc, "n": instances}
@@ -37,8 +42,10 @@ class StubOrthanc:
             last = page[-1]["Seq"] if page else max([since] + [c["Seq"] for c in self.changes])
             return json.dumps({"Changes": page, "Done": True, "Last": last}).encode()
         oid = uri.split("/")[2]
+        if self.failing:
+            raise OrthancException(11, "Error in the plugin implementing a database back-end")
         if oid not in self.studies:
-            raise RuntimeError("404")
+            raise OrthancException(17, "Unknown resource")
         st = self.studies[oid]
         if uri.endswith("/statistics"):
             return json.dumps({"CountSeries": 1, "CountInstances": st["n"]}).encode()
@@ -97,6 +104,22 @@ def test_a_study_deleted_before_delivery_is_reported_deleted(app, ris_server, cl
     del orthanc.studies["o1"]
     feed.drain()
     assert client.get("/api/studies", headers=auth).json["items"] == []
+
+
+def test_an_orthanc_error_is_retried_not_reported_as_a_deletion(app, ris_server, client, auth):
+    orthanc = StubOrthanc()
+    orthanc.add_study("o1", "1.2.1", "A", 1)
+    feed = ChangeFeed(orthanc.api(), RisClient(ris_server, TOKEN))
+    feed.drain()
+    orthanc.changes.append({"Seq": 2, "ChangeType": "StableStudy", "ResourceType": "Study", "ID": "o1"})
+    orthanc.failing = True
+    with pytest.raises(OrthancException):
+        feed.drain()
+    assert orthanc.properties[CURSOR_PROPERTY] == "1"  # the change stays to be delivered
+    assert [s["study_instance_uid"] for s in client.get("/api/studies", headers=auth).json["items"]] == ["1.2.1"]
+    orthanc.failing = False
+    assert feed.drain() == 1
+    assert orthanc.properties[CURSOR_PROPERTY] == "2"
 
 
 def test_refused_events_do_not_block_the_feed(app, ris_server):
