@@ -326,7 +326,7 @@ def test_dockerfile_installs_the_project_and_serves_it_with_gunicorn_after_migra
     assert any(keyword == "USER" and args not in ("root", "0") for keyword, args in steps)
 
 
-def test_plugin_settings_point_at_the_ris_service_with_the_ris_token():
+def test_plugin_settings_point_at_the_ris_service_with_the_plugins_own_token():
     c = compose()
     ris_env = environment(c["services"]["ris"])
     plugin = orthanc_config(c)["OrthancRIS"]
@@ -339,7 +339,8 @@ def test_plugin_settings_point_at_the_ris_service_with_the_ris_token():
     assert url.port == int(ris_env["ORTHANC_RIS_HTTP_PORT"])
     assert url.port in {container for _, _, container in published(c["services"]["ris"])}
     assert ris_env["ORTHANC_RIS_HTTP_HOST"] == "0.0.0.0", "the RIS must accept the Orthanc container"
-    assert plugin["ApiToken"] == ris_env["ORTHANC_RIS_API_TOKEN"] == SENTINEL.format("ORTHANC_RIS_API_TOKEN")
+    assert plugin["ApiToken"] == ris_env["ORTHANC_RIS_PLUGIN_TOKEN"] == SENTINEL.format("ORTHANC_RIS_PLUGIN_TOKEN")
+    assert plugin["ApiToken"] != ris_env["ORTHANC_RIS_API_TOKEN"]  # not the admin token
 
 
 def test_the_python_script_is_our_plugin_mounted_from_the_repo():
@@ -487,7 +488,10 @@ def test_no_secret_is_written_in_the_files():
             assert not SECRET_NAME.search(args), f"{keyword} {args}: secrets stay out of images"
 
 
-@pytest.mark.parametrize("missing", ["ORTHANC_RIS_API_TOKEN", "ORTHANC_ADMIN_PASSWORD", "ORTHANC_RIS_ORTHANC_PASSWORD"])
+@pytest.mark.parametrize(
+    "missing",
+    ["ORTHANC_RIS_API_TOKEN", "ORTHANC_RIS_PLUGIN_TOKEN", "ORTHANC_ADMIN_PASSWORD", "ORTHANC_RIS_ORTHANC_PASSWORD"],
+)
 def test_compose_refuses_to_start_without_a_required_secret(missing):
     env = sentinel_env()
     env.pop(missing)
