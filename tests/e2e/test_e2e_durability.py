@@ -54,7 +54,7 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
     home = tmp_path / "home"
     system = start_system(home)
     try:
-        _register(system, "DOWN-1", "Down", "Ris")
+        _register(system, "DOWN-1", "Downey", "Rita")
         order = _order(system, "DOWN-1")
     finally:
         stop_system(system)
@@ -81,7 +81,7 @@ def test_studies_stored_while_the_ris_is_down_are_linked_once_it_is_back(tmp_pat
 
         wait_for(orthanc_up, timeout=30)
         linked = write_series(
-            tmp_path / "a", 5, patient_id="DOWN-1", patient_name="Down^Ris", accession=order["accession_number"]
+            tmp_path / "a", 5, patient_id="DOWN-1", patient_name="Downey^Rita", accession=order["accession_number"]
         )
         unmatched = write_series(tmp_path / "b", 2, patient_id="DOWN-X", patient_name="Nobody^Known", accession="NOPE")
         _store(settings["DicomPort"], settings["DicomAet"], linked + unmatched)
@@ -115,10 +115,10 @@ def test_orthanc_killed_mid_study_ends_linked_with_the_right_count(tmp_path):
     system = start_system(home)
     files = []
     try:
-        _register(system, "KILL-1", "Kill", "Orthanc")
+        _register(system, "KILL-1", "Killian", "Oskar")
         order = _order(system, "KILL-1")
         acc = order["accession_number"]
-        files = write_series(tmp_path / "s", 6, patient_id="KILL-1", patient_name="Kill^Orthanc", accession=acc)
+        files = write_series(tmp_path / "s", 6, patient_id="KILL-1", patient_name="Killian^Oskar", accession=acc)
         assert system.storescu(files[:3]).returncode == 0
         wait_for(lambda: (system.api("GET", f"/api/orders/{acc}").json()["study"] or {}).get("instances") == 3)
         (orthanc_pid,) = [pid for pid, comm in _children(system.proc.pid) if comm == "Orthanc"]

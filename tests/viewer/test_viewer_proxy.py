@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from werkzeug.serving import make_server
 from ris_app.db import make_engine, make_sessionmaker, transaction
 from ris_app.viewer.app import _local_path, create_viewer_app, viewer_login_url
 from ris_app.web.auth import create_user
+from ris_app.web.login_guard import session_key, start_session
 
 pytestmark = pytest.mark.db
 
@@ -72,7 +74,9 @@ def viewer(config, orthanc):
         for role in ("radiologist", "technologist", "admin", "clerk"):
             user = create_user(s, role, "password-123", role)
             s.flush()
-            ids[role] = user.id
+            # The RIS login the hand-over names: the viewer session lives as long as it.
+            secret = start_session(s, user, lifetime=timedelta(hours=1), ip="127.0.0.1", user_agent="test")
+            ids[role] = (user.id, session_key(secret))
     engine.dispose()
     server = make_server("127.0.0.1", 0, create_viewer_app(cfg), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -100,7 +104,8 @@ def _send(port: int, method: str, path: str, cookie: str = "", headers: dict | N
 def _login(viewer, role: str) -> tuple[str, str]:
     """A viewer session for `role`, through the RIS hand-over: (cookie, CSRF token)."""
     cfg, port, ids = viewer
-    query = urlsplit(viewer_login_url(cfg, "http://127.0.0.1:5000/", ids[role], "/viewer")).query
+    user_id, ris_session = ids[role]
+    query = urlsplit(viewer_login_url(cfg, "http://127.0.0.1:5000/", user_id, "/viewer", ris_session)).query
     status, head, _ = _send(port, "GET", f"/ris-login?{query}")
     assert status == 302
     cookie = re.search(r"Set-Cookie: ([^;]+);", head).group(1)
@@ -256,7 +261,11 @@ def test_local_path_keeps_the_viewers_own_pages():
 def test_hand_over_with_a_tab_lands_on_the_viewer(viewer):
     """The redirect Werkzeug would have turned into "//evil.example/x"."""
     cfg, port, ids = viewer
-    query = urlsplit(viewer_login_url(cfg, "http://127.0.0.1:5000/", ids["radiologist"], "/\t/evil.example/x")).query
+    query = urlsplit(
+        viewer_login_url(
+            cfg, "http://127.0.0.1:5000/", *ids["radiologist"][:1], "/\t/evil.example/x", ids["radiologist"][1]
+        )
+    ).query
     status, head, _ = _send(port, "GET", f"/ris-login?{query}")
     assert status == 302 and re.search(r"Location: (\S+)", head).group(1) in ("/", f"http://127.0.0.1:{port}/")
 

@@ -163,7 +163,8 @@ def test_a_lone_star_on_a_date_key_is_refused_by_orthanc(system, tmp_path):
     """docs/dicom-conformance.md: Orthanc 1.10.1's C-FIND SCP refuses `*` on a DA key
     ("Wildcards are not allowed on tag 0040,0002": Failed, Unable to process) before the
     plugin is called; an empty value is the universal match that works."""
-    _patient(system, "STAR-1", "Star")
+    system.add_station("STARSCU", "CT")  # the calling AE: only stations may query
+    _patient(system, "STAR-1", "Starling")
     _order(system, "STAR-1", "STAR1")
     before = len(system.api("GET", "/api/worklist/queries", params={"calling_aet": "STARSCU"}).json()["items"])
     star = write_query(
