@@ -15,7 +15,7 @@ from ris_app.clock import from_site
 from ris_app.scheduling.fields import CONTROL
 from ris_app.web.errors import ApiError
 
-MAX_ID = 2**63 - 1  # the largest BIGINT of PostgreSQL and INTEGER of SQLite
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: the largest PostgreSQL INTEGER (SQLite's is larger)
 
 
 class PathIdTooLarge(BadRequest):
