@@ -52,3 +52,21 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     if field:
         body["field"] = field
     return {"error": body}
+
+
+class StaleVersion(Conflict):
+    """The record changed since the caller read it (another user, HL7, MPPS, the images):
+    applying the request would overwrite or contradict that change (HTTP 409, HL7 AE).
+    Names who changed it and when, so the person can reload and decide."""
+
+    def __init__(self, what: str, changed_by: str = "", changed_at=None) -> None:
+        from ris_app.clock import to_site  # the site's wall clock: this text is shown to people
+
+        who = f" by {changed_by}" if changed_by else ""
+        when = f" at {to_site(changed_at):%Y-%m-%d %H:%M:%S %Z}" if changed_at is not None else ""
+        super().__init__(
+            f"this {what} was changed{who}{when} since you read it; reload it and try again",
+            field="version",
+            code="stale_version",
+        )
+        self.changed_by = changed_by

@@ -2,7 +2,10 @@
 parsed; it is applied in one transaction that also marks it processed, so a crash leaves it
 'received' (never half-applied) and a repeat with the same sending facility and control ID
 is answered AA without being applied twice. One lock serialises processing in the listener:
-messages apply in arrival order and two copies of one message cannot race.
+messages apply in arrival order. Across listeners and the RIS's other writers, each message
+is applied in a writer transaction (db.begin_write) and marked with its unique applied_key,
+so two copies applied at once cannot both commit: the loser is tried again, finds the first
+and is answered as a duplicate.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.clock import utcnow
 from ris_app.config import Config
+from ris_app.db import begin_write, is_retryable, set_actor
 from ris_app.hl7.ack import build_ack
 from ris_app.hl7.inbound import Context, handle
 from ris_app.hl7.parse import (
@@ -41,6 +45,18 @@ class Outcome:
     ack: bytes
     status: str
     text: str
+
+
+# Attempts at applying one message when other writers got in first (db.is_retryable).
+WRITE_ATTEMPTS = 5
+
+
+def applied_key(env: Envelope) -> str | None:
+    """What makes two messages the same message (MSH-4 and MSH-10); None without a
+    control ID (then nothing can be recognised as a duplicate)."""
+    if not env.control_id:
+        return None
+    return f"{env.sending_facility[:180]}|{env.control_id[:199]}"
 
 
 class InboundProcessor:
@@ -110,7 +126,24 @@ class InboundProcessor:
             msg = parse(raw, self.settings.default_charset)
         except Hl7Error as exc:
             return self._finish_error(message_id, env, None, exc)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._apply(message_id, env, msg, reprocess=reprocess)
+            except Exception as exc:
+                if attempt < WRITE_ATTEMPTS and is_retryable(exc):
+                    log.info("HL7 message %d lost a race with another writer; attempt %d", message_id, attempt + 1)
+                    continue
+                log.exception("HL7 message %d failed", message_id)
+                error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
+                return self._finish_error(message_id, env, msg, error)
+        raise AssertionError("unreachable")
+
+    def _apply(self, message_id: int, env: Envelope, msg: Message, *, reprocess: bool) -> Outcome:
+        """One writer transaction: the duplicate check, the changes and 'processed'.
+        Raises what db.is_retryable names when another writer got in first."""
         with self.sessions() as s:
+            set_actor(s, f"hl7:{env.sending_application[:56]}" if env.sending_application else "hl7")
+            begin_write(s)
             if not reprocess:
                 earlier = s.scalar(
                     select(Hl7Message.id)
@@ -143,15 +176,15 @@ class InboundProcessor:
                 row.error, row.error_location = "", ""
                 row.processed_at = utcnow()
                 row.attempts += 1
+                # Unique: the same message applied by another connection at once loses here.
+                row.applied_key = applied_key(env)
                 s.commit()  # the changes and 'processed' in one transaction
             except Hl7Error as exc:
                 s.rollback()
                 return self._finish_error(message_id, env, msg, exc)
-            except Exception as exc:  # a bug or the database: answer AE, keep serving
+            except Exception:  # a bug or the database: retried or answered AE by _process
                 s.rollback()
-                log.exception("HL7 message %d failed", message_id)
-                error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
-                return self._finish_error(message_id, env, msg, error)
+                raise
         log.info(
             "HL7 %s %d applied: %s",
             msg.message_type,

@@ -18,7 +18,7 @@ from ris_app.clock import utcnow
 from ris_app.hl7.outbound import current_settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
-from ris_app.web import db, get_or_404, settings
+from ris_app.web import db, get_or_404, hand_over, settings
 from ris_app.web.access import ADMIN, INTEGRATOR, api_roles
 from ris_app.web.auth import check_csrf, login_required
 from ris_app.web.errors import ApiError
@@ -117,6 +117,7 @@ def reprocess(message_id: int) -> dict:
     row = _get(Hl7Message, message_id, "HL7 message")
     if row.status in (InboundStatus.PROCESSED, InboundStatus.DUPLICATE):
         raise ApiError(409, "this message was applied already", field="id", code="already_applied")
+    hand_over()
     outcome = processor.reprocess(message_id)
     db().expire_all()
     return {"id": message_id, "status": outcome.status, "ack_code": outcome.ack_code, "text": outcome.text}

@@ -28,6 +28,7 @@ from ris_app.model.reporting import (
 )
 from ris_app.model.scheduling import (
     PRIORITIES,
+    SEQUENCES,
     SEXES,
     IdSequence,
     Order,
@@ -60,6 +61,7 @@ __all__ = [
     "REPORT_STATUSES",
     "ROLES",
     "SECTIONS",
+    "SEQUENCES",
     "SEXES",
     "ApiToken",
     "CriticalResult",

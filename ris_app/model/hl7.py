@@ -42,6 +42,9 @@ class Hl7Message(Base):
     duplicate_of: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # "facility|control ID" once applied: unique, so two connections (or listeners) applying
+    # the same message at once cannot both commit; the loser retries and finds a duplicate.
+    applied_key: Mapped[str | None] = mapped_column(String(384), unique=True)
 
 
 class OutboxStatus:

@@ -109,6 +109,7 @@ class ReportVersion(Base):
     # Optimistic locking: two readers saving or signing the same version at once cannot
     # both win; the later one gets StaleDataError instead of overwriting the signature.
     lock_version: Mapped[int] = mapped_column(Integer, default=1)
+    changed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")  # page:alice
     __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012  (SQLAlchemy reads it once)
 
     report: Mapped[Report] = relationship(back_populates="versions")

@@ -140,6 +140,13 @@ class ScheduledProcedureStep(Base):
     worklist_item: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Attributes the RIS does not model (imported worklists keep every attribute).
     extra_attributes: Mapped[dict | None] = mapped_column(JSON)
+    # Optimistic locking: every UPDATE checks and bumps lock_version, so a writer that read
+    # an older state fails (StaleDataError, a 409) instead of overwriting; changed_by names
+    # who made the last change (page:alice, api:token, hl7:EHR, mpps:CT1, images) for the
+    # message the loser sees.
+    lock_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    changed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012  (SQLAlchemy reads it once)
 
     requested_procedure: Mapped[RequestedProcedure] = relationship(back_populates="steps")
     history: Mapped[list[StepStatusChange]] = relationship(
@@ -163,14 +170,18 @@ class StepStatusChange(Base):
 
 
 class IdSequence(Base):
-    """Counters for generated identifiers (accession numbers, SPS IDs), portable across
-    databases (no vendor sequences)."""
+    """Counters for generated identifiers (accession numbers, SPS IDs) on SQLite, where the
+    writer's BEGIN IMMEDIATE serialises them. PostgreSQL draws from real sequences
+    (SEQUENCES, created by migration 0008), which never hand out a value twice."""
 
     __tablename__ = "id_sequence"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     next_value: Mapped[int] = mapped_column(Integer, default=1)
 
+
+# Counter name -> the PostgreSQL sequence that backs it (scheduling.orders.next_id).
+SEQUENCES = {"accession": "ris_accession_seq", "sps": "ris_sps_seq"}
 
 # Worklist queries: steps by start within the answered statuses, patients by family name
 # whatever its case (PatientName matching ignores case).

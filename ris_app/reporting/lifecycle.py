@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ris_app.clock import to_site, utcnow
-from ris_app.errors import Conflict, Invalid, NotFound
+from ris_app.db import lock_row
+from ris_app.errors import Conflict, Invalid, NotFound, StaleVersion
 from ris_app.model import (
     ADDENDUM,
     COMMUNICATION_METHODS,
@@ -206,13 +207,24 @@ def _editable(version: ReportVersion) -> None:
 
 
 def save_report(
-    session: Session, report: Report, user: User, sections: dict[str, str], action: str = "draft"
+    session: Session,
+    report: Report,
+    user: User,
+    sections: dict[str, str],
+    action: str = "draft",
+    *,
+    expected_version: int | None = None,
 ) -> ReportVersion:
     """Save the text of the open version (original or addendum) and move it:
-    action 'draft' keeps it DRAFT, 'preliminary' makes it PRELIMINARY, 'sign' makes it FINAL."""
+    action 'draft' keeps it DRAFT, 'preliminary' makes it PRELIMINARY, 'sign' makes it FINAL.
+    `expected_version`: the version's lock_version the editor's page was built from; a
+    colleague's save or signature since then is a StaleVersion naming them, never overwritten."""
     if action not in ("draft", "preliminary", "sign"):
         raise Invalid("action must be draft, preliminary or sign", field="action")
     version = current_version(report)
+    lock_row(session, version)
+    if expected_version is not None and expected_version != version.lock_version:
+        raise StaleVersion("report", version.changed_by, version.updated_at)
     _editable(version)
     if version.kind == ORIGINAL:
         for name in SECTIONS:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from ris_app.clock import from_site, site_now
-from ris_app.errors import DomainError
+from ris_app.errors import DomainError, StaleVersion
 from ris_app.model import (
     COMMUNICATION_METHODS,
     DRAFT,
@@ -155,11 +155,16 @@ def save(study_id: int):
     try:
         report = start_report(s, study, user)
         fields = {k: request.form[k] for k in (*SECTIONS, "addendum") if k in request.form}
-        version = save_report(s, report, user, fields, action)
+        sent = request.form.get("version", "")
+        version = save_report(s, report, user, fields, action, expected_version=int(sent) if sent.isdigit() else None)
         s.commit()
     except StaleDataError:
         s.rollback()
         flash("Someone else saved or signed this report meanwhile: your text was not saved. Here is theirs.", "error")
+        return redirect(url_for("reading.report_page", study_id=study_id))
+    except StaleVersion as err:
+        s.rollback()
+        flash(f"Your text was not saved: {err.message}. Here is theirs.", "error")
         return redirect(url_for("reading.report_page", study_id=study_id))
     except DomainError as err:
         s.rollback()

@@ -226,14 +226,21 @@ def post_order_status(accession: str):
         required: true
         content:
           application/json:
-            schema: {type: object, required: [action], properties: {action: {type: string}}}
+            schema:
+              type: object
+              required: [action]
+              properties:
+                action: {type: string}
+                version: {type: integer, description: "the order's version as read; a newer one answers 409"}
       responses:
         200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+        409: {description: The move is not allowed now, or the step changed since the version sent}
     """
     body = v.json_body(request)
     action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
+    expected = v.expected_version(body, request)
     order = find_order(db(), accession)
-    apply_action(primary_step(order), action, source="api")
+    apply_action(primary_step(order), action, source="api", expected_version=expected)
     commit()
     return jsonify(order_json(order, _order_study(order)))
 

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from pydicom.uid import generate_uid
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Sequence, select
+from sqlalchemy.orm import Session, object_session
 
 from ris_app.clock import utcnow
-from ris_app.errors import Conflict, NotFound
+from ris_app.db import begin_write, is_sqlite, lock_row
+from ris_app.errors import Conflict, NotFound, StaleVersion
 from ris_app.hl7.outbound import on_step_status
 from ris_app.model import (
+    SEQUENCES,
     IdSequence,
     Order,
     Patient,
@@ -38,9 +40,12 @@ log = logging.getLogger(__name__)
 
 
 def next_id(session: Session, name: str) -> int:
-    """Next value of a named counter; the row lock serialises concurrent writers on
-    PostgreSQL, SQLite serialises writes by itself."""
-    seq = session.execute(select(IdSequence).where(IdSequence.name == name).with_for_update()).scalar_one_or_none()
+    """Next value of a named counter, never handed out twice: a PostgreSQL sequence, or on
+    SQLite the counter row read and written under the writer's BEGIN IMMEDIATE."""
+    if not is_sqlite(session):
+        return session.execute(Sequence(SEQUENCES[name]).next_value()).scalar_one()
+    begin_write(session)
+    seq = session.execute(select(IdSequence).where(IdSequence.name == name)).scalar_one_or_none()
     if seq is None:
         seq = IdSequence(name=name, next_value=1)
         session.add(seq)
@@ -205,9 +210,14 @@ def primary_step(order: Order) -> ScheduledProcedureStep:
     return order.requested_procedures[0].steps[0]
 
 
-def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str) -> bool:
-    """Record a status change (no-op when already there). Returns whether it changed."""
-    if step.status == target:
+def set_step_status(
+    step: ScheduledProcedureStep, target: SPSStatus, source: str, *, only_from: frozenset[SPSStatus] | None = None
+) -> bool:
+    """Record a status change (no-op when already there, or when `only_from` is given and
+    the step is in none of those states). Returns whether it changed. The step is locked
+    and re-read first, so the check sees what other writers committed."""
+    lock_step(step)
+    if step.status == target or (only_from is not None and step.status not in only_from):
         return False
     step.history.append(StepStatusChange(from_status=step.status, to_status=target, source=source))
     step.status = target
@@ -216,8 +226,23 @@ def set_step_status(step: ScheduledProcedureStep, target: SPSStatus, source: str
     return True
 
 
-def apply_action(step: ScheduledProcedureStep, action: str, source: str = "api") -> SPSStatus:
+def lock_step(step: ScheduledProcedureStep, expected_version: int | None = None) -> ScheduledProcedureStep:
+    """Hold the step for this transaction, up to date (db.lock_row). `expected_version`:
+    the lock_version the caller's page or client read; another writer's change since then
+    is a StaleVersion (409) naming who made it."""
+    session = object_session(step)
+    if session is not None:
+        lock_row(session, step)
+    if expected_version is not None and expected_version != step.lock_version:
+        raise StaleVersion("step", step.changed_by)
+    return step
+
+
+def apply_action(
+    step: ScheduledProcedureStep, action: str, source: str = "api", *, expected_version: int | None = None
+) -> SPSStatus:
     """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
+    lock_step(step, expected_version)
     target = next_status(step.status, action)
     set_step_status(step, target, source)
     log.info("step %s -> %s (%s)", step.sps_id, target, source)

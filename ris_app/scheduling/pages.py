@@ -40,7 +40,7 @@ from ris_app.scheduling.orders import (
 from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.states import TRANSITIONS, SPSStatus
 from ris_app.tracking.inbox import unmatched_studies
-from ris_app.web import db, settings
+from ris_app.web import commit, db, settings
 from ris_app.web import validation as v
 from ris_app.web.auth import (
     check_csrf,
@@ -319,9 +319,15 @@ def order_status(accession: str):
         order = find_order(db(), accession)
     except DomainError:
         return _no_such_order(accession)
+    version = request.form.get("version", "")
     try:
-        status = apply_action(primary_step(order), step_action.action, source="page")
-        db().commit()
+        status = apply_action(
+            primary_step(order),
+            step_action.action,
+            source="page",
+            expected_version=int(version) if version.isdigit() else None,
+        )
+        commit()
         flash(f"Order {accession} is now {status.lower()}.", "ok")
     except DomainError as err:
         db().rollback()

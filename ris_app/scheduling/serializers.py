@@ -48,6 +48,8 @@ def step_json(s: ScheduledProcedureStep) -> dict:
         "scheduled_start": site_iso(s.start_datetime),
         "status": s.status,
         "status_changed_at": _iso(s.status_changed_at),
+        "version": s.lock_version,
+        "changed_by": s.changed_by,
         "history": [
             {"from": h.from_status, "to": h.to_status, "at": _iso(h.changed_at), "source": h.source} for h in s.history
         ],
@@ -94,6 +96,7 @@ def order_json(o: Order, study: Study | None = None) -> dict:
         "requested_procedure_id": rp.requested_procedure_id,
         "study_instance_uid": rp.study_instance_uid,
         "status": step.status,
+        "version": step.lock_version,  # send it back ("version" or If-Match) to move the step
         "scheduled_procedure_step": step_json(step),
         "study": study_json(study) if study else None,
         "created_at": _iso(o.created_at),

@@ -17,7 +17,7 @@ from ris_app.tracking.corrections import coerce_if_needed, link_study, merge_pat
 from ris_app.tracking.events import StudyEvent, apply_study_event
 from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
-from ris_app.web import commit, db, get_or_404, settings
+from ris_app.web import db, get_or_404, hand_over, settings, write_with_retry
 from ris_app.web import validation as v
 from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
 from ris_app.web.errors import ApiError
@@ -101,6 +101,7 @@ def post_reconcile():
 
     from ris_app.tracking.reconcile import reconcile
 
+    hand_over()
     try:
         report = reconcile(current_app.extensions["ris_sessions"], OrthancClient(settings()))
     except OrthancError as exc:
@@ -293,8 +294,13 @@ def post_study_event():
         200: {description: Applied, content: {application/json: {schema: {$ref: '#/components/schemas/Ok'}}}}
     """
     ev = StudyEvent.from_json(request.get_json(silent=True))
-    study = apply_study_event(db(), ev)
-    if settings().coerce_on_stable and ev.change == "StableStudy":
-        coerce_if_needed(db(), study)
-    commit()
-    return jsonify({"ok": True, "linked": bool(study and study.order_id)})
+    coerce = settings().coerce_on_stable and ev.change == "StableStudy"
+
+    def apply(session):
+        study = apply_study_event(session, ev)
+        if coerce:
+            coerce_if_needed(session, study)
+        return bool(study and study.order_id)
+
+    linked = write_with_retry(apply)
+    return jsonify({"ok": True, "linked": linked})

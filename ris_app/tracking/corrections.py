@@ -64,8 +64,8 @@ def link_study(session: Session, study: Study, order: Order, user: str = "api") 
     target = {**patient_tags(order.patient), "AccessionNumber": order.accession_number}
     study.order = order
     study.link_method = "manual"
-    if step.status in STARTABLE and study.instance_count > 0:
-        set_step_status(step, SPSStatus.STARTED, "link")
+    if study.instance_count > 0:
+        set_step_status(step, SPSStatus.STARTED, "link", only_from=STARTABLE)
     after = {**target, "order": order.accession_number, "link_method": "manual", "step_status": step.status}
     correction = StudyCorrection(
         action="link", study=study, patient_id=order.patient_id, before=before, after=after, performed_by=user

@@ -200,7 +200,6 @@ def apply_study_event(session: Session, ev: StudyEvent) -> Study | None:
     if study.order is not None and ev.instance_count > 0:
         for rp in study.order.requested_procedures:
             for step in rp.steps:
-                if step.status in STARTABLE:
-                    set_step_status(step, SPSStatus.STARTED, "images")
+                set_step_status(step, SPSStatus.STARTED, "images", only_from=STARTABLE)
     session.flush()
     return study

@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.clock import from_site, utcnow
+from ris_app.db import begin_write, retrying, set_actor
 from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep, Station
-from ris_app.scheduling.orders import set_step_status
+from ris_app.scheduling.orders import lock_step, set_step_status
 from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
 from ris_app.tracking.linking import find_step_for
 
@@ -154,8 +155,8 @@ class MppsManager:
         )
         pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series or [])
         session.add(pps)
-        if step is not None and step.status in STARTABLE:
-            set_step_status(step, SPSStatus.STARTED, "mpps")
+        if step is not None:
+            set_step_status(step, SPSStatus.STARTED, "mpps", only_from=STARTABLE)
         session.flush()
         log.info("MPPS %s IN PROGRESS (%s)", sop_uid, f"step {step.sps_id} by {method}" if step else "unscheduled")
         return Outcome(SUCCESS)
@@ -183,9 +184,10 @@ class MppsManager:
                 )
                 or utcnow()
             )
+            if step is not None:
+                lock_step(step)
             if step is not None and step.status not in FINAL_STATES:
-                if step.status in STARTABLE:
-                    set_step_status(step, SPSStatus.STARTED, "mpps")
+                set_step_status(step, SPSStatus.STARTED, "mpps", only_from=STARTABLE)
                 set_step_status(
                     step, SPSStatus.COMPLETED if new_status == COMPLETED else SPSStatus.DISCONTINUED, "mpps"
                 )
@@ -201,22 +203,34 @@ class MppsService:
         self.sessions = sessions
         self.manager = MppsManager()
 
-    def _run(self, fn, sop_uid: str, ds: Dataset) -> Outcome:
-        session = self.sessions()
-        try:
-            outcome = fn(session, sop_uid, ds)
-            if outcome.status == SUCCESS:
-                session.commit()
-            else:
+    def _run(self, fn, sop_uid: str, ds: Dataset, calling_aet: str = "") -> Outcome:
+        """One writer transaction (db.begin_write), tried again when another writer got in
+        first (db.retrying): a step moved by the images or a page meanwhile is re-read."""
+
+        def attempt() -> Outcome:
+            session = set_actor(self.sessions(), f"mpps:{calling_aet}" if calling_aet else "mpps")
+            try:
+                begin_write(session)
+                outcome = fn(session, sop_uid, ds)
+                if outcome.status == SUCCESS:
+                    session.commit()
+                else:
+                    session.rollback()
+                return outcome
+            except BaseException:
                 session.rollback()
-                log.warning("MPPS %s refused: 0x%04X %s", sop_uid, outcome.status, outcome.comment)
-            return outcome
+                raise
+            finally:
+                session.close()
+
+        try:
+            outcome = retrying(attempt, what="MPPS")
         except Exception:
-            session.rollback()
             log.exception("MPPS %s: processing failure", sop_uid)
             return Outcome(PROCESSING_FAILURE, "internal error")
-        finally:
-            session.close()
+        if outcome.status != SUCCESS:
+            log.warning("MPPS %s refused: 0x%04X %s", sop_uid, outcome.status, outcome.comment)
+        return outcome
 
     def on_n_create(self, event):
         ds = event.attribute_list
@@ -225,7 +239,7 @@ class MppsService:
         if not sop_uid:  # the SCP assigns the instance UID when the SCU did not (PS3.7 10.1.5)
             sop_uid = generate_uid()
             reply.AffectedSOPInstanceUID = sop_uid
-        outcome = self._run(self.manager.create, str(sop_uid), ds)
+        outcome = self._run(self.manager.create, str(sop_uid), ds, _calling_aet(event))
         if outcome.status != SUCCESS:
             return outcome.dimse_status(), None
         for elem in ds:
@@ -234,8 +248,15 @@ class MppsService:
 
     def on_n_set(self, event):
         mods = event.modification_list
-        outcome = self._run(self.manager.set, str(event.request.RequestedSOPInstanceUID), mods)
+        outcome = self._run(self.manager.set, str(event.request.RequestedSOPInstanceUID), mods, _calling_aet(event))
         return outcome.dimse_status(), (mods if outcome.status == SUCCESS else None)
+
+
+def _calling_aet(event) -> str:
+    try:
+        return str(event.assoc.requestor.primitive.calling_ae_title).strip()
+    except AttributeError:
+        return ""
 
 
 class StationAllowlist:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from ris_app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable, error_body
+from ris_app.web import write_conflict
 
 HTTP_STATUS: dict[type[DomainError], int] = {Invalid: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
 CODE_OF_STATUS = {
@@ -44,6 +47,15 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(err: DomainError):
         return error_response(http_status(err), err.message, err.field, err.code)
+
+    @app.errorhandler(IntegrityError)
+    @app.errorhandler(StaleDataError)
+    def _write_conflict(exc: IntegrityError | StaleDataError):
+        # Raised by a flush before the view's commit: the same 409 as web.commit gives.
+        err = write_conflict(exc)
+        if request.path.startswith("/api/"):
+            return error_response(409, err.message, err.field, err.code)
+        return render_template("message.html", title="Changed meanwhile", text=err.message), 409
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

@@ -93,6 +93,7 @@ SCHEMAS = {
             "accession_number": {"type": "string"},
             "study_instance_uid": {"type": "string"},
             "status": {"type": "string"},
+            "version": {"type": "integer", "description": "the step's version; send it back to move the step"},
             "scheduled_procedure_step": {"type": "object"},
         },
     },

@@ -179,3 +179,20 @@ def tcp_port(body: dict, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ApiError(400, "must be a whole number from 1 to 65535", field=name)
     return value
+
+
+def expected_version(body: dict, request) -> int | None:
+    """The version of the record the client read, from the body's "version" or an If-Match
+    header ("3" or W/"3"); None when it sends neither (then the last writer wins, as before)."""
+    value = body.get("version")
+    if value is None:
+        header = request.headers.get("If-Match", "").strip()
+        if not header:
+            return None
+        header = header.removeprefix("W/").strip('"')
+        if not header.isdigit():
+            raise ApiError(400, 'If-Match must be the version read, e.g. "3"', field="version")
+        value = int(header)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ApiError(400, "must be the whole-number version read from the record", field="version")
+    return value
