@@ -232,6 +232,10 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         **(extra_env or {}),
     }
     env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    # extra_env may name the ports (a restart on the same ones): the URLs follow it.
+    http_port, orthanc_port, dicom_port = (
+        int(env[k]) for k in ("ORTHANC_RIS_HTTP_PORT", "ORTHANC_RIS_ORTHANC_HTTP_PORT", "ORTHANC_RIS_DICOM_PORT")
+    )
     pg = os.environ.get("ORTHANC_RIS_TEST_DATABASE_URL")
     if pg and not (extra_env or {}).get("ORTHANC_RIS_DATABASE_URL"):
         # The PostgreSQL pass of .ci/run: the RIS and Orthanc's index each get a fresh

@@ -58,6 +58,7 @@ def up(start_timeout: float) -> None:
     from ris_app import clock
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
+    from ris_app.ops.pidfile import AlreadyRunning, PidFile, end_stale
     from ris_app.ops.supervisor import run
     from ris_app.orthanc.config import render
 
@@ -68,9 +69,16 @@ def up(start_timeout: float) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     cfg.home.mkdir(parents=True, exist_ok=True)
-    m.upgrade(cfg.database_url, site_zone=clock.site_zone(cfg))
-    _seed(cfg)
-    sys.exit(run(cfg, start_timeout=start_timeout))
+    try:
+        pids = PidFile.claim(cfg.home)
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    with pids:  # removed on every orderly exit; a killed supervisor leaves it for the next `up`
+        end_stale(pids.earlier, say=click.echo)
+        m.upgrade(cfg.database_url, site_zone=clock.site_zone(cfg))
+        _seed(cfg)
+        code = run(cfg, start_timeout=start_timeout, pids=pids)
+    sys.exit(code)
 
 
 @main.command("hl7-listener")

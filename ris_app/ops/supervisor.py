@@ -2,10 +2,17 @@
 
 Each part is a child process with a health URL. If one dies, the others are stopped and
 the exit names the part and its exit status; SIGINT/SIGTERM stop all parts cleanly.
+
+Each part runs in its own session, so a Ctrl-C at the terminal reaches the supervisor only
+and the parts stop in order, with a grace period. Each also gets SIGTERM from the kernel when
+the supervisor dies however it dies (Linux's parent-death signal): no part outlives it
+holding its ports. What a SIGTERM does not end, the next `up` finds in the pid file
+(ris_app/ops/pidfile.py) and ends.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -18,6 +25,7 @@ from pathlib import Path
 import requests
 
 from ris_app.config import Config
+from ris_app.ops.pidfile import PidFile
 from ris_app.orthanc import config as orthanc_config
 
 log = logging.getLogger("ris_app.ops.supervisor")
@@ -37,6 +45,29 @@ class Part:
 
 class PartFailed(RuntimeError):
     pass
+
+
+# Loaded here, not in the forked child: only async-signal-safe calls are sound between fork and exec.
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int):
+    """A preexec_fn: the child gets SIGTERM when `parent` dies. The setting survives exec (our
+    parts are no setuid binaries) but not fork, so gunicorn's workers instead see their
+    master go (gunicorn checks its parent) and Orthanc has no children.
+
+    preexec_fn is unsafe once threads run: the supervisor starts none (requests, SQLAlchemy
+    and logging here run in the main thread), and the signal follows the thread that forked,
+    which is the main one, alive as long as the supervisor."""
+
+    def preexec() -> None:
+        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # it died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def child_env(cfg: Config) -> dict[str, str]:
@@ -226,8 +257,9 @@ def _stop(all_parts: list[Part], grace: float = 15.0) -> None:
             part.proc.wait()
 
 
-def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
-    """Start every part and supervise until a signal or a failure. Returns the exit code."""
+def run(cfg: Config, *, start_timeout: float = 60.0, pids: PidFile | None = None) -> int:
+    """Start every part and supervise until a signal or a failure. Returns the exit code.
+    Each started part is written to `pids`, the data folder's pid file."""
     stopping = {"signal": None}
 
     def _on_signal(signum, _frame):
@@ -243,8 +275,16 @@ def run(cfg: Config, *, start_timeout: float = 60.0) -> int:
             if part.health_tcp is not None and _tcp_accepts(part.health_tcp):
                 # Someone else answers there: the health check would be fooled by them.
                 raise PartFailed(f"{part.name} cannot start: {part.health_tcp[0]}:{part.health_tcp[1]} is in use")
-            part.proc = subprocess.Popen(part.argv, env=part.env, cwd=part.cwd, start_new_session=True)
+            part.proc = subprocess.Popen(
+                part.argv,
+                env=part.env,
+                cwd=part.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 - no threads run here, see _die_with
+            )
             started.append(part)
+            if pids is not None:
+                pids.record(part.name, part.proc.pid)
             _wait_healthy(part, start_timeout)
             if stopping["signal"]:
                 break
