@@ -15,6 +15,7 @@ from flask import (
 from sqlalchemy import select
 
 from ris_app.clock import utcnow
+from ris_app.errors import DomainError
 from ris_app.hl7.outbound import current_settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
@@ -112,12 +113,21 @@ def _get(model, row_id: int, what: str):
     return get_or_404(model, row_id, what)
 
 
+def processor() -> InboundProcessor:
+    """This app's one inbound processor (the listener process holds its own): reprocessing
+    goes through the same path as a live message."""
+    found = current_app.extensions.get("hl7_processor")
+    if found is None:
+        found = InboundProcessor(current_app.extensions["ris_sessions"], current_settings(), settings())
+        current_app.extensions["hl7_processor"] = found
+    return found
+
+
 def reprocess(message_id: int) -> dict:
-    processor = InboundProcessor(current_app.extensions["ris_sessions"], current_settings(), settings())
-    row = _get(Hl7Message, message_id, "HL7 message")
-    if row.status in (InboundStatus.PROCESSED, InboundStatus.DUPLICATE):
-        raise ApiError(409, "this message was applied already", field="id", code="already_applied")
-    outcome = processor.reprocess(message_id)
+    """Reprocess a failed message; anything else is refused with 409 (Conflict)."""
+    _get(Hl7Message, message_id, "HL7 message")
+    db().rollback()  # hold no read transaction on SQLite while the processor writes
+    outcome = processor().reprocess(message_id)
     db().expire_all()
     return {"id": message_id, "status": outcome.status, "ack_code": outcome.ack_code, "text": outcome.text}
 
@@ -158,13 +168,15 @@ def get_message(message_id: int):
 @api.post("/messages/<int:message_id>/reprocess")
 @api_roles(*ADMIN)
 def post_reprocess(message_id: int):
-    """Process an inbound message again (after fixing data).
+    """Process a failed inbound message (status error or rejected) again, after fixing data,
+    through the same path as a live message. Any other message is refused with 409.
 
     ---
     post:
       tags: [hl7]
       responses:
         200: {description: The outcome, content: {application/json: {schema: {type: object}}}}
+        409: {description: The message did not fail (or is being reprocessed now)}
     """
     return jsonify(reprocess(message_id))
 
@@ -220,7 +232,11 @@ def messages_page():
     except ApiError:
         rows = []
     return render_template(
-        "hl7_messages.html", rows=rows, statuses=INBOUND_STATUSES, status=request.args.get("status", "")
+        "hl7_messages.html",
+        rows=rows,
+        statuses=INBOUND_STATUSES,
+        status=request.args.get("status", ""),
+        failed=InboundStatus.FAILED,
     )
 
 
@@ -233,6 +249,6 @@ def reprocess_page(message_id: int):
             f"Message {message_id} reprocessed: {result['ack_code']} {result['text']}",
             "ok" if result["ack_code"] == "AA" else "error",
         )
-    except ApiError as exc:
+    except DomainError as exc:
         flash(f"Message {message_id}: {exc.message}", "error")
     return redirect(url_for("hl7_pages.messages_page", status=request.args.get("status", "")))

@@ -17,6 +17,8 @@ class InboundStatus:
     DUPLICATE = "duplicate"  # same sending facility + control ID as a processed one: AA, not applied
     ERROR = "error"  # content error, answered AE: fix the data and reprocess
     REJECTED = "rejected"  # answered AR: unsupported type or broken structure
+    # Not applied: the only states an operator may reprocess (after fixing the data).
+    FAILED = frozenset({ERROR, REJECTED})
 
 
 class Hl7Message(Base):
