@@ -1,14 +1,22 @@
 """The outbox sender: the listener's thread that delivers `hl7_outbox` rows to their
-destinations and re-sends until the peer's ACK echoes our control ID in MSA-2."""
+destinations and re-sends until the peer's ACK echoes our control ID in MSA-2.
+
+Order: messages to one destination about one order (the same `reference`, its accession
+number) are delivered in the order they were queued. A message not yet delivered, whether
+waiting for its next try or refused with AE and waiting for an operator, holds back the
+later ones with the same destination and reference ("held behind message N"); other orders
+flow meanwhile. A destination that cannot be reached is left alone for the rest of a pass.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from ris_app.clock import utcnow
 from ris_app.hl7.ack import read_ack
@@ -18,10 +26,58 @@ from ris_app.model import Hl7Outbox, OutboxStatus
 
 log = logging.getLogger(__name__)
 
+# At most this many messages a pass; a pass repeats its query while it delivers, so a burst
+# for one order goes out in one pass, one message of each order per round.
+PASS_LIMIT = 500
+
+
+def _earlier_unsent():
+    """Join condition: `earlier` is an undelivered message queued before Hl7Outbox to the
+    same destination about the same reference."""
+    earlier = aliased(Hl7Outbox)
+    return earlier, and_(
+        earlier.destination == Hl7Outbox.destination,
+        earlier.reference == Hl7Outbox.reference,
+        earlier.id < Hl7Outbox.id,
+        earlier.status.in_(OutboxStatus.UNSENT),
+    )
+
+
+def due_heads(now: datetime, limit: int = PASS_LIMIT) -> Select[tuple[Hl7Outbox]]:
+    """The messages to send now, in one query: pending, due, and first in line for their
+    destination and reference (nothing undelivered queued before them)."""
+    _, condition = _earlier_unsent()
+    return (
+        select(Hl7Outbox)
+        .where(
+            Hl7Outbox.status == OutboxStatus.PENDING,
+            Hl7Outbox.next_attempt_at <= now,
+            ~exists().where(condition).correlate(Hl7Outbox),
+        )
+        .order_by(Hl7Outbox.id)
+        .limit(limit)
+    )
+
+
+def held_behind(session: Session, ids: Iterable[int]) -> dict[int, int]:
+    """For each of these pending messages that is held back, the first undelivered message
+    it waits for (same destination and reference), in one query."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    earlier, condition = _earlier_unsent()
+    rows = session.execute(
+        select(Hl7Outbox.id, func.min(earlier.id))
+        .join(earlier, condition)
+        .where(Hl7Outbox.id.in_(ids), Hl7Outbox.status == OutboxStatus.PENDING)
+        .group_by(Hl7Outbox.id)
+    )
+    return {row_id: first for row_id, first in rows}
+
 
 class OutboxSender(threading.Thread):
-    """Sends due outbox rows, oldest first and in order per destination: a row that fails
-    holds back the later rows for its destination until it is acknowledged."""
+    """Sends due outbox rows, oldest first and in order per destination and reference: a
+    row not yet delivered holds back the later rows with its destination and reference."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Hl7Settings, poll: float = 0.5) -> None:
         super().__init__(name="hl7-outbox", daemon=True)
@@ -58,24 +114,22 @@ class OutboxSender(threading.Thread):
         """One pass over the outbox. Returns how many messages were acknowledged."""
         destinations = {d.name: d for d in self.settings.destinations}
         sent = 0
-        blocked: set[str] = set()
-        now = utcnow()
+        unreachable: set[str] = set()  # no connection, no answer: leave it for this pass
         with self.sessions() as s:
-            rows = s.scalars(
-                select(Hl7Outbox).where(Hl7Outbox.status == OutboxStatus.PENDING).order_by(Hl7Outbox.id).limit(500)
-            ).all()
-            for row in rows:
-                if row.destination in blocked:
-                    continue
-                if row.next_attempt_at > now:
-                    blocked.add(row.destination)
-                    continue
-                ok = self._send(row, destinations.get(row.destination))
-                s.commit()
-                if ok:
-                    sent += 1
-                elif row.status == OutboxStatus.PENDING:
-                    blocked.add(row.destination)
+            while sent < PASS_LIMIT:
+                delivered = 0
+                for row in s.scalars(due_heads(utcnow(), PASS_LIMIT - sent)).all():
+                    if row.destination in unreachable:
+                        continue
+                    ok = self._send(row, destinations.get(row.destination))
+                    s.commit()
+                    if ok:
+                        delivered += 1
+                    elif row.status == OutboxStatus.PENDING:
+                        unreachable.add(row.destination)
+                if not delivered:
+                    break
+                sent += delivered
         return sent
 
     def _retry_later(self, row: Hl7Outbox, error: str) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from ris_app.clock import utcnow
 from ris_app.errors import DomainError
 from ris_app.hl7.outbound import current_settings
+from ris_app.hl7.sender import held_behind
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.web import db, get_or_404, settings
@@ -68,7 +69,7 @@ def message_json(row: Hl7Message, *, raw: bool = False) -> dict:
     return out
 
 
-def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
+def outbox_json(row: Hl7Outbox, *, payload: bool = False, held: dict[int, int] | None = None) -> dict:
     out = {
         "id": row.id,
         "created_at": row.created_at.isoformat(),
@@ -82,6 +83,8 @@ def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
         "last_error": row.last_error,
         "ack_code": row.ack_code,
         "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        # The undelivered message to the same destination about the same order it waits for.
+        "held_behind": (held if held is not None else held_behind(db(), [row.id])).get(row.id),
     }
     if payload:
         out["payload"] = row.payload.replace("\r", "\n")
@@ -201,8 +204,9 @@ def get_outbox():
         stmt = stmt.where(Hl7Outbox.status == request.args["status"].lower())
     if request.args.get("reference"):
         stmt = stmt.where(Hl7Outbox.reference == request.args["reference"])
-    rows = db().scalars(stmt.order_by(Hl7Outbox.id.desc()).limit(_limit()))
-    return jsonify({"items": [outbox_json(r, payload=True) for r in rows]})
+    rows = db().scalars(stmt.order_by(Hl7Outbox.id.desc()).limit(_limit())).all()
+    held = held_behind(db(), [r.id for r in rows])
+    return jsonify({"items": [outbox_json(r, payload=True, held=held) for r in rows]})
 
 
 @api.post("/outbox/<int:outbox_id>/retry")
@@ -217,9 +221,30 @@ def post_outbox_retry(outbox_id: int):
         200: {description: Queued again, content: {application/json: {schema: {type: object}}}}
     """
     row = _get(Hl7Outbox, outbox_id, "outbox message")
-    if row.status == OutboxStatus.SENT:
-        raise ApiError(409, "this message was acknowledged already", field="id")
+    if row.status not in OutboxStatus.UNSENT:
+        raise ApiError(409, f"this message was {row.status} already", field="id")
     row.status, row.next_attempt_at = OutboxStatus.PENDING, utcnow()
+    db().commit()
+    return jsonify(outbox_json(row))
+
+
+@api.post("/outbox/<int:outbox_id>/discard")
+@api_roles(*ADMIN)
+def post_outbox_discard(outbox_id: int):
+    """Give up a message that was not delivered (the peer keeps refusing it): it is never
+    sent, and the later messages about the same order no longer wait for it.
+
+    ---
+    post:
+      tags: [hl7]
+      responses:
+        200: {description: Discarded, content: {application/json: {schema: {type: object}}}}
+        409: {description: The message was sent or discarded already}
+    """
+    row = _get(Hl7Outbox, outbox_id, "outbox message")
+    if row.status not in OutboxStatus.UNSENT:
+        raise ApiError(409, f"this message was {row.status} already", field="id")
+    row.status = OutboxStatus.DISCARDED
     db().commit()
     return jsonify(outbox_json(row))
 
@@ -231,9 +256,12 @@ def messages_page():
         rows = _messages()
     except ApiError:
         rows = []
+    outbox = db().scalars(select(Hl7Outbox).order_by(Hl7Outbox.id.desc()).limit(50)).all()
     return render_template(
         "hl7_messages.html",
         rows=rows,
+        outbox=outbox,
+        held=held_behind(db(), [r.id for r in outbox]),
         statuses=INBOUND_STATUSES,
         status=request.args.get("status", ""),
         failed=InboundStatus.FAILED,
