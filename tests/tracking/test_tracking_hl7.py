@@ -10,7 +10,8 @@ from ris_app.db import transaction
 from ris_app.model import OrthancTask, StudyCorrection
 from ris_app.tracking.events import StudyEvent, apply_study_event
 from tests.fixtures import hl7_messages as H
-from tests.hl7.test_hl7_listener import ack_of, hl7, receiver  # noqa: F401  (fixtures)
+from tests.fixtures.hl7_service import hl7, receiver  # noqa: F401  (fixtures)
+from tests.hl7.test_hl7_listener import ack_of
 
 pytestmark = pytest.mark.db
 
