@@ -94,7 +94,8 @@ def test_a40_merges_orders_into_surviving_patient(hl7):
     code, *_ = ack_of(hl7, H.ADT_A40, mrn="NEW-1", family="Kept", prior="OLD-1")
     assert code == "AA"
     with hl7.sessions() as s:
-        assert find_patient(s, "OLD-1") is None
+        kept, survivor = find_patient(s, "OLD-1"), find_patient(s, "NEW-1")
+        assert kept.merged_into_id == survivor.id  # kept, marked merged (as the pages merge)
         order = find_order(s, "MRG-ACC-1")
         assert order.patient.mrn == "NEW-1"
         item = pydicom.dcmread(BytesIO(primary_step(order).worklist_item))

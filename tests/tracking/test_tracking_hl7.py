@@ -1,5 +1,5 @@
 """HL7 patient updates and merges reach the stored studies in Orthanc (queued corrections),
-and an A40 merge that deletes the prior record keeps its audit rows."""
+and an A40 merge keeps the prior record, with its audit rows."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def test_a08_and_a40_queue_orthanc_corrections(hl7):  # noqa: F811
     with hl7.sessions() as s:
         tasks = s.scalars(select(OrthancTask).order_by(OrthancTask.id)).all()
         assert tasks[-1].replace["PatientID"] == "HL7-NEW"
-        # the prior patient is gone; its rename is still on record
+        # the prior patient is kept, merged; its rename is still on record with it
         actions = {c.action: c.patient_id for c in s.scalars(select(StudyCorrection))}
-        assert actions["patient_update"] is None and actions["merge"] is not None
+        assert actions["patient_update"] is not None and actions["merge"] is not None
+        assert actions["patient_update"] != actions["merge"]
