@@ -97,9 +97,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back everything on any error. `write`:
-    the work reads then writes shared rows (see begin_write)."""
+def transaction(factory: sessionmaker[Session], *, write: bool = True) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back everything on any error. A writer by
+    default (begin_write: what it reads is still true when it writes); write=False for a
+    long read that must not hold other writers back."""
     session = factory()
     try:
         if write:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from ris_app.errors import DomainError
 from ris_app.hl7.parse import (
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
@@ -15,6 +16,7 @@ from ris_app.hl7.parse import (
 )
 from ris_app.hl7.reading import (
     Context,
+    domain_error,
     family_of,
     field_text,
     lookup_patient,
@@ -23,10 +25,7 @@ from ris_app.hl7.reading import (
     segments,
     upsert_patient,
 )
-from ris_app.scheduling.orders import (
-    patient_changed,
-)
-from ris_app.tracking.corrections import sync_patient_studies, update_patient_everywhere
+from ris_app.tracking.corrections import merge_patients, update_patient_everywhere
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,10 @@ def adt_demographics_only(ctx: Context, msg: Message) -> str:
 
 
 def adt_merge(ctx: Context, msg: Message) -> str:
-    """A40: each PID/MRG pair merges MRG-1 (prior) into PID-3 (surviving). The prior
-    patient's orders move to the surviving one (their worklist items say so) and the
-    prior record is removed; if only the prior exists it simply takes the new ID."""
+    """A40: each PID/MRG pair merges MRG-1 (prior) into PID-3 (surviving) through the one
+    merge of the pages and the API (tracking.corrections.merge_patients): the prior
+    patient's orders move to the surviving one (their worklist items say so) and the prior
+    record is kept, marked merged into it. If only the prior exists it takes the new ID."""
     fam = family_of(msg)
     pids, mrgs = msg.all("PID"), msg.all("MRG")
     if not pids or not mrgs:
@@ -82,13 +82,10 @@ def adt_merge(ctx: Context, msg: Message) -> str:
         elif prior.id == surviving.id:
             done.append("already merged")
         else:
-            for order in list(prior.orders):
-                order.patient = surviving
-            ctx.session.flush()
-            upsert_patient(ctx, fields)
-            patient_changed(surviving)  # the moved orders now carry the surviving patient
-            sync_patient_studies(ctx.session, surviving, "merge", {"merged_mrn": prior.mrn}, user="hl7")
-            ctx.session.delete(prior)
-            ctx.session.flush()
+            upsert_patient(ctx, fields)  # the surviving patient's demographics, as PID says
+            try:
+                merge_patients(ctx.session, surviving, prior, user="hl7")
+            except DomainError as exc:
+                raise domain_error(exc, fam) from None
             done.append("patients merged")
     return "; ".join(done)

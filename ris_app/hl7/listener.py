@@ -10,7 +10,8 @@ from ris_app import clock
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 from ris_app.hl7.mllp import MLLPServer, serve_in_thread, server_context
-from ris_app.hl7.outbound import OutboxSender, set_settings
+from ris_app.hl7.outbound import set_settings
+from ris_app.hl7.sender import OutboxSender
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.store import InboundProcessor
 

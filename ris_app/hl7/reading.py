@@ -35,7 +35,7 @@ from ris_app.scheduling.orders import (
     create_patient,
     find_patient,
 )
-from ris_app.tracking.corrections import update_patient_everywhere
+from ris_app.tracking.corrections import surviving_patient, update_patient_everywhere
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,13 @@ def read_patient(segs: dict[str, Segment], fam: str) -> tuple[dict, str]:
 
 
 def lookup_patient(session: Session, mrn: str, issuer: str) -> Patient | None:
-    """By MRN and issuer; a patient registered without an issuer matches any issuer."""
+    """By MRN and issuer; a patient registered without an issuer matches any issuer. A
+    merged patient's MRN finds the survivor it was merged into."""
     if not issuer:
-        return find_patient(session, mrn, None)
-    return find_patient(session, mrn, issuer) or find_patient(session, mrn, "")
+        found = find_patient(session, mrn, None)
+    else:
+        found = find_patient(session, mrn, issuer) or find_patient(session, mrn, "")
+    return surviving_patient(session, found)
 
 
 def upsert_patient(ctx: Context, fields: dict, *, create: bool = True) -> Patient | None:

@@ -2,10 +2,18 @@
 parsed; it is applied in one transaction that also marks it processed, so a crash leaves it
 'received' (never half-applied) and a repeat with the same sending facility and control ID
 is answered AA without being applied twice. One lock serialises processing in the listener:
-messages apply in arrival order. Across listeners and the RIS's other writers, each message
-is applied in a writer transaction (db.begin_write) and marked with its unique applied_key,
-so two copies applied at once cannot both commit: the loser is tried again, finds the first
-and is answered as a duplicate.
+messages apply in arrival order and two copies of one message cannot race.
+
+Reprocessing (an operator, after fixing the data) takes the same path as a live message,
+duplicate check and handlers included, and only for a message that failed: the move out of
+'error'/'rejected' is a conditional UPDATE in the transaction that applies the message, so
+two operators (or two processes: the web app and the listener each hold a processor) cannot
+apply one message twice; the second is refused with Conflict.
+
+Across listeners and the RIS's other writers, each message is applied in a writer
+transaction (db.begin_write) and marked with its unique applied_key, so two copies applied
+at once cannot both commit: the loser is tried again, finds the first and is answered as a
+duplicate.
 """
 
 from __future__ import annotations
@@ -14,12 +22,13 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import begin_write, is_retryable, set_actor
+from ris_app.errors import Conflict, NotFound
 from ris_app.hl7.ack import build_ack
 from ris_app.hl7.inbound import Context, handle
 from ris_app.hl7.parse import (
@@ -86,14 +95,17 @@ class InboundProcessor:
             return self._finish_error(message_id, env, None, error)
 
     def reprocess(self, message_id: int) -> Outcome:
-        """Apply a stored message again (after an operator fixed the data)."""
+        """Apply a failed message again (after an operator fixed the data), exactly as a live
+        message is applied. Raises NotFound, or Conflict when the message did not fail (it
+        was applied, is a duplicate, or is being processed now)."""
         with self.lock:
             with self.sessions() as s:
                 row = s.get(Hl7Message, message_id)
                 if row is None:
-                    raise KeyError(message_id)
+                    raise NotFound("no HL7 message with this id", field="id")
+                _check_failed(row.status)
                 raw = row.raw
-            return self._process(message_id, raw, read_envelope(raw), reprocess=True)
+            return self._process(message_id, raw, read_envelope(raw), claim=True)
 
     # -------------------------------------------------------------- steps
     def _store(self, raw: bytes, env: Envelope, peer: str) -> int:
@@ -121,14 +133,33 @@ class InboundProcessor:
         except (UnicodeEncodeError, LookupError):
             return ack.encode("utf-8", errors="replace")
 
-    def _process(self, message_id: int, raw: bytes, env: Envelope, *, reprocess: bool = False) -> Outcome:
+    def _claim(self, s: Session, message_id: int) -> None:
+        """Move a failed message back to 'received' as the first write of the transaction
+        that applies it: the row lock (PostgreSQL) or the write lock (SQLite) it takes makes
+        a second reprocess wait, then find the message no longer failed."""
+        # The transaction began as a writer (SQLite: BEGIN IMMEDIATE); on PostgreSQL the
+        # conditional UPDATE takes the row lock.
+        claimed = s.execute(
+            update(Hl7Message)
+            .where(Hl7Message.id == message_id, Hl7Message.status.in_(InboundStatus.FAILED))
+            .values(status=InboundStatus.RECEIVED)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not claimed:
+            s.rollback()
+            _check_failed(s.scalar(select(Hl7Message.status).where(Hl7Message.id == message_id)) or "")
+            raise Conflict("this message changed while it was being reprocessed; try again", field="id")
+
+    def _process(self, message_id: int, raw: bytes, env: Envelope, *, claim: bool = False) -> Outcome:
         try:
             msg = parse(raw, self.settings.default_charset)
         except Hl7Error as exc:
             return self._finish_error(message_id, env, None, exc)
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return self._apply(message_id, env, msg, reprocess=reprocess)
+                return self._apply(message_id, env, msg, claim=claim)
+            except Conflict:
+                raise  # a reprocess of a message that is not failed (any more)
             except Exception as exc:
                 if attempt < WRITE_ATTEMPTS and is_retryable(exc):
                     log.info("HL7 message %d lost a race with another writer; attempt %d", message_id, attempt + 1)
@@ -138,35 +169,37 @@ class InboundProcessor:
                 return self._finish_error(message_id, env, msg, error)
         raise AssertionError("unreachable")
 
-    def _apply(self, message_id: int, env: Envelope, msg: Message, *, reprocess: bool) -> Outcome:
-        """One writer transaction: the duplicate check, the changes and 'processed'.
-        Raises what db.is_retryable names when another writer got in first."""
+    def _apply(self, message_id: int, env: Envelope, msg: Message, *, claim: bool) -> Outcome:
+        """One writer transaction: the claim, the duplicate check, the changes and
+        'processed'. Raises what db.is_retryable names when another writer got in first."""
         with self.sessions() as s:
             set_actor(s, f"hl7:{env.sending_application[:56]}" if env.sending_application else "hl7")
             begin_write(s)
-            if not reprocess:
-                earlier = s.scalar(
-                    select(Hl7Message.id)
-                    .where(
-                        Hl7Message.sending_facility == env.sending_facility[:180],
-                        Hl7Message.control_id == env.control_id[:199],
-                        Hl7Message.status == InboundStatus.PROCESSED,
-                        Hl7Message.id != message_id,
-                    )
-                    .order_by(Hl7Message.id)
-                    .limit(1)
+            if claim:
+                self._claim(s, message_id)
+            earlier = s.scalar(
+                select(Hl7Message.id)
+                .where(
+                    Hl7Message.sending_facility == env.sending_facility[:180],
+                    Hl7Message.control_id == env.control_id[:199],
+                    Hl7Message.status == InboundStatus.PROCESSED,
+                    Hl7Message.id != message_id,
                 )
-                if earlier is not None:
-                    row = s.get(Hl7Message, message_id)
-                    assert row is not None
-                    row.status, row.ack_code, row.duplicate_of = InboundStatus.DUPLICATE, "AA", earlier
-                    row.summary = f"duplicate of message {earlier}; not applied again"
-                    row.processed_at = utcnow()
-                    s.commit()
-                    log.info("HL7 %s %s: duplicate of message %d", msg.message_type, message_id, earlier)
-                    return Outcome(
-                        message_id, "AA", self._ack(msg, "AA", row.summary, None, msg.charset), row.status, row.summary
-                    )
+                .order_by(Hl7Message.id)
+                .limit(1)
+            )
+            if earlier is not None:
+                row = s.get(Hl7Message, message_id)
+                assert row is not None
+                row.status, row.ack_code, row.duplicate_of = InboundStatus.DUPLICATE, "AA", earlier
+                row.summary = f"duplicate of message {earlier}; not applied again"
+                row.error, row.error_location = "", ""
+                row.processed_at = utcnow()
+                s.commit()
+                log.info("HL7 %s %s: duplicate of message %d", msg.message_type, message_id, earlier)
+                return Outcome(
+                    message_id, "AA", self._ack(msg, "AA", row.summary, None, msg.charset), row.status, row.summary
+                )
             ctx = Context(s, self.settings, self.accession_prefix, self.uid_root)
             try:
                 summary = handle(ctx, msg)
@@ -198,6 +231,7 @@ class InboundProcessor:
     def _finish_error(self, message_id: int, env: Envelope, msg: Message | None, error: Hl7Error) -> Outcome:
         status = InboundStatus.REJECTED if error.ack_code == "AR" else InboundStatus.ERROR
         with self.sessions() as s:
+            begin_write(s)
             row = s.get(Hl7Message, message_id)
             if row is not None:
                 row.status, row.ack_code = status, error.ack_code
@@ -221,3 +255,16 @@ class InboundProcessor:
             status,
             error.text,
         )
+
+
+def _check_failed(status: str) -> None:
+    """Only a message that failed may be reprocessed: anything else is a Conflict."""
+    if status in InboundStatus.FAILED:
+        return
+    if status == InboundStatus.RECEIVED:
+        raise Conflict("this message is being processed now", field="id", code="in_progress")
+    raise Conflict(
+        f"only a message that failed (error or rejected) can be reprocessed; this one is {status or 'gone'}",
+        field="id",
+        code="not_failed",
+    )

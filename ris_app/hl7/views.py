@@ -15,7 +15,9 @@ from flask import (
 from sqlalchemy import select
 
 from ris_app.clock import utcnow
+from ris_app.errors import DomainError
 from ris_app.hl7.outbound import current_settings
+from ris_app.hl7.sender import held_behind
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.web import db, get_or_404, hand_over, settings
@@ -67,7 +69,7 @@ def message_json(row: Hl7Message, *, raw: bool = False) -> dict:
     return out
 
 
-def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
+def outbox_json(row: Hl7Outbox, *, payload: bool = False, held: dict[int, int] | None = None) -> dict:
     out = {
         "id": row.id,
         "created_at": row.created_at.isoformat(),
@@ -81,6 +83,8 @@ def outbox_json(row: Hl7Outbox, *, payload: bool = False) -> dict:
         "last_error": row.last_error,
         "ack_code": row.ack_code,
         "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        # The undelivered message to the same destination about the same order it waits for.
+        "held_behind": (held if held is not None else held_behind(db(), [row.id])).get(row.id),
     }
     if payload:
         out["payload"] = row.payload.replace("\r", "\n")
@@ -112,13 +116,21 @@ def _get(model, row_id: int, what: str):
     return get_or_404(model, row_id, what)
 
 
+def processor() -> InboundProcessor:
+    """This app's one inbound processor (the listener process holds its own): reprocessing
+    goes through the same path as a live message."""
+    found = current_app.extensions.get("hl7_processor")
+    if found is None:
+        found = InboundProcessor(current_app.extensions["ris_sessions"], current_settings(), settings())
+        current_app.extensions["hl7_processor"] = found
+    return found
+
+
 def reprocess(message_id: int) -> dict:
-    processor = InboundProcessor(current_app.extensions["ris_sessions"], current_settings(), settings())
-    row = _get(Hl7Message, message_id, "HL7 message")
-    if row.status in (InboundStatus.PROCESSED, InboundStatus.DUPLICATE):
-        raise ApiError(409, "this message was applied already", field="id", code="already_applied")
-    hand_over()
-    outcome = processor.reprocess(message_id)
+    """Reprocess a failed message; anything else is refused with 409 (Conflict)."""
+    _get(Hl7Message, message_id, "HL7 message")
+    hand_over()  # the processor writes in its own transaction: hold no lock here
+    outcome = processor().reprocess(message_id)
     db().expire_all()
     return {"id": message_id, "status": outcome.status, "ack_code": outcome.ack_code, "text": outcome.text}
 
@@ -159,13 +171,15 @@ def get_message(message_id: int):
 @api.post("/messages/<int:message_id>/reprocess")
 @api_roles(*ADMIN)
 def post_reprocess(message_id: int):
-    """Process an inbound message again (after fixing data).
+    """Process a failed inbound message (status error or rejected) again, after fixing data,
+    through the same path as a live message. Any other message is refused with 409.
 
     ---
     post:
       tags: [hl7]
       responses:
         200: {description: The outcome, content: {application/json: {schema: {type: object}}}}
+        409: {description: The message did not fail (or is being reprocessed now)}
     """
     return jsonify(reprocess(message_id))
 
@@ -190,8 +204,9 @@ def get_outbox():
         stmt = stmt.where(Hl7Outbox.status == request.args["status"].lower())
     if request.args.get("reference"):
         stmt = stmt.where(Hl7Outbox.reference == request.args["reference"])
-    rows = db().scalars(stmt.order_by(Hl7Outbox.id.desc()).limit(_limit()))
-    return jsonify({"items": [outbox_json(r, payload=True) for r in rows]})
+    rows = db().scalars(stmt.order_by(Hl7Outbox.id.desc()).limit(_limit())).all()
+    held = held_behind(db(), [r.id for r in rows])
+    return jsonify({"items": [outbox_json(r, payload=True, held=held) for r in rows]})
 
 
 @api.post("/outbox/<int:outbox_id>/retry")
@@ -206,9 +221,30 @@ def post_outbox_retry(outbox_id: int):
         200: {description: Queued again, content: {application/json: {schema: {type: object}}}}
     """
     row = _get(Hl7Outbox, outbox_id, "outbox message")
-    if row.status == OutboxStatus.SENT:
-        raise ApiError(409, "this message was acknowledged already", field="id")
+    if row.status not in OutboxStatus.UNSENT:
+        raise ApiError(409, f"this message was {row.status} already", field="id")
     row.status, row.next_attempt_at = OutboxStatus.PENDING, utcnow()
+    db().commit()
+    return jsonify(outbox_json(row))
+
+
+@api.post("/outbox/<int:outbox_id>/discard")
+@api_roles(*ADMIN)
+def post_outbox_discard(outbox_id: int):
+    """Give up a message that was not delivered (the peer keeps refusing it): it is never
+    sent, and the later messages about the same order no longer wait for it.
+
+    ---
+    post:
+      tags: [hl7]
+      responses:
+        200: {description: Discarded, content: {application/json: {schema: {type: object}}}}
+        409: {description: The message was sent or discarded already}
+    """
+    row = _get(Hl7Outbox, outbox_id, "outbox message")
+    if row.status not in OutboxStatus.UNSENT:
+        raise ApiError(409, f"this message was {row.status} already", field="id")
+    row.status = OutboxStatus.DISCARDED
     db().commit()
     return jsonify(outbox_json(row))
 
@@ -220,8 +256,15 @@ def messages_page():
         rows = _messages()
     except ApiError:
         rows = []
+    outbox = db().scalars(select(Hl7Outbox).order_by(Hl7Outbox.id.desc()).limit(50)).all()
     return render_template(
-        "hl7_messages.html", rows=rows, statuses=INBOUND_STATUSES, status=request.args.get("status", "")
+        "hl7_messages.html",
+        rows=rows,
+        outbox=outbox,
+        held=held_behind(db(), [r.id for r in outbox]),
+        statuses=INBOUND_STATUSES,
+        status=request.args.get("status", ""),
+        failed=InboundStatus.FAILED,
     )
 
 
@@ -234,6 +277,6 @@ def reprocess_page(message_id: int):
             f"Message {message_id} reprocessed: {result['ack_code']} {result['text']}",
             "ok" if result["ack_code"] == "AA" else "error",
         )
-    except ApiError as exc:
+    except DomainError as exc:
         flash(f"Message {message_id}: {exc.message}", "error")
     return redirect(url_for("hl7_pages.messages_page", status=request.args.get("status", "")))

@@ -17,6 +17,8 @@ class InboundStatus:
     DUPLICATE = "duplicate"  # same sending facility + control ID as a processed one: AA, not applied
     ERROR = "error"  # content error, answered AE: fix the data and reprocess
     REJECTED = "rejected"  # answered AR: unsupported type or broken structure
+    # Not applied: the only states an operator may reprocess (after fixing the data).
+    FAILED = frozenset({ERROR, REJECTED})
 
 
 class Hl7Message(Base):
@@ -51,11 +53,15 @@ class OutboxStatus:
     PENDING = "pending"  # waiting to be sent or re-sent
     SENT = "sent"  # acknowledged (AA/CA) with our control ID in MSA-2
     ERROR = "error"  # the peer answered AE: not retried until an operator asks
+    DISCARDED = "discarded"  # given up by an operator: never sent, holds nothing back
+    # Not delivered yet: holds back the later messages with the same destination and reference.
+    UNSENT = frozenset({PENDING, ERROR})
 
 
 class Hl7Outbox(Base):
     """An outbound HL7 message: written in the same transaction as the change it reports,
-    sent by the listener's outbox worker until the peer acknowledges it."""
+    sent by the listener's outbox worker until the peer acknowledges it, in order per
+    destination and reference."""
 
     __tablename__ = "hl7_outbox"
     __table_args__ = (Index("ix_hl7_outbox_due", "status", "next_attempt_at"),)
@@ -65,7 +71,10 @@ class Hl7Outbox(Base):
     destination: Mapped[str] = mapped_column(String(64))
     message_type: Mapped[str] = mapped_column(String(20))
     control_id: Mapped[str] = mapped_column(String(20), unique=True)
-    reference: Mapped[str] = mapped_column(String(64), default="", index=True)  # accession number
+    # The ordering key, filled when queued: the accession number of an order's messages (a
+    # patient-level message would carry the patient's). Messages to one destination with one
+    # reference are delivered in id order; see ris_app.hl7.sender.
+    reference: Mapped[str] = mapped_column(String(64), default="", index=True)
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

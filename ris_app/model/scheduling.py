@@ -46,6 +46,7 @@ class Patient(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
 
     orders: Mapped[list[Order]] = relationship(back_populates="patient")
+    merged_into: Mapped[Patient | None] = relationship(remote_side=[id])
 
 
 class ProcedureCode(Base):

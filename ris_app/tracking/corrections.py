@@ -168,13 +168,27 @@ def sync_patient_studies(
     return [queue_orthanc_change(session, s, target, correction) for s in stale]
 
 
+def surviving_patient(session: Session, patient: Patient | None) -> Patient | None:
+    """The record that stands for `patient` now: the survivor it was merged into (through
+    any chain of merges), else itself. A late message with a merged MRN lands here."""
+    seen = set()
+    while patient is not None and patient.merged_into_id is not None and patient.id not in seen:
+        seen.add(patient.id)
+        patient = session.get(Patient, patient.merged_into_id)
+    return patient
+
+
 def merge_patients(session: Session, survivor: Patient, merged: Patient, user: str = "api") -> StudyCorrection:
-    """Move every order (with its steps and studies) of `merged` to `survivor`; `merged`
-    stays as a record pointing at the survivor (HL7 A40 semantics)."""
+    """The one merge, for the pages, the API and HL7 ADT^A40: move every order (with its
+    steps and studies) of `merged` to `survivor`. `merged` is kept, marked merged into the
+    survivor: the audit trail keeps its patient, and a late message or search with its MRN
+    is resolved to the survivor (`surviving_patient`)."""
     if survivor.id == merged.id:
         raise Invalid("a patient cannot be merged into itself", field="merged_mrn")
     if merged.merged_into_id is not None:
         raise Conflict("this patient was already merged", field="merged_mrn")
+    if survivor.merged_into_id is not None:
+        raise Conflict("the surviving patient was itself merged into another", field="mrn")
     moved = list(merged.orders)
     for order in moved:
         order.patient = survivor

@@ -46,7 +46,7 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
     report = ReconcileReport()
     in_orthanc = set(orthanc.study_ids())
     report.orthanc_studies = len(in_orthanc)
-    with transaction(sessions) as s:
+    with transaction(sessions, write=False) as s:
         known = {
             row.orthanc_id: (row.study_instance_uid, row.series_count, row.instance_count)
             for row in s.scalars(select(Study).where(Study.deleted_at.is_(None)))

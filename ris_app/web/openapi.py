@@ -67,6 +67,7 @@ SCHEMAS = {
             "email": {"type": "string"},
             "address": {"type": "string"},
             "insurance": {"type": "string"},
+            "merged_into": {"type": "string", "nullable": True},
         },
     },
     "PatientInput": {

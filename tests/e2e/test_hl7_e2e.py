@@ -95,7 +95,8 @@ def test_a40_merge_moves_the_order_to_the_surviving_patient(hl7_system, tmp_path
     hl7(hl7_system, H.ADT_A40, mrn="E2E-SURV", family="Kept", given="One", prior="E2E-PRIOR")
     [a] = mwl(hl7_system, tmp_path, AccessionNumber="HL7E2E4")
     assert (a.PatientID, str(a.PatientName)) == ("E2E-SURV", "Kept^One")
-    assert hl7_system.api("GET", "/api/patients/E2E-PRIOR").status_code == 404
+    prior = hl7_system.api("GET", "/api/patients/E2E-PRIOR")  # kept, marked merged
+    assert prior.status_code == 200 and prior.json()["merged_into"] == "E2E-SURV"
 
 
 def test_ca_removes_the_step_from_the_worklist(hl7_system, tmp_path):

@@ -1,5 +1,5 @@
 """HL7 patient updates and merges reach the stored studies in Orthanc (queued corrections),
-and an A40 merge that deletes the prior record keeps its audit rows."""
+and an A40 merge keeps the prior record, with its audit rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ris_app.db import transaction
 from ris_app.model import OrthancTask, StudyCorrection
 from ris_app.tracking.events import StudyEvent, apply_study_event
 from tests.fixtures import hl7_messages as H
-from tests.hl7.test_hl7_listener import ack_of, hl7, receiver  # noqa: F401  (fixtures)
+from tests.fixtures.hl7_service import hl7, receiver  # noqa: F401  (fixtures)
+from tests.hl7.test_hl7_listener import ack_of
 
 pytestmark = pytest.mark.db
 
@@ -51,6 +52,7 @@ def test_a08_and_a40_queue_orthanc_corrections(hl7):  # noqa: F811
     with hl7.sessions() as s:
         tasks = s.scalars(select(OrthancTask).order_by(OrthancTask.id)).all()
         assert tasks[-1].replace["PatientID"] == "HL7-NEW"
-        # the prior patient is gone; its rename is still on record
+        # the prior patient is kept, merged; its rename is still on record with it
         actions = {c.action: c.patient_id for c in s.scalars(select(StudyCorrection))}
-        assert actions["patient_update"] is None and actions["merge"] is not None
+        assert actions["patient_update"] is not None and actions["merge"] is not None
+        assert actions["patient_update"] != actions["merge"]
