@@ -260,3 +260,14 @@ def test_the_report_page_shows_the_tasks_and_retries_them(sessions, config, clie
     assert "PACS: stored" in page and "pdf-link" in page and 'id="retry-1"' not in page
     with sessions() as s:
         assert s.scalar(select(Study.id)) == study_id
+
+
+def test_a_reports_pending_tasks_do_not_hold_back_coercion_of_its_study(sessions):
+    from ris_app.tracking.corrections import coerce_if_needed
+
+    vid = _sign(sessions)
+    with transaction(sessions) as s:
+        study = s.get(ReportVersion, vid).report.study
+        study.stable_at, study.patient_name = utcnow(), "Mueller^Ana"  # a typo at the console
+        task = coerce_if_needed(s, study)
+        assert task is not None and task.replace["PatientName"] != "Mueller^Ana"
