@@ -231,7 +231,8 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         "ORTHANC_RIS_MPPS_HOST": "127.0.0.1",
         **(extra_env or {}),
     }
-    env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    if "ORTHANC_RIS_DATABASE_URL" not in (extra_env or {}):  # a restart may name the database it had
+        env.pop("ORTHANC_RIS_DATABASE_URL", None)
     pg = os.environ.get("ORTHANC_RIS_TEST_DATABASE_URL")
     if pg and not (extra_env or {}).get("ORTHANC_RIS_DATABASE_URL"):
         # The PostgreSQL pass of .ci/run: the RIS and Orthanc's index each get a fresh

@@ -50,20 +50,31 @@ def queue_publication(session: Session, version: ReportVersion) -> list[OrthancT
         raise ValueError("only a signed (FINAL) version is published")
     version.sop_instance_uid = version.sop_instance_uid or generate_uid()
     version.sr_instance_uid = version.sr_instance_uid or generate_uid()
-    study_id = version.report.study_id
-    kinds = [(RENDER_PDF, ""), (STORE_PDF, ""), (STORE_SR, "")]
-    kinds += [(SEND_ORU, d.name) for d in current_settings().destinations]
+    kinds = []
+    if not published_before_the_outbox(version, "pacs"):
+        kinds += [(RENDER_PDF, ""), (STORE_PDF, ""), (STORE_SR, "")]
+        version.pacs_status = "queued"
+    if not published_before_the_outbox(version, "ehr"):
+        oru = [(SEND_ORU, d.name) for d in current_settings().destinations]
+        kinds += oru
+        version.result_status = (
+            f"queued for {len(oru)} destination(s)" if oru else "pending: no HL7 destination configured"
+        )
     tasks = [
-        OrthancTask(kind=kind, study_id=study_id, replace={}, report_version=version, destination=dest)
+        OrthancTask(kind=kind, study_id=version.report.study_id, replace={}, report_version=version, destination=dest)
         for kind, dest in kinds
     ]
     session.add_all(tasks)
-    version.pacs_status = "queued"
-    version.result_status = (
-        f"queued for {len(kinds) - 3} destination(s)" if len(kinds) > 3 else "pending: no HL7 destination configured"
-    )
     session.flush()
     return tasks
+
+
+def published_before_the_outbox(version: ReportVersion, part: str) -> bool:
+    """A version signed before signing queued tasks (migration 0009_signing_outbox) that
+    reached the PACS ("pacs") or the EHR ("ehr") then: not queued again by a retry."""
+    if part == "pacs":
+        return version.pacs_status == "stored" and version.pdf is not None
+    return version.result_status.startswith("sent")
 
 
 def tasks_of(session: Session, version: ReportVersion) -> list[OrthancTask]:

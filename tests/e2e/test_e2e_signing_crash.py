@@ -25,7 +25,7 @@ from tests.e2e.test_e2e_loop import _order, _register
 from tests.fixtures import hl7_peer
 from tests.fixtures.dicom_factory import write_series
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 REPORTS = 10
 KILLS = 3
 PER_ROUND = 3  # signatures tried before each kill: every round has work in flight when it lands
@@ -137,6 +137,10 @@ def test_signed_reports_reach_orthanc_and_the_ehr_exactly_once_across_kills(tmp_
     home = tmp_path / "home"
     extra = {"ORTHANC_RIS_HL7_DESTINATIONS": f"EHR=127.0.0.1:{ehr.port}"}
     system = start_system(home, extra)
+    # PostgreSQL pass: restarts keep the databases the first start made (it would make fresh ones).
+    extra |= {
+        k: system.env[k] for k in ("ORTHANC_RIS_DATABASE_URL", "ORTHANC_RIS_ORTHANC_INDEX_URL") if k in system.env
+    }
     try:
         _reader(system)
         files, accessions = [], []

@@ -27,7 +27,7 @@ from tests.fixtures import hl7_peer
 from tests.plugin.test_ris_down import alone_config
 from tests.reporting.test_signing_outbox import LATER, _sign
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 
 
 @pytest.fixture

@@ -271,3 +271,16 @@ def test_a_reports_pending_tasks_do_not_hold_back_coercion_of_its_study(sessions
         study.stable_at, study.patient_name = utcnow(), "Mueller^Ana"  # a typo at the console
         task = coerce_if_needed(s, study)
         assert task is not None and task.replace["PatientName"] != "Mueller^Ana"
+
+
+def test_retry_of_a_version_signed_before_the_outbox_sends_only_what_had_failed(sessions, config, ehr):
+    vid = _sign(sessions)
+    with transaction(sessions) as s:  # as migration 0009 finds it: published inline, the PACS failed
+        s.execute(OrthancTask.__table__.delete())
+        v = s.get(ReportVersion, vid)
+        v.pacs_status, v.result_status = "error: ConnectionError", "sent: ORU^R01 queued for 1 destination(s)"
+    with transaction(sessions) as s:
+        assert retry_now(s, s.get(ReportVersion, vid)) == 3
+    assert run_pending_tasks(sessions, RecordingOrthanc(config)) == 3
+    assert _tasks(sessions, vid) == [(RENDER_PDF, "", "done"), (STORE_PDF, "", "done"), (STORE_SR, "", "done")]
+    assert _outbox(sessions) == []  # the EHR had its result: not sent again
