@@ -231,7 +231,8 @@ def start_system(home: Path, extra_env: dict | None = None, timeout: float = 90)
         "ORTHANC_RIS_MPPS_HOST": "127.0.0.1",
         **(extra_env or {}),
     }
-    env.pop("ORTHANC_RIS_DATABASE_URL", None)
+    if "ORTHANC_RIS_DATABASE_URL" not in (extra_env or {}):  # a restart may name the database it had
+        env.pop("ORTHANC_RIS_DATABASE_URL", None)
     # extra_env may name the ports (a restart on the same ones): the URLs follow it.
     http_port, orthanc_port, dicom_port = (
         int(env[k]) for k in ("ORTHANC_RIS_HTTP_PORT", "ORTHANC_RIS_ORTHANC_HTTP_PORT", "ORTHANC_RIS_DICOM_PORT")

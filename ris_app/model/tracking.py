@@ -90,8 +90,11 @@ class StudyCorrection(Base):
 
 
 class OrthancTask(Base):
-    """A change to make in Orthanc (modify a study's patient or accession), kept in the
-    database so it survives a restart of either side and is retried until done."""
+    """A task of the sync worker, kept in the database so it survives a restart of either
+    side and is retried until done: a change to make in Orthanc (kind "modify": a study's
+    patient or accession), or one of the things a report signature causes (the kinds of
+    ris_app/reporting/outbox.py: render the PDF, store the Encapsulated PDF and the SR into
+    Orthanc, queue the ORU for one HL7 destination), queued in the signing transaction."""
 
     __tablename__ = "orthanc_task"
 
@@ -106,8 +109,13 @@ class OrthancTask(Base):
     correction_id: Mapped[int | None] = mapped_column(ForeignKey("study_correction.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Report tasks: the signed version, the HL7 destination (ORU), and the back-off (None: due now).
+    report_version_id: Mapped[int | None] = mapped_column(ForeignKey("report_version.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64), default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     study = relationship("Study")
+    report_version = relationship("ReportVersion")
 
 
 class SyncState(Base):

@@ -228,9 +228,12 @@ def mpps_scp() -> None:
 @click.option("--once", is_flag=True, help="Apply pending Orthanc changes and reconcile once, then exit.")
 def sync_worker(once: bool) -> None:
     """Apply queued changes to Orthanc and reconcile Orthanc's studies with the RIS."""
+    from ris_app import clock
     from ris_app.tracking.worker import run
 
-    run(Config.from_env(), once=once)
+    cfg = Config.from_env()
+    clock.set_site_zone(clock.site_zone(cfg))  # the report PDFs and instances show the site's time
+    run(cfg, once=once)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,6 +126,11 @@ class OrthancClient:
                 raise
             return None
 
+    def store_instance(self, data: bytes) -> str:
+        """POST one DICOM instance (bytes of a Part 10 file); returns its Orthanc ID.
+        Storing an instance Orthanc already holds (same SOP Instance UID) changes nothing."""
+        return self._req("POST", "/instances", data=data, headers={"Content-Type": "application/dicom"}).json()["ID"]
+
     def find_study(self, study_instance_uid: str) -> str | None:
         hits = self._req("POST", "/tools/lookup", data=study_instance_uid).json()
         ids = [h["ID"] for h in hits if h.get("Type") == "Study"]

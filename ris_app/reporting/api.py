@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ris_app.model import CriticalResult, Report, ReportVersion, Study, User
 from ris_app.reporting.lifecycle import report_of, report_of_order
+from ris_app.reporting.outbox import task_json, tasks_of
 from ris_app.scheduling.orders import find_order
 from ris_app.web import db
 from ris_app.web.access import INTEGRATOR, api_roles
@@ -46,6 +47,8 @@ def version_json(v: ReportVersion) -> dict:
         "sr_instance_uid": v.sr_instance_uid or None,
         "pacs_status": v.pacs_status or None,
         "result_status": v.result_status or None,
+        # What the signature queued (PDF, PDF and SR into Orthanc, ORU per destination) and where each stands.
+        "tasks": [task_json(t) for t in tasks_of(db(), v)],
         "pdf": url_for("report_api.version_pdf", report_id=v.report_id, version=v.version) if v.pdf else None,
     }
 

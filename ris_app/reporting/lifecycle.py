@@ -2,7 +2,8 @@
 add addenda after FINAL, record critical results; and the reading worklist and priors.
 
 Every function works inside the caller's transaction and takes no Flask objects, so the
-pages, the API and tests share it. A FINAL version is never changed here: the only way to
+pages, the API and tests share it. Signing queues what the signature causes (PDF, the
+instances into Orthanc, the ORU) in the same transaction (ris_app/reporting/outbox.py). A FINAL version is never changed here: the only way to
 correct a signed report is `start_addendum`.
 """
 
@@ -34,6 +35,7 @@ from ris_app.model import (
     Study,
     User,
 )
+from ris_app.reporting.outbox import queue_publication
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,8 @@ def save_report(
         report.finalized_at = report.finalized_at or now
     report.updated_at = now
     session.flush()
+    if action == "sign":  # in the signing transaction: committed with the signature or not at all
+        queue_publication(session, version)
     log.info("report %d version %d saved as %s", report.id, version.version, version.status)
     return version
 

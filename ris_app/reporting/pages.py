@@ -35,7 +35,7 @@ from ris_app.reporting.lifecycle import (
     study_procedure,
     template_for,
 )
-from ris_app.reporting.publish import publish_signed_version
+from ris_app.reporting.outbox import LABELS, retry_now, task_json, tasks_of
 from ris_app.reporting.reading_list import UNREAD, ReadingFilters, priors_of, radiologists, reading_worklist
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
 from ris_app.web import db, login_guard, settings
@@ -130,19 +130,14 @@ def report_page(study_id: int):
         modality=modality,
         procedure_code=code,
         priors=priors_of(s, study),
+        tasks={v.id: [task_json(t) for t in tasks_of(s, v)] for v in report.versions} if report else {},
+        task_labels=LABELS,
         sections=SECTIONS,
         methods=COMMUNICATION_METHODS,
         FINAL=FINAL,
         can_write=current_user().role in (*READERS, "admin"),
         now=site_now().strftime("%Y-%m-%dT%H:%M"),
     )
-
-
-def _publish(version: ReportVersion) -> None:
-    publish_signed_version(db(), version, settings())
-    db().commit()
-    if version.pacs_status != "stored":
-        flash("Signed. The report could not be stored in the PACS yet: retry from the report page.", "error")
 
 
 @bp.post("/studies/<int:study_id>/report")
@@ -171,8 +166,11 @@ def save(study_id: int):
         flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
         return redirect(url_for("reading.report_page", study_id=study_id))
     if version.status == FINAL:
-        _publish(version)
-        flash("Report signed." if version.version == 1 else f"Addendum {version.version - 1} signed.", "ok")
+        flash(
+            ("Report signed." if version.version == 1 else f"Addendum {version.version - 1} signed.")
+            + " Its PDF, its copies in the PACS and the result message are on their way (below).",
+            "ok",
+        )
     else:
         flash(f"Saved as {version.status.lower()}.", "ok")
     return redirect(url_for("reading.report_page", study_id=study_id))
@@ -237,13 +235,16 @@ def pdf(version_id: int):
 @bp.post("/versions/<int:version_id>/publish")
 @login_required(*READERS)
 def republish(version_id: int):
+    """Retry now: every task of the version not done is due again (the worker does it)."""
     version = db().get(ReportVersion, version_id)
     if version is None or version.status != FINAL:
         abort(404)
-    _publish(version)
-    if version.pacs_status == "stored":
-        flash("Stored in the PACS.", "ok")
-    return redirect(url_for("reading.report_page", study_id=version.report.study_id))
+    due = retry_now(db(), version)
+    db().commit()
+    flash(f"{due} task(s) queued again." if due else "Nothing left to do.", "ok")
+    return redirect(
+        url_for("reading.report_page", study_id=version.report.study_id, _anchor=f"version-{version.version}")
+    )
 
 
 @bp.get("/studies/<int:study_id>/open/<viewer>")

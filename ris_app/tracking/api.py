@@ -52,6 +52,7 @@ def correction_json(c: StudyCorrection) -> dict:
 def task_json(t: OrthancTask) -> dict:
     return {
         "id": t.id,
+        "kind": t.kind,  # modify; or a report signature's task (reporting.md)
         "state": t.state,
         "attempts": t.attempts,
         "error": t.error or None,

@@ -235,8 +235,12 @@ def coerce_if_needed(session: Session, study: Study | None) -> OrthancTask | Non
     if held == target:
         return None
     if (
-        session.scalar(select(OrthancTask.id).where(OrthancTask.study_id == study.id, OrthancTask.state == "pending"))
-        is not None
+        session.scalar(
+            select(OrthancTask.id).where(
+                OrthancTask.study_id == study.id, OrthancTask.kind == "modify", OrthancTask.state == "pending"
+            )
+        )
+        is not None  # a correction of the study is on its way (a report's tasks are not)
     ):
         return None
     correction = StudyCorrection(

@@ -524,8 +524,9 @@ def test_migration_0006_moves_scheduled_starts_from_site_time_to_utc(empty_datab
                     "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%'"
                 )
             ).all()
-        # 35 converted by 0006, 9 added by 0007_auth (tokens, sessions, failed logins)
-        assert len(kinds) == 44 and {k for _t, _c, k in kinds} == {"timestamp with time zone"}, kinds
+        # 35 converted by 0006, 9 added by 0007_auth (tokens, sessions, failed logins),
+        # 1 by 0009_signing_outbox (orthanc_task.next_attempt_at)
+        assert len(kinds) == 45 and {k for _t, _c, k in kinds} == {"timestamp with time zone"}, kinds
     engine.dispose()
 
     migrate.downgrade(empty_database_url, "0004_sync", site_zone=ny)  # and back: site wall time again

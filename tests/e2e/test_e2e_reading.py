@@ -170,6 +170,12 @@ def _shot(page, name: str) -> Path:
     return path
 
 
+def _reloaded(page, selector: str, text: str) -> bool:
+    """Reload the page; True when `selector` then shows `text`."""
+    page.reload()
+    return text in page.inner_text(selector)
+
+
 def _canvas_drawn(page) -> bool:
     """True when a cornerstone canvas holds more than a blank frame."""
     return page.evaluate("""() => {
@@ -251,8 +257,10 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     page.wait_for_selector("#add-addendum")
     assert page.inner_text("#report-status") == "FINAL"
     assert "Signed by Dr Ada Reader" in page.inner_text("#version-1")
-    assert "PACS: stored" in page.inner_text("#version-1")
+    # The sync worker carries out what the signature queued; the page shows each task.
+    wait_for(lambda: _reloaded(page, "#version-1", "PACS: stored"), timeout=30, step=1)
     assert "EHR: sent" in page.inner_text("#version-1")
+    assert page.locator("#tasks-1 .task-state").all_inner_texts() == ["done"] * 4
 
     # An addendum: a new version; the original stays as it was.
     page.click("#add-addendum")
@@ -264,6 +272,7 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     page.fill("input[name=communicated_to]", "Dr Ward, emergency department")
     page.click("#critical button")
     page.wait_for_selector("#critical p")
+    wait_for(lambda: _reloaded(page, "#version-2", "PACS: stored"), timeout=30, step=1)
     _shot(page, "report-page.png")
 
     # The PDFs hold the report text (the amended one the addendum too).

@@ -21,12 +21,11 @@ from tests.fixtures.mwl import write_query
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def orthanc_alone(tmp_path):
-    """Orthanc with our plugin, pointed at a RIS port where nothing listens."""
-    cfg = Config.from_env(
+def alone_config(home: Path) -> Config:
+    """Settings for an Orthanc of its own on free ports, its RIS port one where nothing listens."""
+    return Config.from_env(
         {
-            "ORTHANC_RIS_HOME": str(tmp_path),
+            "ORTHANC_RIS_HOME": str(home),
             "ORTHANC_RIS_API_TOKEN": TOKEN,
             "ORTHANC_RIS_SECRET_KEY": "x",
             "ORTHANC_RIS_HTTP_PORT": str(free_port()),
@@ -35,6 +34,12 @@ def orthanc_alone(tmp_path):
             "ORTHANC_RIS_AET": "RISPACS",
         }
     )
+
+
+@pytest.fixture
+def orthanc_alone(tmp_path):
+    """Orthanc with our plugin, pointed at a RIS port where nothing listens."""
+    cfg = alone_config(tmp_path)
     conf = render(cfg)
     conf["OrthancRIS"]["RequestTimeoutSeconds"] = 2
     path = tmp_path / "orthanc.json"

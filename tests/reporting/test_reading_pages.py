@@ -9,9 +9,11 @@ import pytest
 
 from ris_app.db import transaction
 from ris_app.model import Study
+from ris_app.tracking.worker import run_pending_tasks
 from ris_app.viewer.app import create_viewer_app
 from ris_app.web.auth import create_user
 from tests.reporting.test_reporting import _patient, _study
+from tests.reporting.test_signing_outbox import RecordingOrthanc
 
 pytestmark = pytest.mark.db
 
@@ -54,7 +56,7 @@ def test_a_clerk_cannot_write_reports(client, study_id):
     assert _post(client, f"/reading/studies/{study_id}/report", token, {"action": "draft"}).status_code == 403
 
 
-def test_write_sign_and_amend_through_the_pages(client, study_id, app):
+def test_write_sign_and_amend_through_the_pages(client, study_id, app, config):
     token = _login(client, "rad")
     r = client.post(f"/reading/studies/{study_id}/report", data={"impression": "x", "action": "sign"})
     assert r.status_code == 400  # no CSRF token: refused, nothing signed
@@ -76,7 +78,8 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app):
         follow_redirects=True,
     )
     page = r.get_data(as_text=True)
-    assert "Report signed." in page and "Signed by RAD" in page and "PACS: error" in page
+    assert "Report signed." in page and "Signed by RAD" in page and "PACS: queued" in page
+    assert "pdf-link" not in page  # the PDF is the sync worker's to make
     assert "Add an addendum" in page
     assert f"/reading/studies/{study_id}" not in client.get("/reading").get_data(as_text=True)  # read: off the list
     _post(client, f"/reading/studies/{study_id}/addendum", token)
@@ -97,6 +100,8 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app):
         follow_redirects=True,
     )
     assert "Told <strong>Dr Ward</strong> by phone at 2026-11-28 10:05" in r.get_data(as_text=True)
+    run_pending_tasks(app.extensions["ris_sessions"], RecordingOrthanc(config))  # the sync worker's round
+    assert "PACS: stored" in client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
     pdf = client.get("/reading/versions/2/report.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     # The order page shows the report.
@@ -141,7 +146,7 @@ def test_technologist_may_view_but_not_explore(client, study_id, config):
     assert client.get(f"/reading/studies/{study_id}/open/explorer").status_code == 403
 
 
-def test_report_api_reads_signed_reports(client, study_id, app, auth):
+def test_report_api_reads_signed_reports(client, study_id, app, auth, config):
     with transaction(app.extensions["ris_sessions"]) as s:
         study = s.get(Study, study_id)
         uid, accession = study.study_instance_uid, study.order.accession_number
@@ -151,10 +156,18 @@ def test_report_api_reads_signed_reports(client, study_id, app, auth):
     token = _login(client, "rad")
     _post(client, f"/reading/studies/{study_id}/report", token, {"impression": "Normal.", "action": "sign"})
     _post(client, "/logout", token)
+    pending = client.get(f"/api/orders/{accession}/report", headers=auth).json["versions"][0]
+    assert pending["pdf"] is None and {t["state"] for t in pending["tasks"]} == {"pending"}
+    run_pending_tasks(app.extensions["ris_sessions"], RecordingOrthanc(config))
     body = client.get(f"/api/orders/{accession}/report", headers=auth).json
     assert body["status"] == "FINAL" and body["study_instance_uid"] == uid
     (v1,) = body["versions"]
     assert v1["impression"] == "Normal." and v1["signed_by"]["full_name"] == "RAD" and v1["pdf"]
+    assert [(t["kind"], t["state"]) for t in v1["tasks"]] == [
+        ("report_pdf", "done"),
+        ("store_pdf", "done"),
+        ("store_sr", "done"),
+    ]  # no HL7 destination here: no ORU task
     assert client.get(f"/api/studies/{uid}/report", headers=auth).json == body
     pdf = client.get(v1["pdf"], headers=auth)
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")

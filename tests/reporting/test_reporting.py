@@ -28,7 +28,6 @@ from ris_app.reporting.documents import (
 )
 from ris_app.reporting.header import header_for
 from ris_app.reporting.pdf import render_pdf
-from ris_app.reporting.publish import notify_report_result, publish_signed_version
 from ris_app.scheduling.orders import OrderData, PatientData, create_order, create_patient
 from ris_app.web.auth import create_user
 
@@ -269,17 +268,6 @@ def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
     assert "EncapsulatedPDF" in proc.stderr + proc.stdout
 
 
-def test_publish_records_an_unreachable_pacs_and_keeps_the_signature(s, config):
-    _report, v = _signed(s)
-    publish_signed_version(s, v, config)  # nothing listens at its Orthanc URL
-    assert v.status == FINAL and v.pdf.startswith(b"%PDF")
-    assert v.pacs_status.startswith("error:") and v.sop_instance_uid
-    assert v.result_status.startswith("pending")
-    v.result_status = "sent: ORU^R01 MSG0001"  # as the HL7 interface records it
-    publish_signed_version(s, v, config)  # the PACS retry
-    assert v.result_status == "sent: ORU^R01 MSG0001"  # not sent twice
-
-
 def test_two_readers_opening_one_study_share_its_report(app, monkeypatch):
     factory = app.extensions["ris_sessions"]
     with transaction(factory) as s1:
@@ -334,28 +322,6 @@ def test_basic_text_sr_holds_the_report_and_is_valid_for_dciodvfy(s, tmp_path):
     path.write_bytes(dicom_bytes(ds))
     proc = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True)
     assert "Error" not in proc.stderr and "BasicTextSR" in proc.stderr, proc.stderr
-
-
-def test_the_result_goes_to_the_hl7_outbox_of_each_destination(s):
-    from ris_app.hl7.outbound import set_settings
-    from ris_app.hl7.settings import Hl7Settings
-    from ris_app.model import Hl7Outbox
-
-    set_settings(Hl7Settings.from_env({"ORTHANC_RIS_HL7_DESTINATIONS": "EHR=127.0.0.1:1"}))
-    try:
-        report, v1 = _signed(s)
-        assert notify_report_result(s, v1) == "sent: ORU^R01 queued for 1 destination(s)"
-        r.start_addendum(s, report, v1.signed_by)
-        v2 = r.save_report(s, report, v1.signed_by, {"addendum": "Sinusitis."}, "sign")
-        notify_report_result(s, v2)
-        s.flush()
-        first, second = (row.payload for row in s.scalars(select(Hl7Outbox).order_by(Hl7Outbox.id)))
-    finally:
-        set_settings(None)
-    assert "ORU^R01" in first and "|F|" in first and "&Rad1&Dr" in first  # OBR-32: the signer as Rad1^Dr
-    assert "IMPRESSION:" in first and "Normal CT of the head." in first and "FINDINGS:" in first
-    assert "|C|" in second and "ADDENDUM 1" in second and "Sinusitis." in second
-    assert f"{report.id}.2" in second
 
 
 def test_two_readers_signing_at_once_cannot_both_win(app):
