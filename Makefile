@@ -66,6 +66,7 @@ bench: setup-test
 	$(BIN)/python bench/mwl.py
 	$(BIN)/python bench/hl7.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/writers.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

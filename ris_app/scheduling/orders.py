@@ -100,10 +100,13 @@ def step_changed(step: ScheduledProcedureStep, *, status_source: str | None = No
 
 
 def patient_changed(patient: Patient) -> None:
-    """Told that a patient's demographics changed, or that orders moved to this patient."""
+    """Told that a patient's demographics changed, or that orders moved to this patient.
+    Each step is locked first: another writer moving one of them meanwhile is waited for,
+    not overwritten (nor answered with a stale-version error)."""
     for order in patient.orders:
         for rp in order.requested_procedures:
             for step in rp.steps:
+                lock_step(step)
                 step_changed(step)
 
 
