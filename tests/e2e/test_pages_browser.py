@@ -243,3 +243,35 @@ def test_radiologist_sees_no_front_desk_forms(system, page):
     expect(page.locator("h1")).to_have_text("Not allowed")
     page.click("button:has-text('Log out')")
     expect(page).to_have_url(system.ris_url + "/login")
+
+
+def test_a_check_in_from_a_stale_page_names_who_moved_the_exam_first(system, page):
+    """The clerk's schedule was built before the modality started the exam (through the
+    API): pressing Check in from that page changes nothing and says who moved it first."""
+    from playwright.sync_api import expect
+
+    _create_user(system, "desk2", "clerk")
+    assert (
+        system.api("POST", "/api/patients", json={"mrn": "BR-STALE", "family_name": "Stale", "given_name": "Page"})
+    ).status_code == 201
+    r = system.api(
+        "POST",
+        "/api/orders",
+        json={"mrn": "BR-STALE", "procedure_code": "CTHEAD", "scheduled_start": f"{site_today().isoformat()}T16:45"},
+    )
+    assert r.status_code == 201, r.text
+    accession = r.json()["accession_number"]
+    page.goto(system.ris_url + f"/orders/{accession}")
+    _log_in(page, "desk2")
+    expect(page.locator("#step-status")).to_have_text("scheduled")
+
+    moved = system.api("POST", f"/api/orders/{accession}/status", json={"action": "start"})
+    assert moved.status_code == 200, moved.text
+
+    page.click("button:has-text('Check in')")
+    expect(page.locator(".flash.error")).to_have_text(
+        f"Order {accession}: this step was changed by api:ORTHANC_RIS_API_TOKEN since you read it; "
+        "reload it and try again."
+    )
+    expect(page.locator("#step-status")).to_have_text("started")  # nothing changed back
+    _shot(page, "stale-check-in")
