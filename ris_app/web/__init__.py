@@ -23,6 +23,14 @@ T = TypeVar("T")
 WRITING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def read_mostly(view):
+    """Mark a POST view that reads for a while and then writes a little (the worklist
+    query): its transaction begins as a reader, so concurrent queries do not take turns
+    at SQLite's write lock; it must end its read (commit) before it writes."""
+    view.read_mostly = True
+    return view
+
+
 def actor() -> str:
     """Who the request writes for: the page user or the API token (stamped as changed_by)."""
     user, caller = g.get("user"), g.get("caller")
@@ -38,7 +46,8 @@ def db() -> Session:
     that may write begins as a writer, so what it reads is still true when it commits."""
     if "db" not in g:
         g.db = set_actor(current_app.extensions["ris_sessions"](), actor)
-        if request.method in WRITING_METHODS:
+        view = current_app.view_functions.get(request.endpoint or "")
+        if request.method in WRITING_METHODS and not getattr(view, "read_mostly", False):
             begin_write(g.db)
     return g.db
 

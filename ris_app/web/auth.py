@@ -24,8 +24,9 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ris_app.db import begin_write
 from ris_app.model import ROLES, User
-from ris_app.web import commit, db, login_guard, settings
+from ris_app.web import commit, db, login_guard, read_mostly, settings
 from ris_app.web.access import declare, open_route
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ def _template_helpers():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@read_mostly
 @open_route
 def login():
     target = safe_next(request.args.get("next"), url_for("pages.today"))
@@ -187,6 +189,9 @@ def login():
             return page, 429, {"Retry-After": str(wait)}
         user = s.scalar(select(User).where(User.username == username))
         good = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+        # The slow hash ran in a read transaction; the writes that follow take the lock.
+        s.commit()
+        begin_write(s)
         if user is not None and user.active and good:
             cfg = settings()
             login_guard.record_success(s, username)

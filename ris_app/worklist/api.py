@@ -17,7 +17,7 @@ from ris_app.orthanc.modalities import publish_station
 from ris_app.scheduling.schedule import day_steps
 from ris_app.scheduling.serializers import step_json
 from ris_app.scheduling.states import SPSStatus
-from ris_app.web import db, get_or_404, settings
+from ris_app.web import db, get_or_404, read_mostly, settings
 from ris_app.web import validation as v
 from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
 from ris_app.web.auth import login_required
@@ -262,6 +262,7 @@ def get_worklist():
 
 
 @bp.post("/api/internal/worklist/find")
+@read_mostly
 @api_roles(*INTERNAL)
 def post_worklist_find():
     """Called by the Orthanc plugin for each C-FIND MWL. Body: the DICOM query; headers
@@ -291,6 +292,7 @@ def post_worklist_find():
         )
     except worklist.WorklistQueryError as exc:
         raise ApiError(400, str(exc), field="body") from None
+    db().commit()  # end the read (and keep items rebuilt lazily): the log entry is a short write of its own
     log_query(
         db(),
         result.query,
@@ -299,7 +301,7 @@ def post_worklist_find():
         result,
         (time.perf_counter() - started) * 1000,
     )
-    db().commit()  # the log entry, and items rebuilt lazily
+    db().commit()
     payload = b"".join(struct.pack(">I", len(item)) + item for item in result.items)
     resp = Response(payload, mimetype="application/octet-stream")
     resp.headers["X-Worklist-Incomplete"] = "1" if result.incomplete else "0"
