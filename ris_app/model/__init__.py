@@ -7,10 +7,12 @@
   tracking    studies as Orthanc holds them, MPPS, corrections, the Orthanc task queue
   reporting   report templates, reports, versions, critical results
   hl7         inbound messages and the outbox
+  audit       the audit trail (append-only, hash-chained)
 """
 
 from __future__ import annotations
 
+from ris_app.model.audit import AuditEvent
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.model.reporting import (
     ADDENDUM,
@@ -64,6 +66,7 @@ __all__ = [
     "SEQUENCES",
     "SEXES",
     "ApiToken",
+    "AuditEvent",
     "CriticalResult",
     "Hl7Message",
     "Hl7Outbox",

@@ -236,5 +236,35 @@ def sync_worker(once: bool) -> None:
     run(cfg, once=once)
 
 
+@main.group()
+def audit() -> None:
+    """The audit trail: seal (chain) new events, verify the chain."""
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Chain the events written since the last seal (the sync worker does it every second)."""
+    from ris_app.audit.chain import seal
+
+    click.echo(f"sealed {seal(_session_factory(Config.from_env()))} event(s)")
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; exit 1 naming the first rows changed, removed or inserted."""
+    from ris_app.audit.chain import seal, verify
+
+    sessions = _session_factory(Config.from_env())
+    seal(sessions)
+    verdict = verify(sessions)
+    for problem in verdict.broken:
+        click.echo(f"BROKEN: {problem}", err=True)
+    click.echo(
+        f"{verdict.checked} event(s) checked, {verdict.unsealed} not sealed yet: {'OK' if verdict.ok else 'FAILED'}"
+    )
+    if not verdict.ok:
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ris_app.audit.chain import seal
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction
@@ -134,6 +135,10 @@ def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
     next_reconcile = time.monotonic() + min(cfg.reconcile_seconds, 10.0)  # first pass soon after start
     stations_synced = False  # Orthanc's DICOM allowlist: at start, then with each reconciliation
     while True:
+        try:  # the audit chain first: it needs no Orthanc
+            seal(sessions)
+        except Exception:
+            log.exception("audit trail could not be sealed")
         try:
             run_pending_tasks(sessions, orthanc)
             if not stations_synced:
