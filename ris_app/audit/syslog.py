@@ -97,19 +97,32 @@ class UdpSender:
 
 class TlsSender:
     """RFC 5425: one long-lived TLS connection, octet-counted frames. Before each message
-    the connection is checked: a syslog server never sends data, so a readable socket
-    means it closed (or broke) the connection, and we connect again rather than write
-    into a dead one."""
+    the connection is checked: a syslog server sends no data, so what there is to read is
+    TLS housekeeping (TLS 1.3 session tickets, read and dropped) or the end of the
+    connection, and then we connect again rather than write into a dead one. The tickets
+    must be read: a socket closed with unread data sends a reset, and a reset makes the
+    server drop what it had received but not yet read."""
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, timeout: float = TIMEOUT) -> None:
         self.host, self.port, self.context, self.timeout = host, port, context, timeout
         self.sock: ssl.SSLSocket | None = None
 
     def _alive(self) -> bool:
-        if self.sock is None:
+        sock = self.sock
+        if sock is None:
             return False
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return not readable and self.sock.pending() == 0
+        while sock.pending() or select.select([sock], [], [], 0)[0]:
+            sock.setblocking(False)
+            try:
+                if not sock.recv(4096):
+                    return False  # closed by the server
+            except ssl.SSLWantReadError:
+                return True  # only housekeeping was there
+            except OSError:
+                return False
+            finally:
+                sock.settimeout(self.timeout)
+        return True
 
     def send(self, message: bytes) -> None:
         if not self._alive():
@@ -129,6 +142,7 @@ class TlsSender:
     def close(self) -> None:
         if self.sock is not None:
             try:
+                self._alive()  # read what is pending, so closing sends no reset
                 self.sock.close()
             finally:
                 self.sock = None

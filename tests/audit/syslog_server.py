@@ -123,6 +123,7 @@ class TlsSyslog(_Listener):
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.connections: list[socket.socket] = []
+        self.accepted = 0
         self.handshake_errors: list[str] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -133,6 +134,7 @@ class TlsSyslog(_Listener):
                 raw, _ = self.sock.accept()
             except TimeoutError:
                 continue
+            self.accepted += 1
             threading.Thread(target=self._connection, args=(raw,), daemon=True).start()
 
     def _connection(self, raw: socket.socket) -> None:

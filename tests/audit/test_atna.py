@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -150,6 +151,19 @@ def test_tls_repository_receives_octet_counted_messages(sessions, tls, cert):
     last = _received(tls, 4)[-1]
     assert parse(last).xml.find("EventIdentification/EventTypeCode").get("csd-code") == "110123"
     sender.close()
+
+
+def test_one_tls_connection_carries_message_after_message(tls, cert):
+    """TLS 1.3 servers send session tickets after the handshake: the sender reads them and
+    keeps its connection (it once took them for a closed connection, reconnected, and its
+    close with unread data reset the old connection, losing what the server had not read)."""
+    sender = TlsSender("127.0.0.1", tls.port, client_context(str(cert[0])))
+    for i in range(3):
+        sender.send(f"message {i}".encode())
+        time.sleep(0.2)  # the tickets arrive
+    sender.close()
+    assert _received(tls, 3) == [b"message 0", b"message 1", b"message 2"]
+    assert tls.accepted == 1
 
 
 def test_the_repository_certificate_is_checked(sessions, tls):
