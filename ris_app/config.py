@@ -250,6 +250,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Correct stable studies linked to an order whose patient or accession differ from the RIS (in Orthanc, UIDs kept).",
     ),
     Setting("ORTHANC_RIS_LOG_LEVEL", "INFO", "Log level; patient data is only logged at DEBUG."),
+    # ATNA export of the audit trail (docs/security.md)
+    Setting(
+        "ORTHANC_RIS_AUDIT_SYSLOG",
+        "",
+        "Audit record repository the audit events go to as DICOM audit messages in syslog: udp://host:port (RFC 5426) or tls://host:port (RFC 5425). Empty: no export.",
+    ),
+    Setting(
+        "ORTHANC_RIS_AUDIT_SYSLOG_CA",
+        "",
+        "PEM CA certificate(s) the tls:// repository's certificate is checked against; empty means the system's CAs.",
+    ),
+    Setting(
+        "ORTHANC_RIS_AUDIT_SYSLOG_CERT",
+        "",
+        "PEM certificate shown to a tls:// repository that asks for one (ATNA node authentication); empty: none.",
+    ),
+    Setting("ORTHANC_RIS_AUDIT_SYSLOG_KEY", "", "PEM private key of ORTHANC_RIS_AUDIT_SYSLOG_CERT."),
+    Setting(
+        "ORTHANC_RIS_AUDIT_SOURCE_ID",
+        "",
+        "AuditSourceID of the audit messages; empty means this machine's host name.",
+    ),
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
@@ -327,6 +349,11 @@ class Config:
     plugin_token: str = ""
     session_idle_minutes: int = 30
     session_max_hours: int = 12
+    audit_syslog: str = ""
+    audit_syslog_ca: str = ""
+    audit_syslog_cert: str = ""
+    audit_syslog_key: str = ""
+    audit_source_id: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -354,6 +381,9 @@ class Config:
             raise ValueError("ORTHANC_RIS_ACCESSION_PREFIX: at most 8 characters (accession numbers are SH, 16)")
         timezone = _get(env, "ORTHANC_RIS_TIMEZONE").strip()
         zone_named(timezone)  # refuse an unknown zone at start, not on the first scheduled time
+        audit_syslog = _get(env, "ORTHANC_RIS_AUDIT_SYSLOG").strip()
+        if audit_syslog and not re.fullmatch(r"(udp|tls)://[^:/\s]+:\d+", audit_syslog):
+            raise ValueError("ORTHANC_RIS_AUDIT_SYSLOG: udp://host:port or tls://host:port")
         return cls(
             home=home,
             database_url=db_url,
@@ -401,4 +431,9 @@ class Config:
             session_idle_minutes=int(_get(env, "ORTHANC_RIS_SESSION_IDLE_MINUTES")),
             session_max_hours=int(_get(env, "ORTHANC_RIS_SESSION_MAX_HOURS")),
             dicom_allow_unknown_ae=_get(env, "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE").lower() in ("1", "true", "yes"),
+            audit_syslog=audit_syslog,
+            audit_syslog_ca=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_CA"),
+            audit_syslog_cert=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_CERT"),
+            audit_syslog_key=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_KEY"),
+            audit_source_id=_get(env, "ORTHANC_RIS_AUDIT_SOURCE_ID"),
         )

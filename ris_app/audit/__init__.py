@@ -2,4 +2,7 @@
 
 trail   record(): one AuditEvent in the caller's transaction, or in one of its own
 chain   the sealer (hash chain in commit order) and verify()
+atna    an event as a DICOM PS3.15 audit message (the table from our actions to DICOM events)
+syslog  RFC 5424 messages over UDP (RFC 5426) and TLS (RFC 5425)
+export  the ATNA export: sealed events, in order, to ORTHANC_RIS_AUDIT_SYSLOG, at least once
 """

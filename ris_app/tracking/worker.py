@@ -1,6 +1,8 @@
 """The sync worker (`orthanc-ris sync-worker`, a part of `orthanc-ris up`): carries out the
 queued tasks (corrections to Orthanc; what a report signature causes: PDF, instances into
 Orthanc, the ORU into the HL7 outbox) and reconciles Orthanc's studies with the RIS on a timer.
+It also seals the audit trail every round and, when ORTHANC_RIS_AUDIT_SYSLOG is set, runs
+the ATNA export in a thread of its own (ris_app.audit.export).
 
 Orthanc calls happen outside database transactions, so a slow modification job never
 holds a lock the RIS needs; each task's outcome is written in its own short transaction.
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.audit.chain import seal
+from ris_app.audit.export import start_export
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction
@@ -134,6 +137,7 @@ def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     next_reconcile = time.monotonic() + min(cfg.reconcile_seconds, 10.0)  # first pass soon after start
     stations_synced = False  # Orthanc's DICOM allowlist: at start, then with each reconciliation
+    start_export(cfg, sessions, stop)  # the sealed audit events to the audit repository, in a thread
     while True:
         try:  # the audit chain first: it needs no Orthanc
             seal(sessions)
