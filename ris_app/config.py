@@ -150,6 +150,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     Setting(
+        "ORTHANC_RIS_SHARE_MAX_DAYS",
+        "30",
+        "Longest a second-opinion share link may stay valid, in days (a link is valid 7 days unless its creator asks for fewer or more).",
+    ),
+    Setting(
         "ORTHANC_RIS_TIMEZONE",
         "",
         "The department's time zone, an IANA name such as Europe/Paris: scheduled times in DICOM, HL7, the pages and the API are its wall-clock time. Empty means the server's zone. Stored times are UTC whatever it is.",
@@ -327,6 +332,7 @@ class Config:
     plugin_token: str = ""
     session_idle_minutes: int = 30
     session_max_hours: int = 12
+    share_max_days: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -401,4 +407,5 @@ class Config:
             session_idle_minutes=int(_get(env, "ORTHANC_RIS_SESSION_IDLE_MINUTES")),
             session_max_hours=int(_get(env, "ORTHANC_RIS_SESSION_MAX_HOURS")),
             dicom_allow_unknown_ae=_get(env, "ORTHANC_RIS_DICOM_ALLOW_UNKNOWN_AE").lower() in ("1", "true", "yes"),
+            share_max_days=int(_get(env, "ORTHANC_RIS_SHARE_MAX_DAYS")),
         )
