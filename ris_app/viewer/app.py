@@ -5,7 +5,9 @@ the RIS login. Orthanc itself stays bound to localhost, without a password of it
 A RIS page hands the browser over with a short-lived signed token (`viewer_login_url`);
 the viewer keeps its own session cookie (its own name: cookies ignore ports, and the RIS's
 cookie on the same host must not be overwritten). Every proxied request re-checks that
-the user still exists, is active, and has a role allowed to see images.
+the user still exists, is active, and has a role allowed to see images. An outside
+colleague holding a second-opinion share link gets a session of another kind, limited to
+one study (viewer/share.py, routes.share_query).
 """
 
 from __future__ import annotations
