@@ -240,5 +240,16 @@ def test_the_colleague_opens_the_study_in_ohif(system, ris, studies, browser):  
         wait_for(lambda: _canvas_drawn(page), timeout=90, step=1)
     finally:
         _shot(page, "share-ohif-study.png")
-    assert "Lindqvist" in page.inner_text("body") or shared in page.url
+    context.close()
+
+    # The radiologist's report page lists the link and its opening.
+    context = browser.new_context(viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    page.goto(f"{system.ris_url}/login")
+    page.fill("input[name=username]", "lee")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], form button")
+    page.goto(f"{system.ris_url}/reading/by-uid/{shared}")
+    assert "opened 1 time" in page.inner_text("#shares li[data-state=active] >> nth=0")
+    page.locator("#shares").screenshot(path=str(_shot(page, "share-report-page.png").with_name("share-box.png")))
     context.close()
