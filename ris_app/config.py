@@ -150,6 +150,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     Setting(
+        "ORTHANC_RIS_SHARE_MAX_DAYS",
+        "30",
+        "Longest a second-opinion share link may stay valid, in days (a link is valid 7 days unless its creator asks for fewer or more).",
+    ),
+    Setting(
         "ORTHANC_RIS_TIMEZONE",
         "",
         "The department's time zone, an IANA name such as Europe/Paris: scheduled times in DICOM, HL7, the pages and the API are its wall-clock time. Empty means the server's zone. Stored times are UTC whatever it is.",
@@ -354,6 +359,7 @@ class Config:
     audit_syslog_cert: str = ""
     audit_syslog_key: str = ""
     audit_source_id: str = ""
+    share_max_days: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -436,4 +442,5 @@ class Config:
             audit_syslog_cert=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_CERT"),
             audit_syslog_key=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_KEY"),
             audit_source_id=_get(env, "ORTHANC_RIS_AUDIT_SOURCE_ID"),
+            share_max_days=int(_get(env, "ORTHANC_RIS_SHARE_MAX_DAYS")),
         )

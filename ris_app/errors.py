@@ -40,6 +40,13 @@ class Conflict(DomainError):
     kind = "conflict"
 
 
+class Gone(DomainError):
+    """What the input names existed but may no longer be used: an expired, revoked or
+    locked share link (HTTP 410)."""
+
+    kind = "gone"
+
+
 class Unavailable(DomainError):
     """A part the request needs (Orthanc, the database) cannot be reached (HTTP 503)."""
 

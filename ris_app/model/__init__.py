@@ -8,6 +8,7 @@
   reporting   report templates, reports, versions, critical results
   hl7         inbound messages and the outbox
   audit       the audit trail (append-only, hash-chained)
+  sharing     second-opinion share links
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ris_app.model.scheduling import (
     Station,
     StepStatusChange,
 )
+from ris_app.model.sharing import ShareLink
 from ris_app.model.tracking import (
     OrthancTask,
     PerformedProcedureStep,
@@ -84,6 +86,7 @@ __all__ = [
     "ReportVersion",
     "RequestedProcedure",
     "ScheduledProcedureStep",
+    "ShareLink",
     "Station",
     "StepStatusChange",
     "Study",

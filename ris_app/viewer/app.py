@@ -5,7 +5,9 @@ the RIS login. Orthanc itself stays bound to localhost, without a password of it
 A RIS page hands the browser over with a short-lived signed token (`viewer_login_url`);
 the viewer keeps its own session cookie (its own name: cookies ignore ports, and the RIS's
 cookie on the same host must not be overwritten). Every proxied request re-checks that
-the user still exists, is active, and has a role allowed to see images.
+the user still exists, is active, and has a role allowed to see images. An outside
+colleague holding a second-opinion share link gets a session of another kind, limited to
+one study (viewer/share.py, routes.share_query).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 from flask import Flask, Response, abort, redirect, request, send_from_directory, session
@@ -23,7 +25,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
-from ris_app.viewer.routes import READ, PathRefused, allowed_roles, plain_path
+from ris_app.viewer.routes import READ, PathRefused, ShareRefused, allowed_roles, plain_path, share_query
+from ris_app.viewer.share import install_share
 from ris_app.web import login_guard
 from ris_app.web.auth import safe_next
 
@@ -82,6 +85,8 @@ CONFIG_OVERRIDE = """
   window.config.investigationalUseDialog = { option: 'never' };
 })();
 """
+# A share session sees one study: no study list to wander to.
+SHARE_CONFIG_OVERRIDE = "\nwindow.config.showStudyList = false;\n"
 
 
 def _local_path(target: str) -> str:
@@ -130,7 +135,7 @@ def explorer_study_path(orthanc_id: str) -> str:
 def create_viewer_app(config: Config | None = None) -> Flask:
     """The viewer part's WSGI app."""
     cfg = config or Config.from_env()
-    app = Flask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=None, template_folder="../templates")
     # "//" must reach the proxy's path check (refused), not be redirected to a merged path.
     app.url_map.merge_slashes = False
     app.config.update(
@@ -144,6 +149,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     if cfg.orthanc_username:  # the service account: the proxy logs in to Orthanc, users never do
         orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
+    current_share = install_share(app, sessions, ohif_study_path)
 
     def user_role() -> str | None:
         uid = session.get("uid")
@@ -158,7 +164,11 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def gate(prefix: str, path: str) -> None:
         """Refuse, before anything reaches Orthanc, a user without a session, a route or
         method outside the table or the user's role, and a write without the session's
-        CSRF header. (Paths that are not plain were refused before routing.)"""
+        CSRF header. (Paths that are not plain were refused before routing.) A share
+        session reaches DICOMweb only, through share_gate."""
+        if current_share() is not None:
+            log.warning("viewer proxy refused a share session's %s outside DICOMweb", request.method)
+            abort(403)
         role = user_role()
         if role is None:
             abort(401)
@@ -178,7 +188,15 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         host = urlsplit(request.host_url).hostname or "127.0.0.1"
         return redirect(f"http://{host}:{cfg.http_port}/login?next=/reading")
 
-    def proxy(url: str) -> Response:
+    def share_gate(share, path: str) -> list[tuple[str, str]]:
+        """A share session's DICOMweb request: the query to forward, or 403."""
+        try:
+            return share_query(path, request.method, parse_qsl(request.query_string.decode()), share.study_uid)
+        except (ShareRefused, UnicodeDecodeError) as exc:
+            log.warning("viewer proxy refused a share session's %s: %s", request.method, exc)
+            abort(403)
+
+    def proxy(url: str, params: list[tuple[str, str]] | None = None) -> Response:
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -193,7 +211,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             upstream = orthanc.request(
                 request.method,
                 url,
-                params=request.query_string.decode() or None,
+                params=request.query_string.decode() or None if params is None else params,
                 data=request.get_data() if request.method in ("POST", "PUT") else None,
                 headers=headers,
                 stream=True,
@@ -243,6 +261,9 @@ def create_viewer_app(config: Config | None = None) -> Flask:
 
     @app.route("/dicom-web/<path:path>", methods=PROXY_METHODS, provide_automatic_options=False)
     def dicom_web(path: str):
+        share = current_share()
+        if share is not None:
+            return proxy(f"{cfg.orthanc_url}/dicom-web/{path}", share_gate(share, path))
         gate("dicom-web", path)
         return proxy(f"{cfg.orthanc_url}/dicom-web/{path}")
 
@@ -290,20 +311,26 @@ def create_viewer_app(config: Config | None = None) -> Flask:
 
     @app.get("/app-config.js")
     def app_config():
-        if user_role() is None:
+        share = current_share()
+        if share is None and user_role() is None:
             abort(401)
         shipped = (
             (ohif_dir / "app-config.js").read_text() if (ohif_dir / "app-config.js").exists() else "window.config={};"
         )
         return Response(
-            shipped + CONFIG_OVERRIDE, mimetype="application/javascript", headers={"Cache-Control": "no-store"}
+            shipped + CONFIG_OVERRIDE + (SHARE_CONFIG_OVERRIDE if share else ""),
+            mimetype="application/javascript",
+            headers={"Cache-Control": "no-store"},
         )
 
     @app.get("/", defaults={"path": ""})
     @app.get("/<path:path>")
     def ohif(path: str):
-        if user_role() is None:
+        share = current_share()
+        if share is None and user_role() is None:
             return ris_login_redirect()
+        if share is not None and not path:  # the study list: the one study instead
+            return redirect(ohif_study_path(share.study_uid))
         if not (ohif_dir / "index.html").exists():
             return Response("The OHIF viewer is not installed: run `make setup`.\n", status=503, mimetype="text/plain")
         if path and (ohif_dir / path).is_file():

@@ -104,3 +104,38 @@ def allowed_roles(prefix: str, path: str, method: str) -> frozenset[str] | None:
             roles |= route.roles
             found = True
     return frozenset(roles) if found else None
+
+
+# ------------------------------------------------------------------ share-link sessions
+# A share session (viewer/share.py) reads one study: DICOMweb GETs whose path names it, and
+# the root study search, forced to it. Query keys must be plain keywords or 8-digit tags,
+# so no spelling of StudyInstanceUID (a tag with a comma, an encoded letter) can slip past
+# the check and override the forced value in Orthanc.
+_QUERY_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{8}")
+_STUDY_KEYS = frozenset({"studyinstanceuid", "0020000d"})
+
+
+class ShareRefused(ValueError):
+    """A share session's request reaches beyond its study."""
+
+
+def share_query(path: str, method: str, query: list[tuple[str, str]], study_uid: str) -> list[tuple[str, str]]:
+    """The query to forward to Orthanc for a share session's DICOMweb request on `path`
+    (below /dicom-web/), or ShareRefused: not a read of the table's routes, a path naming
+    another study, a search at the root other than of studies, a query key that is not
+    plain, a StudyInstanceUID other than the shared one."""
+    if method not in READ or allowed_roles("dicom-web", path, method) is None:
+        raise ShareRefused("not a read the viewer forwards")
+    root_search = path == "studies"
+    if not (root_search or path == f"studies/{study_uid}" or path.startswith(f"studies/{study_uid}/")):
+        raise ShareRefused("outside the shared study")
+    kept = []
+    for key, value in query:
+        if not _QUERY_KEY.fullmatch(key):
+            raise ShareRefused("query key that is not a keyword or a tag")
+        if key.lower() in _STUDY_KEYS:
+            if value != study_uid:
+                raise ShareRefused("search for another study")
+            continue
+        kept.append((key, value))
+    return [*kept, ("StudyInstanceUID", study_uid)] if root_search else kept
