@@ -18,11 +18,12 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import requests
-from flask import Flask, Response, abort, redirect, request, send_from_directory, session
+from flask import Flask, Response, abort, g, redirect, request, send_from_directory, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
+from ris_app.viewer.audit import StudyViews
 from ris_app.viewer.routes import READ, PathRefused, allowed_roles, plain_path
 from ris_app.web import login_guard
 from ris_app.web.auth import safe_next
@@ -144,6 +145,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     if cfg.orthanc_username:  # the service account: the proxy logs in to Orthanc, users never do
         orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
+    views = StudyViews(sessions)  # the audit trail's study.view events
 
     def user_role() -> str | None:
         uid = session.get("uid")
@@ -153,12 +155,16 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             # The RIS login it came from must still be alive: a logout or a password
             # reset in the RIS ends image access too.
             user = login_guard.session_alive(s, session.get("rs", ""))
-            return user.role if user is not None and user.id == uid else None
+            if user is None or user.id != uid:
+                return None
+            g.viewer_user = user.username
+            return user.role
 
     def gate(prefix: str, path: str) -> None:
         """Refuse, before anything reaches Orthanc, a user without a session, a route or
         method outside the table or the user's role, and a write without the session's
         CSRF header. (Paths that are not plain were refused before routing.)"""
+        g.proxied = (prefix, path)
         role = user_role()
         if role is None:
             abort(401)
@@ -315,6 +321,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def _log(response):
         rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
         log.debug("%s %s %d", request.method, rule, response.status_code)
+        if "proxied" in g:
+            views.after(response, *g.proxied, g.get("viewer_user", ""), session.get("rs", ""))
         return response
 
     return app
