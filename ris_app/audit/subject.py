@@ -35,9 +35,11 @@ def _order(o: Order | None) -> Subject:
 
 
 def _study(st: Study | None) -> Subject:
+    """A linked study belongs to its order's patient (the RIS's truth, whatever the images
+    said); an unmatched one only to the identifiers its images carry."""
     if st is None:
         return NOBODY
-    return (st.patient_mrn, st.accession_number) if st.patient_mrn or st.order is None else _order(st.order)
+    return _order(st.order) if st.order is not None else (st.patient_mrn, st.accession_number)
 
 
 # How each kind of row reaches its patient and order.

@@ -60,6 +60,12 @@ def _study_event_action() -> str:
     return "study.delete" if isinstance(body, dict) and body.get("change") == "Deleted" else "images.receive"
 
 
+def _merged_mrn() -> str:
+    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    merged = body.get("merged_mrn") if isinstance(body, dict) else None
+    return f"merged MRN {merged.strip()[:64]} into this one" if isinstance(merged, str) and merged.strip() else ""
+
+
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
@@ -73,12 +79,14 @@ class Audited:
     names it. `handed_over`: the work commits in a transaction of its own (the HL7
     processor, reconciliation), so a 2xx/3xx answer is the success. `ae`: for calls the
     Orthanc plugin relays, the DICOM AE it relays for (recorded instead of the token).
-    `subject_only`: record only when the request names a patient or order."""
+    `subject_only`: record only when the request names a patient or order. `detail`: a
+    note from the request (identifiers only, never names)."""
 
     action: str | Callable[[], str]
     handed_over: bool = False
     ae: Callable[[], str] | None = None
     subject_only: bool = False
+    detail: Callable[[], str] | None = None
 
     def name(self) -> str:
         return self.action if isinstance(self.action, str) else self.action()
@@ -105,7 +113,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.order_status", "POST"): Audited("step.move"),
     ("tracking.inbox_link", "POST"): Audited("study.link"),
     ("tracking.correction_undo", "POST"): Audited("correction.undo"),
-    ("tracking.merge_page", "POST"): Audited("patient.merge"),
+    ("tracking.merge_page", "POST"): Audited("patient.merge", detail=_merged_mrn),
     ("reading.save", "POST"): Audited(_report_action),
     ("reading.addendum", "POST"): Audited("report.addendum"),
     ("reading.critical", "POST"): Audited("report.critical"),
@@ -129,7 +137,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     # API: writes
     ("api.post_patient", "POST"): Audited("patient.create"),
     ("api.patch_patient", "PATCH"): Audited("patient.update"),
-    ("tracking_api.post_merge", "POST"): Audited("patient.merge"),
+    ("tracking_api.post_merge", "POST"): Audited("patient.merge", detail=_merged_mrn),
     ("api.post_order", "POST"): Audited("order.create"),
     ("api.post_order_status", "POST"): Audited("step.move"),
     ("tracking_api.post_link", "POST"): Audited("study.link"),
@@ -156,6 +164,8 @@ _SUBJECT_ARGS: dict[str, Callable[[Session, object], subject.Subject]] = {
     "correction_id": lambda s, v: subject.by_id(s, StudyCorrection, v),
     "critical_id": lambda s, v: subject.by_id(s, CriticalResult, v),
 }
+# Query and form fields that name the patient or order, as the route argument they match.
+_SUBJECT_FIELDS = {"mrn": "mrn", "survivor_mrn": "mrn", "accession_number": "accession"}
 # Rows a request writes that are no patient data: the login and token bookkeeping.
 _BOOKKEEPING = (UserSession, LoginFailure, ApiToken)
 _DONE, _PENDING = "audit_done", "audit_pending"
@@ -183,13 +193,17 @@ def who(audited: Audited | None = None) -> Who:
 
 
 def _subject(s: Session) -> subject.Subject:
-    """MRN and accession the request names: its route arguments, ?mrn=, else what it wrote."""
+    """MRN and accession the request names: its route arguments, its query or form fields
+    (_SUBJECT_FIELDS), else what it wrote."""
+    named = dict(request.view_args or {})
+    for field, arg in _SUBJECT_FIELDS.items():
+        value = request.values.get(field, "").strip()[:64]
+        if value and arg not in named:
+            named[arg] = value
     found = subject.NOBODY
-    for name, value in (request.view_args or {}).items():
+    for name, value in named.items():
         if name in _SUBJECT_ARGS:
             found = _merge(found, _SUBJECT_ARGS[name](s, value))
-    if not found[0] and request.args.get("mrn"):
-        found = _merge(found, (request.args["mrn"][:64], ""))
     return _merge(found, subject.touched(s)) if request.method != "GET" else found
 
 
@@ -201,7 +215,7 @@ def _detail(audited: Audited | None) -> str:
     caller = g.get("caller")
     if audited is not None and audited.ae is not None and caller is not None:
         return f"relayed by token {caller.name}"
-    return ""
+    return audited.detail() if audited is not None and audited.detail is not None else ""
 
 
 def _route() -> str:

@@ -186,3 +186,28 @@ def test_the_plugin_relays_the_dicom_ae(app):
     assert client.post("/api/internal/study-events", json=ev, headers=plugin).status_code == 200
     assert len(events(app, action="images.receive")) == 1
     _no_patient_data(app)
+
+
+def test_corrections_name_the_patient_and_order(app):
+    ehr = _token(app, "ehr-feed", "integrator")
+    client = app.test_client()
+    accession = _patient_and_order(client, ehr)
+    _patient_and_order(client, ehr, mrn="A200")
+    uid = "1.2.826.0.1.3680043.99.2"
+    ev = {"seq": 1, "change": "NewStudy", "orthanc_id": "o-2", "study": {"StudyInstanceUID": uid, "PatientID": "TMP"}}
+    assert client.post("/api/internal/study-events", json=ev, headers=ehr).status_code == 403  # plugin only
+    plugin = _token(app, "orthanc", "plugin")
+    assert client.post("/api/internal/study-events", json=ev, headers=plugin).status_code == 200
+    r = client.post(f"/api/studies/{uid}/link", json={"accession_number": accession, "user": "someone"}, headers=ehr)
+    assert r.status_code == 201
+    (linked,) = events(app, action="study.link")
+    assert seen(linked)[1:5] == ("ehr-feed", "token", "A100", accession)  # the token, not the name it sent
+    assert client.post("/api/patients/A100/merge", json={"merged_mrn": "A200"}, headers=ehr).status_code == 201
+    (merged,) = events(app, action="patient.merge")
+    assert (merged.patient_mrn, merged.detail) == ("A100", "merged MRN A200 into this one")
+    pages = app.test_client()
+    csrf = login(app, pages, "clerk", "clara")
+    r = pages.post("/patients/merge", data={"survivor_mrn": "A100", "merged_mrn": "NOBODY", "csrf_token": csrf})
+    assert r.status_code == 400
+    failed = events(app, action="patient.merge")[-1]
+    assert (failed.actor, failed.patient_mrn, failed.outcome) == ("clara", "A100", "failed")
