@@ -40,6 +40,7 @@ from ris_app.model import (
 )
 from ris_app.model.audit import FAILED, REFUSED, SUCCESS
 from ris_app.web import db
+from ris_app.web.access import INTERNAL
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +180,13 @@ def entry() -> Audited | None:
 def who(audited: Audited | None = None) -> Who:
     """Who the request acts for: the page user, the API token, or the AE the plugin relays."""
     address = (request.remote_addr or "")[:64]
-    aet = audited.ae() if audited is not None and audited.ae is not None else ""
+    user, caller = g.get("user"), g.get("caller")
+    # The AE a header names is taken only from a caller allowed to relay (the plugin):
+    # anyone else could name any AE.
+    relays = caller is not None and caller.role in INTERNAL
+    aet = audited.ae() if relays and audited is not None and audited.ae is not None else ""
     if aet:
         return Who(aet, "ae", address)
-    user, caller = g.get("user"), g.get("caller")
     if user is not None:
         return Who(user.username, "user", address)
     if caller is not None:
@@ -213,7 +217,7 @@ def _merge(a: subject.Subject, b: subject.Subject) -> subject.Subject:
 
 def _detail(audited: Audited | None) -> str:
     caller = g.get("caller")
-    if audited is not None and audited.ae is not None and caller is not None:
+    if audited is not None and audited.ae is not None and caller is not None and caller.role in INTERNAL:
         return f"relayed by token {caller.name}"
     return audited.detail() if audited is not None and audited.detail is not None else ""
 

@@ -211,3 +211,13 @@ def test_corrections_name_the_patient_and_order(app):
     assert r.status_code == 400
     failed = events(app, action="patient.merge")[-1]
     assert (failed.actor, failed.patient_mrn, failed.outcome) == ("clara", "A100", "failed")
+
+
+def test_only_the_plugin_may_name_the_ae(app):
+    ehr = _token(app, "ehr-feed", "integrator")
+    r = app.test_client().post(
+        "/api/internal/worklist/find", data=query(), headers={**ehr, "X-Calling-AET": "CT1", "X-Called-AET": "RIS"}
+    )
+    assert r.status_code == 403
+    (refused,) = events(app, action="worklist.query")
+    assert (refused.actor, refused.actor_kind, refused.outcome) == ("ehr-feed", "token", "refused")
