@@ -77,6 +77,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     install_access_rules(app)  # a route that declares no rule is refused
 
+    from ris_app.web.audit import install as install_audit
+
+    install_audit(app)  # every read and write of patient data leaves an audit event
+
     access = logging.getLogger("ris_app.access")
 
     @app.before_request

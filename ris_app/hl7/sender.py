@@ -18,11 +18,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from ris_app.audit import subject
+from ris_app.audit.trail import Who, record
 from ris_app.clock import utcnow
 from ris_app.hl7.ack import read_ack
 from ris_app.hl7.mllp import MLLPClient, client_context
 from ris_app.hl7.settings import Destination, Hl7Settings
-from ris_app.model import Hl7Outbox, OutboxStatus
+from ris_app.model import Hl7Outbox, Order, OutboxStatus, Patient
+from ris_app.model.audit import FAILED, SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +170,32 @@ class OutboxSender(threading.Thread):
         if code in ("AA", "CA"):
             row.attempts += 1
             row.status, row.sent_at, row.last_error = OutboxStatus.SENT, utcnow(), ""
+            _audit(row, dest, SUCCESS)
             return True
         if code in ("AE", "CE"):
             row.attempts += 1
             row.status, row.last_error = OutboxStatus.ERROR, f"peer answered {code}: {text}"[:1024]
+            _audit(row, dest, FAILED, f"peer answered {code}")
             log.warning("HL7 outbox %d: %s answered %s; not retried", row.id, row.destination, code)
             return False
         return self._retry_later(row, f"peer answered {code or 'no MSA'}: {text}")
+
+
+def _audit(row: Hl7Outbox, dest: Destination, outcome: str, detail: str = "") -> None:
+    """The hl7.send event, in the transaction that records the peer's answer. The row's
+    reference is the order's accession number, or the patient's MRN for a patient message."""
+    s = Session.object_session(row)
+    assert s is not None
+    found = subject.by_id(s, Order, row.reference, "accession_number") if row.reference else subject.NOBODY
+    if found == subject.NOBODY and row.reference:
+        found = subject.by_id(s, Patient, row.reference, "mrn")
+    record(
+        s,
+        "hl7.send",
+        Who(dest.name, "hl7", dest.host),
+        outcome=outcome,
+        resource=f"{row.message_type} {row.control_id}",
+        mrn=found[0],
+        accession=found[1],
+        detail=detail,
+    )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ris_app.audit import subject
+from ris_app.audit.trail import Who, record
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import begin_write, is_retryable, set_actor
@@ -43,6 +45,7 @@ from ris_app.hl7.parse import (
 )
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.model import Hl7Message, InboundStatus
+from ris_app.model.audit import FAILED, REFUSED, SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class InboundProcessor:
         self.accession_prefix = config.accession_prefix if config else "RIS"
         self.uid_root = config.uid_root if config else ""
         self.lock = threading.Lock()
+        subject.watch(sessions)  # the audit event names the patient and order a message touched
 
     # -------------------------------------------------------------- entry points
     def receive(self, raw: bytes, peer: str = "") -> Outcome:
@@ -195,6 +199,7 @@ class InboundProcessor:
                 row.summary = f"duplicate of message {earlier}; not applied again"
                 row.error, row.error_location = "", ""
                 row.processed_at = utcnow()
+                _audit(s, row, env, detail=row.summary)
                 s.commit()
                 log.info("HL7 %s %s: duplicate of message %d", msg.message_type, message_id, earlier)
                 return Outcome(
@@ -211,7 +216,8 @@ class InboundProcessor:
                 row.attempts += 1
                 # Unique: the same message applied by another connection at once loses here.
                 row.applied_key = applied_key(env)
-                s.commit()  # the changes and 'processed' in one transaction
+                _audit(s, row, env, mrn_accession=subject.touched(s))
+                s.commit()  # the changes, 'processed' and the audit event in one transaction
             except Hl7Error as exc:
                 s.rollback()
                 return self._finish_error(message_id, env, msg, exc)
@@ -238,6 +244,9 @@ class InboundProcessor:
                 row.error, row.error_location = error.text[:1024], error.location[:32]
                 row.processed_at = utcnow()
                 row.attempts += 1
+                # The codes only: the error's text may quote the message's (patient) data.
+                detail = f"{error.ack_code} {error.error_code} at {error.location or '-'}"
+                _audit(s, row, env, outcome=REFUSED if error.ack_code == "AR" else FAILED, detail=detail)
                 s.commit()
         log.warning(
             "HL7 message %d refused (%s %d at %s): %s",
@@ -255,6 +264,28 @@ class InboundProcessor:
             status,
             error.text,
         )
+
+
+def _audit(
+    s: Session,
+    row: Hl7Message,
+    env: Envelope,
+    *,
+    mrn_accession: subject.Subject = subject.NOBODY,
+    outcome: str = SUCCESS,
+    detail: str = "",
+) -> None:
+    """The message's hl7.receive event, in the transaction that settles the message."""
+    record(
+        s,
+        "hl7.receive",
+        Who(env.sending_application or "(unnamed)", "hl7", row.peer.rpartition(":")[0] or row.peer),
+        outcome=outcome,
+        resource=f"{env.message_type or '?'} {env.control_id}"[:255],
+        mrn=mrn_accession[0],
+        accession=mrn_accession[1],
+        detail=detail,
+    )
 
 
 def _check_failed(status: str) -> None:

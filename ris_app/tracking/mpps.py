@@ -9,6 +9,7 @@ session and a dataset, so it is tested without a network as well as through a re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,9 +19,12 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ris_app.audit import subject
+from ris_app.audit.trail import Who, record, record_read
 from ris_app.clock import from_site, utcnow
 from ris_app.db import begin_write, retrying, set_actor
 from ris_app.model import PerformedProcedureStep, ScheduledProcedureStep, Station
+from ris_app.model.audit import FAILED, REFUSED
 from ris_app.scheduling.orders import lock_step, set_step_status
 from ris_app.scheduling.states import FINAL_STATES, STARTABLE, SPSStatus
 from ris_app.tracking.linking import find_step_for
@@ -202,10 +206,13 @@ class MppsService:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self.manager = MppsManager()
+        subject.watch(sessions)  # the audit event names the patient and order of the step
 
-    def _run(self, fn, sop_uid: str, ds: Dataset, calling_aet: str = "") -> Outcome:
+    def _run(self, fn, sop_uid: str, ds: Dataset, who: Who, action: str) -> Outcome:
         """One writer transaction (db.begin_write), tried again when another writer got in
-        first (db.retrying): a step moved by the images or a page meanwhile is re-read."""
+        first (db.retrying): a step moved by the images or a page meanwhile is re-read. The
+        audit event `action` is written in it; a refused request's in one of its own."""
+        calling_aet = who.name
 
         def attempt() -> Outcome:
             session = set_actor(self.sessions(), f"mpps:{calling_aet}" if calling_aet else "mpps")
@@ -213,6 +220,8 @@ class MppsService:
                 begin_write(session)
                 outcome = fn(session, sop_uid, ds)
                 if outcome.status == SUCCESS:
+                    mrn, accession = subject.touched(session)
+                    record(session, action, who, resource=f"MPPS {sop_uid}", mrn=mrn, accession=accession)
                     session.commit()
                 else:
                     session.rollback()
@@ -227,9 +236,12 @@ class MppsService:
             outcome = retrying(attempt, what="MPPS")
         except Exception:
             log.exception("MPPS %s: processing failure", sop_uid)
-            return Outcome(PROCESSING_FAILURE, "internal error")
+            outcome = Outcome(PROCESSING_FAILURE, "internal error")
         if outcome.status != SUCCESS:
             log.warning("MPPS %s refused: 0x%04X %s", sop_uid, outcome.status, outcome.comment)
+            _audit_quietly(
+                self.sessions, action, who, outcome=FAILED, resource=f"MPPS {sop_uid}", detail=f"0x{outcome.status:04X}"
+            )
         return outcome
 
     def on_n_create(self, event):
@@ -239,7 +251,7 @@ class MppsService:
         if not sop_uid:  # the SCP assigns the instance UID when the SCU did not (PS3.7 10.1.5)
             sop_uid = generate_uid()
             reply.AffectedSOPInstanceUID = sop_uid
-        outcome = self._run(self.manager.create, str(sop_uid), ds, _calling_aet(event))
+        outcome = self._run(self.manager.create, str(sop_uid), ds, _caller(event), "mpps.create")
         if outcome.status != SUCCESS:
             return outcome.dimse_status(), None
         for elem in ds:
@@ -248,15 +260,25 @@ class MppsService:
 
     def on_n_set(self, event):
         mods = event.modification_list
-        outcome = self._run(self.manager.set, str(event.request.RequestedSOPInstanceUID), mods, _calling_aet(event))
+        sop_uid = str(event.request.RequestedSOPInstanceUID)
+        outcome = self._run(self.manager.set, sop_uid, mods, _caller(event), "mpps.set")
         return outcome.dimse_status(), (mods if outcome.status == SUCCESS else None)
 
 
-def _calling_aet(event) -> str:
+def _caller(event) -> Who:
+    """The calling AE of the event's association, and its address."""
     try:
-        return str(event.assoc.requestor.primitive.calling_ae_title).strip()
+        rq = event.assoc.requestor
+        return Who(str(rq.primitive.calling_ae_title).strip(), "ae", str(rq.address or ""))
     except AttributeError:
-        return ""
+        return Who("", "ae")
+
+
+def _audit_quietly(sessions: sessionmaker[Session], action: str, who: Who, **fields) -> None:
+    """A refusal's event in a transaction of its own; a database that is down is already
+    being refused for, and logged (record_read logs the failure)."""
+    with contextlib.suppress(Exception):  # logged by record_read; the refusal goes out regardless
+        record_read(sessions, action, who, **fields)
 
 
 class StationAllowlist:
@@ -293,7 +315,7 @@ def make_ae(service: MppsService, aet: str, allowlist: StationAllowlist | None =
     handlers = [
         (evt.EVT_N_CREATE, service.on_n_create),
         (evt.EVT_N_SET, service.on_n_set),
-        (evt.EVT_REJECTED, _on_rejected),
+        (evt.EVT_REJECTED, lambda event: _on_rejected(event, service.sessions)),
     ]
     if allowlist is not None:
         handlers.append((evt.EVT_REQUESTED, lambda event: _on_requested(event, allowlist)))
@@ -312,14 +334,21 @@ def _on_requested(event, allowlist: StationAllowlist) -> None:
         allowed = False
     if not allowed:
         log.warning("MPPS association refused: calling AE %r from %s:%s is not a station", calling, rq.address, rq.port)
+        who = Who(calling, "ae", str(rq.address or ""))
+        _audit_quietly(
+            allowlist.sessions, "dicom.associate", who, outcome=REFUSED, detail="calling AE is not a station"
+        )
         event.assoc.acse.send_reject(*REJECT_CALLING_AET)
         event.assoc.kill()
 
 
-def _on_rejected(event) -> None:
+def _on_rejected(event, sessions: sessionmaker[Session]) -> None:
     """pynetdicom's own refusals (called AE title, too many associations)."""
     a = event.assoc
     p = a.acceptor.primitive
+    who = Who(str(a.requestor.primitive.calling_ae_title).strip(), "ae", str(a.requestor.address or ""))
+    detail = f"called AE {str(a.requestor.primitive.called_ae_title).strip()!r}, reason {p.diagnostic}"
+    _audit_quietly(sessions, "dicom.associate", who, outcome=REFUSED, detail=detail)
     log.warning(
         "MPPS association rejected: calling AE %r, called AE %r, from %s (result %s, source %s, reason %s)",
         str(a.requestor.primitive.calling_ae_title).strip(),

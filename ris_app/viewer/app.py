@@ -20,11 +20,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
-from flask import Flask, Response, abort, redirect, request, send_from_directory, session
+from flask import Flask, Response, abort, g, redirect, request, send_from_directory, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
+from ris_app.viewer.audit import StudyViews
 from ris_app.viewer.routes import READ, PathRefused, ShareRefused, allowed_roles, plain_path, share_query
 from ris_app.viewer.share import install_share
 from ris_app.web import login_guard
@@ -150,6 +151,7 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         orthanc.auth = (cfg.orthanc_username, cfg.orthanc_password)
     ohif_dir = Path(cfg.ohif_dir)
     current_share = install_share(app, sessions, ohif_study_path)
+    views = StudyViews(sessions)  # the audit trail's study.view events
 
     def user_role() -> str | None:
         uid = session.get("uid")
@@ -159,13 +161,17 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             # The RIS login it came from must still be alive: a logout or a password
             # reset in the RIS ends image access too.
             user = login_guard.session_alive(s, session.get("rs", ""))
-            return user.role if user is not None and user.id == uid else None
+            if user is None or user.id != uid:
+                return None
+            g.viewer_user = user.username
+            return user.role
 
     def gate(prefix: str, path: str) -> None:
         """Refuse, before anything reaches Orthanc, a user without a session, a route or
         method outside the table or the user's role, and a write without the session's
         CSRF header. (Paths that are not plain were refused before routing.) A share
         session reaches DICOMweb only, through share_gate."""
+        g.proxied = (prefix, path)
         if current_share() is not None:
             log.warning("viewer proxy refused a share session's %s outside DICOMweb", request.method)
             abort(403)
@@ -342,6 +348,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def _log(response):
         rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
         log.debug("%s %s %d", request.method, rule, response.status_code)
+        if "proxied" in g:
+            views.after(response, *g.proxied, g.get("viewer_user", ""), session.get("rs", ""))
         return response
 
     return app

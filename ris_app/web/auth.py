@@ -24,9 +24,11 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ris_app.audit.trail import Who
 from ris_app.db import begin_write
 from ris_app.model import ROLES, User
-from ris_app.web import commit, db, login_guard, read_mostly, settings
+from ris_app.model.audit import REFUSED
+from ris_app.web import audit, commit, db, login_guard, read_mostly, settings
 from ris_app.web.access import declare, open_route
 
 log = logging.getLogger(__name__)
@@ -179,8 +181,11 @@ def login():
         password = request.form.get("password", "")
         ip = request.remote_addr or ""
         s = db()
+        actor = Who(username[:64], "user", ip)
         wait = login_guard.locked_for(s, username, ip)
         if wait:
+            audit.note(s, "login.failed", actor, outcome=REFUSED, detail="locked: too many failed logins")
+            commit()
             # The password is not even checked while locked, and the text is the same
             # whether the name exists or not.
             log.warning("login refused while locked: user %r from %s", username[:64], ip)
@@ -203,6 +208,7 @@ def login():
                 ip=ip,
                 user_agent=request.user_agent.string,
             )
+            audit.note(s, "login", actor)
             commit()
             # A fresh session (and so a fresh CSRF token): nothing set before login survives.
             session.clear()
@@ -211,6 +217,7 @@ def login():
             log.info("user %s logged in", user.username)
             return redirect(target)
         login_guard.record_failure(s, username, ip)
+        audit.note(s, "login.failed", actor, outcome=REFUSED, detail="unknown user name or wrong password")
         commit()
         log.warning("failed login: user %r from %s", username[:64], ip)
         flash("Unknown user name or wrong password.", "error")
@@ -225,7 +232,10 @@ def login():
 def logout():
     """POST only (with the CSRF token), so another site cannot log the user out. The
     server-side row is revoked: a copy of the cookie is worth nothing after this."""
+    user = current_user()
     login_guard.end_session(db(), session.get("sid"))
+    if user is not None:
+        audit.note(db(), "logout", Who(user.username, "user", request.remote_addr or ""))
     commit()
     session.clear()
     return redirect(url_for("auth.login"))
