@@ -29,6 +29,7 @@ from ris_app.db import lock_row
 from ris_app.errors import Gone, Invalid, NotFound
 from ris_app.model import FINAL, Report, ReportVersion, ShareLink, Study, User
 from ris_app.model.audit import REFUSED
+from ris_app.reporting.documents import report_series_uid
 
 DEFAULT_DAYS = 7
 MAX_CODE_ATTEMPTS = 5
@@ -79,6 +80,20 @@ def signed_version(session: Session, study: Study, *, with_pdf: bool = False) ->
     if with_pdf:
         query = query.where(ReportVersion.pdf.is_not(None))
     return session.scalar(query.order_by(ReportVersion.version.desc()).limit(1))
+
+
+def report_copies(session: Session, study: Study) -> tuple[frozenset[str], frozenset[str]]:
+    """(SeriesInstanceUIDs, SOPInstanceUIDs) of the study's report copies in the PACS: the
+    two report series (their UIDs follow from the study's, so they are known even before
+    a copy is stored) and every version's Encapsulated PDF and Basic Text SR instance."""
+    uid = study.study_instance_uid
+    rows = session.execute(
+        select(ReportVersion.sop_instance_uid, ReportVersion.sr_instance_uid)
+        .join(Report, ReportVersion.report_id == Report.id)
+        .where(Report.study_id == study.id)
+    )
+    instances = frozenset(u for row in rows for u in row if u)
+    return frozenset({report_series_uid(uid, "pdf"), report_series_uid(uid, "sr")}), instances
 
 
 def create_share(

@@ -26,7 +26,16 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 from ris_app.viewer.audit import StudyViews
-from ris_app.viewer.routes import READ, PathRefused, ShareRefused, allowed_roles, plain_path, share_query
+from ris_app.viewer.routes import (
+    READ,
+    PathRefused,
+    ShareRefused,
+    allowed_roles,
+    hide_report,
+    plain_path,
+    share_answer_filtered,
+    share_query,
+)
 from ris_app.viewer.share import install_share
 from ris_app.web import login_guard
 from ris_app.web.auth import safe_next
@@ -49,6 +58,10 @@ PASS_HEADERS = (
     "Location",
 )
 CHUNK = 256 * 1024
+# A share session without the report gets its JSON answers (searches, metadata) filtered,
+# so read whole first: a study's metadata is about 10-20 kB per instance, so this holds a
+# study of several thousand instances; a larger answer is refused rather than passed on.
+FILTERED_MAX = 128 * 1024 * 1024
 CSRF_HEADER = "X-CSRF-Token"
 PROXY_PREFIXES = ("/dicom-web", "/orthanc", "/wado")
 PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -197,20 +210,22 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def share_gate(share, path: str) -> list[tuple[str, str]]:
         """A share session's DICOMweb request: the query to forward, or 403."""
         try:
-            return share_query(path, request.method, parse_qsl(request.query_string.decode()), share.study_uid)
+            query = parse_qsl(request.query_string.decode())
+            return share_query(path, request.method, query, share.study_uid, share.hiding)
         except (ShareRefused, UnicodeDecodeError) as exc:
             log.warning("viewer proxy refused a share session's %s: %s", request.method, exc)
             abort(403)
 
-    def proxy(url: str, params: list[tuple[str, str]] | None = None) -> Response:
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("accept", "if-none-match", "if-modified-since", "range", "content-type")
-        }
+    def proxy(url: str, params: list[tuple[str, str]] | None = None, hiding=None) -> Response:
+        """Forward the request; with `hiding` (a share session without the report, on a
+        path whose answer is a DICOM JSON list) the answer is read whole and filtered."""
+        passed = ("accept", "if-none-match", "if-modified-since", "range", "content-type") if hiding is None else ()
+        headers = {k: v for k, v in request.headers.items() if k.lower() in passed}
         # The body is passed through as Orthanc encoded it: only in an encoding the client
         # asked for (requests would otherwise ask for gzip on every client's behalf).
         headers["Accept-Encoding"] = request.headers.get("Accept-Encoding", "identity")
+        if hiding is not None:  # JSON (not XML), whole and plain: what hide_report reads
+            headers.update({"Accept": "application/dicom+json", "Accept-Encoding": "identity"})
         # orthanc-dicomweb writes BulkDataURIs for the host the browser asked (RFC 7239).
         headers["Forwarded"] = f"host={request.host};proto={request.scheme}"
         try:
@@ -226,6 +241,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
         except requests.RequestException as exc:
             log.warning("Orthanc unreachable from the viewer: %s", type(exc).__name__)
             return Response("Orthanc is unreachable\n", status=502, mimetype="text/plain")
+        if hiding is not None:
+            return filtered(upstream, hiding)
         out = {k: v for k, v in upstream.headers.items() if k in PASS_HEADERS}
         return Response(
             upstream.raw.stream(CHUNK, decode_content=False),
@@ -233,6 +250,31 @@ def create_viewer_app(config: Config | None = None) -> Flask:
             headers=out,
             direct_passthrough=True,
         )
+
+    def filtered(upstream: requests.Response, hiding) -> Response:
+        """Orthanc's JSON answer without the report's objects (routes.hide_report); an
+        error passes as it is, anything that cannot be filtered is refused (502)."""
+        with upstream:
+            if upstream.status_code != 200 or request.method == "HEAD":
+                out = {k: v for k, v in upstream.headers.items() if k in ("Content-Type", "Content-Length")}
+                return Response(upstream.content, status=upstream.status_code, headers=out)
+            if int(upstream.headers.get("Content-Length") or 0) > FILTERED_MAX:
+                return too_large()
+            body = bytearray()
+            for chunk in upstream.iter_content(CHUNK):
+                body += chunk
+                if len(body) > FILTERED_MAX:
+                    return too_large()
+        try:
+            answer = hide_report(bytes(body), hiding)
+        except ValueError:  # also json's and UnicodeDecodeError
+            log.warning("viewer proxy refused a share session's answer it could not filter")
+            return Response("Orthanc's answer could not be filtered\n", status=502, mimetype="text/plain")
+        return Response(answer, mimetype="application/dicom+json", headers={"Cache-Control": "no-store"})
+
+    def too_large() -> Response:
+        log.warning("viewer proxy refused a share session's answer over %d bytes", FILTERED_MAX)
+        return Response("The answer is too large for a shared study\n", status=502, mimetype="text/plain")
 
     @app.before_request
     def _plain_proxy_paths():
@@ -269,7 +311,8 @@ def create_viewer_app(config: Config | None = None) -> Flask:
     def dicom_web(path: str):
         share = current_share()
         if share is not None:
-            return proxy(f"{cfg.orthanc_url}/dicom-web/{path}", share_gate(share, path))
+            hiding = share.hiding if share_answer_filtered(path) else None
+            return proxy(f"{cfg.orthanc_url}/dicom-web/{path}", share_gate(share, path), hiding)
         gate("dicom-web", path)
         return proxy(f"{cfg.orthanc_url}/dicom-web/{path}")
 

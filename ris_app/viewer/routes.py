@@ -11,8 +11,10 @@ an allowed path into another one.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 READ = frozenset({"GET", "HEAD"})
 VIEWER_ROLES = frozenset({"radiologist", "technologist", "admin"})
@@ -119,16 +121,41 @@ class ShareRefused(ValueError):
     """A share session's request reaches beyond its study."""
 
 
-def share_query(path: str, method: str, query: list[tuple[str, str]], study_uid: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class ReportHiding:
+    """What a share session without the report may not see: the report's series and
+    instances the RIS knows (reporting.sharing.report_copies) and, in JSON answers, any
+    object whose Modality is in HIDDEN_MODALITIES."""
+
+    series: frozenset[str]
+    instances: frozenset[str]
+
+
+# Document and structured-report series: the signed report's Encapsulated PDF and Basic
+# Text SR, and any other report-like object (a prior system's report, a scanned document).
+HIDDEN_MODALITIES = frozenset({"DOC", "SR"})
+_MODALITY, _MODALITIES_IN_STUDY = "00080060", "00080061"
+_SERIES_UID, _SOP_UID = "0020000E", "00080018"
+# The study-level answers that would carry the report's objects whole (the study's DICOM
+# files, a rendering of any of them): refused, since a multipart stream is not filtered.
+_WHOLE_STUDY = ("", "/rendered", "/thumbnail")
+
+
+def share_query(
+    path: str, method: str, query: list[tuple[str, str]], study_uid: str, hiding: ReportHiding | None = None
+) -> list[tuple[str, str]]:
     """The query to forward to Orthanc for a share session's DICOMweb request on `path`
     (below /dicom-web/), or ShareRefused: not a read of the table's routes, a path naming
     another study, a search at the root other than of studies, a query key that is not
-    plain, a StudyInstanceUID other than the shared one."""
+    plain, a StudyInstanceUID other than the shared one; with `hiding`, a path naming
+    one of the report's series or instances, or retrieving the whole study."""
     if method not in READ or allowed_roles("dicom-web", path, method) is None:
         raise ShareRefused("not a read the viewer forwards")
     root_search = path == "studies"
     if not (root_search or path == f"studies/{study_uid}" or path.startswith(f"studies/{study_uid}/")):
         raise ShareRefused("outside the shared study")
+    if hiding is not None:
+        _check_hidden(path, study_uid, hiding)
     kept = []
     for key, value in query:
         if not _QUERY_KEY.fullmatch(key):
@@ -139,3 +166,49 @@ def share_query(path: str, method: str, query: list[tuple[str, str]], study_uid:
             continue
         kept.append((key, value))
     return [*kept, ("StudyInstanceUID", study_uid)] if root_search else kept
+
+
+def _check_hidden(path: str, study_uid: str, hiding: ReportHiding) -> None:
+    if path in (f"studies/{study_uid}{tail}" for tail in _WHOLE_STUDY):
+        raise ShareRefused("whole-study retrieve of a share without the report")
+    for level, uid in pairwise(path.split("/")):
+        if (level == "series" and uid in hiding.series) or (level == "instances" and uid in hiding.instances):
+            raise ShareRefused("the report's series or instance, shared without the report")
+
+
+def share_answer_filtered(path: str) -> bool:
+    """Whether a share session's answer on `path` is a DICOM JSON list to filter with
+    hide_report (QIDO searches, WADO-RS metadata); frames, bulk data and renderings of
+    the allowed series stream unfiltered."""
+    return path == "studies" or path.rsplit("/", 1)[-1] in ("series", "instances", "metadata")
+
+
+def _values(item: dict, tag: str) -> list:
+    value = item.get(tag)
+    return value.get("Value", []) if isinstance(value, dict) else []
+
+
+def _hidden(item: dict, hiding: ReportHiding) -> bool:
+    return (
+        any(m in HIDDEN_MODALITIES for m in _values(item, _MODALITY))
+        or any(u in hiding.series for u in _values(item, _SERIES_UID))
+        or any(u in hiding.instances for u in _values(item, _SOP_UID))
+    )
+
+
+def hide_report(body: bytes, hiding: ReportHiding) -> bytes:
+    """A DICOM JSON answer (a list of datasets) without the report's objects: those of a
+    hidden modality, series or instance are dropped, and the hidden modalities are taken
+    out of a study's ModalitiesInStudy. ValueError when `body` is not such a list (the
+    caller does not pass on what it could not filter)."""
+    answer = json.loads(body)
+    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        raise ValueError("not a DICOM JSON list")
+    kept = [item for item in answer if not _hidden(item, hiding)]
+    for item in kept:
+        modalities = item.get(_MODALITIES_IN_STUDY)
+        if isinstance(modalities, dict) and "Value" in modalities:
+            modalities["Value"] = [m for m in modalities["Value"] if m not in HIDDEN_MODALITIES]
+            if not modalities["Value"]:
+                del modalities["Value"]  # DICOM JSON: an empty attribute has no Value
+    return json.dumps(kept, separators=(",", ":")).encode()

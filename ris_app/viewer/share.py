@@ -1,7 +1,8 @@
 """Second-opinion share links in the viewer part: /share/<token> asks for the code, then
 starts a viewer session limited to the link's one study (its own session key, apart from
 RIS logins), and the proxy lets that session read that study's DICOMweb and nothing
-else (routes.share_query). The link is looked up again on every request: a revocation
+else (routes.share_query); without "with the signed report" the report's DICOM copies
+are hidden as well (routes.ReportHiding). The link is looked up again on every request: a revocation
 or the expiry ends access at once, with 410.
 
 The rules of a link (expiry, code, lockout, audit) are in ris_app/reporting/sharing.py."""
@@ -21,7 +22,16 @@ from ris_app.audit.trail import record_read
 from ris_app.db import transaction
 from ris_app.errors import NotFound
 from ris_app.model import ShareLink
-from ris_app.reporting.sharing import GONE_TEXT, find_link, open_with_code, share_who, signed_version, state
+from ris_app.reporting.sharing import (
+    GONE_TEXT,
+    find_link,
+    open_with_code,
+    report_copies,
+    share_who,
+    signed_version,
+    state,
+)
+from ris_app.viewer.routes import ReportHiding
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,7 @@ SESSION_MAX_AGE = 12 * 3600
 class ShareSession:
     link_id: int
     study_uid: str
+    hiding: ReportHiding | None = None  # a link without the report: what the proxy hides
 
 
 def _page(status: int, **context) -> Response:
@@ -62,7 +73,8 @@ def install_share(app: Flask, sessions: sessionmaker[Session], viewer_path) -> c
             current = state(link)
             if current != "active":
                 abort(gone_page(current))  # 410, the plain page: OHIF's own page loads get it too
-            return ShareSession(link.id, link.study.study_instance_uid)
+            hiding = None if link.include_report else ReportHiding(*report_copies(s, link.study))
+            return ShareSession(link.id, link.study.study_instance_uid, hiding)
 
     def landing(link: ShareLink) -> Response:
         return _page(

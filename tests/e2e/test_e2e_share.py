@@ -185,6 +185,55 @@ def test_the_report_page_lists_openings(system, ris, studies):
     assert "Shared with <strong>Dr Lee, St Elsewhere</strong>" in page and "opened 1 time, last" in page
 
 
+def _modalities(answer: requests.Response) -> set[str]:
+    assert answer.status_code == 200, answer.status_code
+    return {m for item in answer.json() for m in item.get("00080060", {}).get("Value", [])}
+
+
+def test_a_share_without_the_report_hides_its_dicom_copies(system, ris, studies):
+    """The signing tasks store the report as an Encapsulated PDF (DOC) and a Basic Text SR
+    in the study: a link without the report lists neither and refuses their URLs."""
+    shared, base = studies[0], _viewer(system)
+
+    def copies() -> dict[str, str]:  # as the service account: Modality -> SeriesInstanceUID
+        found = system.orthanc("GET", f"/dicom-web/studies/{shared}/series").json()
+        return {
+            s["00080060"]["Value"][0]: s["0020000E"]["Value"][0] for s in found if s["00080060"]["Value"][0] in "DOC SR"
+        }
+
+    series = wait_for(lambda: len(c := copies()) == 2 and c, timeout=90)
+    pdf_series = series["DOC"]
+    pdf_sop = system.orthanc("GET", f"/dicom-web/studies/{shared}/series/{pdf_series}/instances").json()[0]
+    pdf_sop = pdf_sop["00080018"]["Value"][0]
+
+    v, r = _open(*_share(system, ris, shared)[:2])
+    assert r.status_code == 302
+    assert _modalities(v.get(f"{base}/dicom-web/studies/{shared}/series", timeout=30)) == {"CT"}
+    assert _modalities(v.get(f"{base}/dicom-web/studies/{shared}/instances", timeout=30)) == {"CT"}
+    metadata = v.get(f"{base}/dicom-web/studies/{shared}/metadata", timeout=30)
+    assert _modalities(metadata) == {"CT"} and len(metadata.json()) == 4
+    assert pdf_sop.encode() not in metadata.content and b"%PDF" not in metadata.content
+    study = v.get(f"{base}/dicom-web/studies", timeout=30).json()[0]
+    assert set(study["00080061"]["Value"]) == {"CT"}  # ModalitiesInStudy
+    for path in (
+        f"studies/{shared}/series/{pdf_series}/instances/{pdf_sop}/metadata",
+        f"studies/{shared}/series/{pdf_series}/instances/{pdf_sop}",
+        f"studies/{shared}/series/{pdf_series}/instances/{pdf_sop}/bulk/00420011",
+        f"studies/{shared}/series/{pdf_series}/metadata",
+        f"studies/{shared}/series/{series['SR']}/instances",
+        f"studies/{shared}",  # the whole study's DICOM files
+    ):
+        assert v.get(f"{base}/dicom-web/{path}", timeout=30).status_code == 403, path
+    assert v.get(f"{base}/share-report.pdf", timeout=30).status_code == 404
+
+    # With the report, the same session kind sees both copies.
+    v, r = _open(*_share(system, ris, shared, include_report="1")[:2])
+    assert r.status_code == 200
+    assert _modalities(v.get(f"{base}/dicom-web/studies/{shared}/series", timeout=30)) == {"CT", "DOC", "SR"}
+    answer = v.get(f"{base}/dicom-web/studies/{shared}/series/{pdf_series}/instances/{pdf_sop}/metadata", timeout=30)
+    assert answer.status_code == 200 and answer.json()[0]["00080018"]["Value"] == [pdf_sop]
+
+
 def test_revoked_and_expired_links_answer_410(system, ris, studies):
     shared = studies[0]
     base = _viewer(system)
