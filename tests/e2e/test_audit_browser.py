@@ -16,9 +16,12 @@ from ris_app.clock import site_today, utcnow
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction
 from ris_app.model.audit import REFUSED
-from tests.e2e.test_pages_browser import _create_user, _log_in, _shot, browser, page  # noqa: F401 (fixtures)
+from tests.e2e import test_pages_browser as pages_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# Debian's chromium through Playwright, as the other page tests drive it.
+browser, page = pages_browser.browser, pages_browser.page
+_create_user, _log_in, _shot = pages_browser._create_user, pages_browser._log_in, pages_browser._shot
 MRN = "AU-0001"
 
 
