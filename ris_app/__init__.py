@@ -70,6 +70,11 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.web.validation import install as install_input_limits
 
     app.register_blueprint(openapi_bp)
+    from ris_app.audit.api import bp as audit_api_bp
+    from ris_app.audit.pages import bp as audit_pages_bp
+
+    app.register_blueprint(audit_api_bp)
+    app.register_blueprint(audit_pages_bp)
 
     install_input_limits(app)
 

@@ -129,3 +129,11 @@ def test_token_commands(config, monkeypatch):
     assert runner.invoke(main, ["revoke-token", "ehr"]).exit_code == 0
     assert "revoked" in runner.invoke(main, ["list-tokens"]).output
     assert runner.invoke(main, ["revoke-token", "ehr"]).exit_code != 0
+
+
+def test_the_audit_trail_is_for_admins_only(app):
+    """Who saw what is itself patient data: the API, the pages and the export take admins."""
+    table = access_table(app)
+    audit = {e: a for e, a in table.items() if e.startswith(("audit.", "audit_api."))}
+    assert set(audit) == {"audit_api.get_audit", "audit.audit_page", "audit.audit_csv", "audit.patient_access_page"}
+    assert all(a.roles == ("admin",) for a in audit.values())

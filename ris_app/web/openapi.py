@@ -16,6 +16,7 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import IntegerConverter
 
+from ris_app.model.audit import ACTOR_KINDS, OUTCOMES
 from ris_app.web.access import open_route
 from ris_app.web.validation import MAX_ID
 
@@ -108,6 +109,23 @@ SCHEMAS = {
         "properties": {"correction": {"type": "object"}, "tasks": {"type": "array", "items": {"type": "object"}}},
     },
     "Ok": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+    "AuditEvent": {  # ris_app.audit.api.event_json
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time", "description": "UTC, with its offset"},
+            "actor": {"type": "string", "description": "user name, token name, AE title, HL7 application"},
+            "actor_kind": {"type": "string", "enum": list(ACTOR_KINDS)},
+            "address": {"type": "string"},
+            "action": {"type": "string", "description": "patient.read, order.create, login.failed, ..."},
+            "outcome": {"type": "string", "enum": list(OUTCOMES)},
+            "patient_mrn": {"type": "string"},
+            "accession": {"type": "string"},
+            "resource": {"type": "string"},
+            "detail": {"type": "string"},
+            "seq": {"type": "integer", "nullable": True, "description": "place in the hash chain; null until sealed"},
+        },
+    },
     "ImportReport": {
         "type": "object",
         "required": ["imported", "skipped", "items"],

@@ -67,7 +67,7 @@ def _shot(page, name: str) -> Path:
     return path
 
 
-def _create_user(system, username: str, role: str) -> None:
+def _create_user(system, username: str, role: str, full_name: str = "Front Desk") -> None:
     proc = subprocess.run(
         [
             ORTHANC_RIS,
@@ -76,7 +76,7 @@ def _create_user(system, username: str, role: str) -> None:
             "--role",
             role,
             "--full-name",
-            "Front Desk",
+            full_name,
             "--password-env",
             "RIS_TEST_PASSWORD",
         ],
