@@ -17,7 +17,7 @@ from ris_app.tracking.corrections import coerce_if_needed, link_study, merge_pat
 from ris_app.tracking.events import StudyEvent, apply_study_event
 from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
-from ris_app.web import db, get_or_404, hand_over, settings, write_with_retry
+from ris_app.web import actor, db, get_or_404, hand_over, settings, write_with_retry
 from ris_app.web import validation as v
 from ris_app.web.access import ADMIN, INTEGRATOR, INTERNAL, api_roles
 from ris_app.web.errors import ApiError
@@ -148,13 +148,14 @@ def post_link(suid: str):
         required: true
         content:
           application/json:
-            schema: {type: object, required: [accession_number], properties: {accession_number: {type: string}, user: {type: string}}}
+            schema: {type: object, required: [accession_number], properties: {accession_number: {type: string}}}
       responses:
         201: {description: Linked; the Orthanc corrections queued, content: {application/json: {schema: {$ref: '#/components/schemas/Correction'}}}}
     """
     body = v.json_body(request)
     order = find_order(db(), v.text(body, "accession_number", required=True, max_len=16))
-    correction = link_study(db(), _study(suid), order, user=v.text(body, "user", max_len=64) or "api")
+    # Who linked it is the token that asked, never a name the caller sends.
+    correction = link_study(db(), _study(suid), order, user=actor()[:64])
     db().commit()
     return jsonify({"correction": correction_json(correction), "tasks": _tasks_of(correction)}), 201
 
@@ -190,7 +191,7 @@ def post_undo(correction_id: int):
         201: {description: The reverse correction, content: {application/json: {schema: {$ref: '#/components/schemas/Correction'}}}}
     """
     correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
-    reverse = undo(db(), correction)
+    reverse = undo(db(), correction, user=actor()[:64])
     db().commit()
     return jsonify({"correction": correction_json(reverse), "tasks": _tasks_of(reverse)}), 201
 
@@ -233,7 +234,7 @@ def post_merge(mrn: str):
         raise ApiError(404, "no patient with this MRN", field="mrn")
     if merged is None:
         raise ApiError(400, "no patient with this MRN", field="merged_mrn")
-    correction = merge_patients(db(), survivor, merged)
+    correction = merge_patients(db(), survivor, merged, user=actor()[:64])
     db().commit()
     return jsonify({"correction": correction_json(correction), "tasks": _tasks_of(correction)}), 201
 

@@ -112,8 +112,14 @@ def test_link_undo_are_audited_and_queue_orthanc_changes(client, auth, sessions)
     assert cand["accession_number"] == order["accession_number"]
     assert set(cand["reasons"]) == {"family_name", "given_name", "birth_date", "date", "modality", "station_aet"}
 
-    r = client.post("/api/studies/1.2.3.4/link", json={"accession_number": order["accession_number"]}, headers=auth)
+    # A name sent in the body is not taken: the correction is the token's.
+    r = client.post(
+        "/api/studies/1.2.3.4/link",
+        json={"accession_number": order["accession_number"], "user": "somebody-else"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.json
+    assert r.json["correction"]["by"] == "api:ORTHANC_RIS_API_TOKEN"
     (task,) = r.json["tasks"]
     assert task["replace"] == {
         "PatientID": "REAL",
