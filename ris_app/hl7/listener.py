@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from ris_app import clock
+from ris_app.audit.trail import Who, record_read
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker
 from ris_app.hl7.mllp import MLLPServer, serve_in_thread, server_context
@@ -14,8 +16,10 @@ from ris_app.hl7.outbound import set_settings
 from ris_app.hl7.sender import OutboxSender
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.store import InboundProcessor
+from ris_app.model.audit import REFUSED
 
 log = logging.getLogger("ris_app.hl7.listener")
+REFUSAL_EVERY = 60.0  # seconds: at most one audit event per refused address in this time
 
 
 class Hl7Service:
@@ -40,13 +44,30 @@ class Hl7Service:
             ssl_context=server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
             if settings.tls_cert
             else None,
+            on_refused=self._record_refusal,
         )
         self.sender = OutboxSender(self.sessions, settings, poll=outbox_poll)
+        self._refusals_noted: dict[str, float] = {}
         self.thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return self.server.port
+
+    def _record_refusal(self, address: str) -> None:
+        """An audit event for a peer the allowlist refused: one per address per minute, so a
+        flood of connections cannot flood the trail."""
+        now = time.monotonic()
+        if now - self._refusals_noted.get(address, -REFUSAL_EVERY) < REFUSAL_EVERY:
+            return
+        self._refusals_noted[address] = now
+        record_read(
+            self.sessions,
+            "hl7.connect",
+            Who(address, "hl7", address),
+            outcome=REFUSED,
+            detail="not in ORTHANC_RIS_HL7_ALLOW",
+        )
 
     def start(self) -> Hl7Service:
         self.thread = serve_in_thread(self.server)

@@ -137,9 +137,11 @@ class MLLPServer(socketserver.ThreadingTCPServer):
         max_connections: int = 64,
         allow: tuple[Network, ...] = (),
         ssl_context: ssl.SSLContext | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.handle_message = handle_message
         self.allow = allow
+        self.on_refused = on_refused  # told the address of each peer the allowlist refuses
         self.ssl_context = ssl_context
         self.on_broken = on_broken
         self.max_bytes = max_bytes
@@ -159,6 +161,11 @@ class MLLPServer(socketserver.ThreadingTCPServer):
         if peer_allowed(client_address[0], self.allow):
             return True
         log.warning("MLLP connection from %s refused: not in ORTHANC_RIS_HL7_ALLOW", client_address[0])
+        if self.on_refused is not None:
+            try:
+                self.on_refused(client_address[0])
+            except Exception:  # the refusal stands whatever recording it does
+                log.exception("MLLP refusal could not be recorded")
         return False
 
 

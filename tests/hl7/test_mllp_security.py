@@ -239,3 +239,28 @@ def test_a_port_probe_is_not_logged_as_a_failed_handshake(listen, pki, caplog):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
         wait_for(lambda: "closed before the handshake" in caplog.text, timeout=5)
     assert "failed" not in caplog.text
+
+
+def test_a_peer_the_allowlist_refuses_is_an_audit_event_once_a_minute(config):
+    """The refusal is in the trail (who: the address; outcome refused), once per address per
+    minute however many times it knocks."""
+    from tests.fixtures.audit import events
+
+    settings = Hl7Settings(port=free_port(), read_timeout=1.0, allow=parse_allow("127.0.0.1"))
+    service = Hl7Service(config, settings, outbox_poll=0.1).start()
+    try:
+        for _ in range(3):
+            assert _from("127.0.0.3", service.port) == b""
+        found = wait_for(lambda: events(service.sessions, action="hl7.connect"), timeout=5)
+        time.sleep(0.3)  # a second event, were there one, would be written by now
+        (event,) = events(service.sessions, action="hl7.connect")
+        assert (event.actor, event.actor_kind, event.address, event.outcome) == (
+            "127.0.0.3",
+            "hl7",
+            "127.0.0.3",
+            "refused",
+        )
+        assert found
+    finally:
+        service.stop()
+        set_settings(None)
