@@ -6,7 +6,7 @@ Each of them reads patient data and is recorded: audit.read, export.csv.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 
 from ris_app.audit import csv_export
 from ris_app.audit.api import record
@@ -48,6 +48,14 @@ def _page(filt: AuditFilter, page, error: str = ""):
     )
 
 
+def _every(filt: AuditFilter, cursor: int):
+    """The matching events for the CSV stream, read with a session that is closed when the
+    stream ends, whether it was read to the end or the client went away (generator close):
+    an abandoned download holds no transaction (on PostgreSQL it would block DDL)."""
+    with current_app.extensions["ris_sessions"]() as session:
+        yield from every(session, filt, cursor)
+
+
 @bp.get("/audit.csv")
 @login_required("admin")
 def audit_csv():
@@ -55,11 +63,12 @@ def audit_csv():
         filt = AuditFilter.from_args(request.args)
     except DomainError as err:
         return _page(AuditFilter(), None, error=f"{err.field}: {err.message}"), 400
-    session, zone = db(), site_zone()
-    cursor = upto_now(session)
+    zone = site_zone()
+    cursor = upto_now(db())
     record("export.csv", filt, "/audit.csv")  # before the first line leaves
+    db().close()  # the stream reads with a session of its own: nothing waits on this one
     return Response(
-        stream_with_context(csv_export.csv_lines(every(session, filt, cursor), zone)),
+        stream_with_context(csv_export.csv_lines(_every(filt, cursor), zone)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{csv_export.filename(site_today())}"'},
     )
