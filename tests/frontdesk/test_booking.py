@@ -149,3 +149,20 @@ def test_two_clerks_booking_one_slot_at_once_one_wins_one_gets_409(app, client, 
     for t in threads:
         t.join(60)
     assert sorted(answers) == [201] + [409] * (clerks - 1)
+
+
+def test_the_order_page_names_the_clash_on_the_time_field(app, client):
+    from tests.fixtures.web import login
+    from tests.scheduling.test_pages import ORDER, _error_of, _post
+
+    taken = place(client, f"{MONDAY}T08:30").json["accession_number"]
+    pages = app.test_client()
+    token = login(app, pages, "clerk")
+    form = {**ORDER, "mrn": "FD1", "station_aet": "CT1", "scheduled_date": MONDAY, "scheduled_time": "08:40"}
+    r = _post(pages, "/orders/new", token, form)
+    assert r.status_code == 400
+    assert (
+        _error_of(r.get_data(as_text=True), "scheduled_time")
+        == f"Time CT1 is booked 2027-01-04 08:30-08:45 by order {taken}"  # the form names the field first
+    )
+    assert _post(pages, "/orders/new", token, {**form, "scheduled_time": "08:45"}).status_code == 302
