@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from ris_app import clock
 from ris_app.clock import from_site
@@ -47,6 +47,7 @@ from ris_app.model import (
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.ops import migrate
 from ris_app.scheduling.catalog import seed_default_catalog
+from tests.conftest import _reset_postgres
 
 ZONE = "Europe/Paris"
 ROOMS = 10
@@ -54,14 +55,6 @@ FIRST_DAY = date(2027, 1, 1)
 SPAN_DAYS = 300
 WEEK = date(2027, 5, 3)  # a Monday in the middle of the bookings, after the clocks changed
 OPEN, CLOSE = 7, 19
-
-
-def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 def seed(sessions, steps: int, rng: random.Random) -> None:
