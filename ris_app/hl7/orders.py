@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ris_app.clock import utcnow
 from ris_app.errors import DomainError
+from ris_app.frontdesk.booking import ClashPolicy, book
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.parse import (
     APPLICATION_INTERNAL_ERROR,
@@ -180,7 +181,12 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
     )
     try:
         order = create_order(
-            ctx.session, data, accession_prefix=ctx.accession_prefix, uid_root=ctx.uid_root, source=SOURCE
+            ctx.session,
+            data,
+            accession_prefix=ctx.accession_prefix,
+            uid_root=ctx.uid_root,
+            source=SOURCE,
+            clash_policy=ClashPolicy.FLAG,  # the EHR cannot pick another time: the desk resolves it
         )
     except DomainError as exc:
         raise domain_error(exc, fam) from None
@@ -227,6 +233,8 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     if reason:
         order.reason_for_exam = reason
     ctx.session.flush()
+    if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
+        book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)
     step_changed(step)
     return f"order {order.accession_number} changed"
 

@@ -9,6 +9,7 @@
   hl7         inbound messages and the outbox
   audit       the audit trail (append-only, hash-chained)
   sharing     second-opinion share links
+  resources   station opening hours, blocks, the procedures each station does
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ris_app.model.reporting import (
     ReportTemplate,
     ReportVersion,
 )
+from ris_app.model.resources import BLOCK_KINDS, StationBlock, StationHours, StationProcedure
 from ris_app.model.scheduling import (
     PRIORITIES,
     SEQUENCES,
@@ -56,6 +58,7 @@ from ris_app.model.worklist import WorklistQueryLog
 __all__ = [
     "ADDENDUM",
     "API_ROLES",
+    "BLOCK_KINDS",
     "COMMUNICATION_METHODS",
     "DRAFT",
     "FINAL",
@@ -88,6 +91,9 @@ __all__ = [
     "ScheduledProcedureStep",
     "ShareLink",
     "Station",
+    "StationBlock",
+    "StationHours",
+    "StationProcedure",
     "StepStatusChange",
     "Study",
     "StudyCorrection",

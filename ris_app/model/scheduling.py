@@ -60,6 +60,8 @@ class ProcedureCode(Base):
     description: Mapped[str] = mapped_column(String(64))  # CodeMeaning (LO)
     modality: Mapped[str] = mapped_column(String(16))
     default_duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    # What the patient must do before the exam (fasting, a full bladder, no metal...).
+    preparation: Mapped[str] = mapped_column(String(2000), default="", server_default="")
 
 
 class Station(Base):
@@ -133,6 +135,15 @@ class ScheduledProcedureStep(Base):
     location: Mapped[str] = mapped_column(String(16), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     start_datetime: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # Where the booked time ends: start plus the procedure's duration on that station
+    # (frontdesk.booking.step_minutes). The station is taken over [start, end).
+    end_datetime: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # "" booked normally; "clash": accepted while it overlaps another booking (HL7, an
+    # imported worklist), for the front desk to resolve; "overbook": placed on taken time
+    # on purpose by a role allowed to (changed_by says who). booking_clash_with: the
+    # accession number it overlaps.
+    booking_flag: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    booking_clash_with: Mapped[str] = mapped_column(String(16), default="", server_default="")
     performing_physician: Mapped[str] = mapped_column(String(128), default="")
     status: Mapped[str] = mapped_column(String(16), default=SPSStatus.SCHEDULED, index=True)
     status_changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -187,6 +198,12 @@ SEQUENCES = {"accession": "ris_accession_seq", "sps": "ris_sps_seq"}
 # Worklist queries: steps by start within the answered statuses, patients by family name
 # whatever its case (PatientName matching ignores case).
 Index("ix_scheduled_procedure_step_start_status", ScheduledProcedureStep.start_datetime, ScheduledProcedureStep.status)
+# Free slots and clashes: the steps of some stations over a time range.
+Index(
+    "ix_scheduled_procedure_step_station_start",
+    ScheduledProcedureStep.station_aet,
+    ScheduledProcedureStep.start_datetime,
+)
 Index("ix_patient_family_name_lower", func.lower(Patient.family_name))
 PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
 SEXES = ("M", "F", "O", "U")

@@ -8,6 +8,7 @@ import logging
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
+from ris_app.frontdesk.api import clash_policy
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -190,7 +191,9 @@ def post_order():
         performing_physician=v.text(body, "performing_physician", max_len=128, forbid="\\="),
     )
     cfg = settings()
-    order = create_order(s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root)
+    order = create_order(
+        s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, clash_policy=clash_policy(body)
+    )
     commit()
     return jsonify(order_json(order)), 201
 
@@ -267,6 +270,7 @@ def get_procedure_codes():
                     "description": p.description,
                     "modality": p.modality,
                     "default_duration_minutes": p.default_duration_minutes,
+                    "preparation": p.preparation,
                 }
                 for p in rows
             ]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, object_session
 from ris_app.clock import utcnow
 from ris_app.db import begin_write, is_sqlite, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
+from ris_app.frontdesk.booking import ClashPolicy, book, primary_aet
 from ris_app.hl7.outbound import on_step_status
 from ris_app.model import (
     SEQUENCES,
@@ -33,7 +34,7 @@ from ris_app.model import (
     StepStatusChange,
 )
 from ris_app.scheduling.fields import check_order, check_patient
-from ris_app.scheduling.states import SPSStatus, next_status
+from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
 from ris_app.worklist.items import refresh_worklist_item
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,17 @@ class OrderData:
 
 
 def create_order(
-    session: Session, data: OrderData, *, accession_prefix: str = "RIS", uid_root: str = "", source: str = "api"
+    session: Session,
+    data: OrderData,
+    *,
+    accession_prefix: str = "RIS",
+    uid_root: str = "",
+    source: str = "api",
+    clash_policy: ClashPolicy = ClashPolicy.REFUSE,
 ) -> Order:
-    """Create order, requested procedure and scheduled step in one go."""
+    """Create order, requested procedure and scheduled step in one go. Time already taken
+    on the station is refused (SlotTaken, 409), flagged or overbooked by `clash_policy`
+    (frontdesk.booking.book, the one booking rule)."""
     check_order(data.__dict__)
     accession = data.accession_number
     if accession:
@@ -163,7 +172,7 @@ def create_order(
     sps_id = f"SPS{next_id(session, 'sps'):08d}"
     station = None
     if data.station_aet:
-        station = session.scalar(select(Station).where(Station.aet == data.station_aet.split("\\")[0]))
+        station = session.scalar(select(Station).where(Station.aet == primary_aet(data.station_aet)))
     description = data.description or (data.procedure.description if data.procedure else "")
     order = Order(
         accession_number=accession,
@@ -197,6 +206,7 @@ def create_order(
     order.requested_procedures.append(rp)
     session.add(order)
     session.flush()
+    book(session, step, data.procedure, clash_policy)
     step_changed(step)
     log.info("order %s placed (step %s, %s)", order.accession_number, step.sps_id, step.modality)
     return order
@@ -238,6 +248,34 @@ def lock_step(step: ScheduledProcedureStep, expected_version: int | None = None)
         lock_row(session, step)
     if expected_version is not None and expected_version != step.lock_version:
         raise StaleVersion("step", step.changed_by)
+    return step
+
+
+def reschedule_step(
+    step: ScheduledProcedureStep,
+    start: datetime,
+    station_aet: str = "",
+    *,
+    source: str = "api",
+    clash_policy: ClashPolicy = ClashPolicy.REFUSE,
+    expected_version: int | None = None,
+) -> ScheduledProcedureStep:
+    """Move a waiting step to `start`, on `station_aet` when given (else its own), under
+    the booking rule; its worklist item follows. A step already started or finished stays."""
+    lock_step(step, expected_version)
+    if step.status not in STARTABLE:
+        raise IllegalTransition("reschedule", step.status)
+    session = object_session(step)
+    assert session is not None
+    if station_aet and station_aet != step.station_aet:
+        station = session.scalar(select(Station).where(Station.aet == primary_aet(station_aet)))
+        step.station_aet = station_aet
+        step.station_name = station.name if station else ""
+        step.location = station.location if station else ""
+    step.start_datetime = start
+    book(session, step, step.requested_procedure.procedure_code, clash_policy)
+    step_changed(step)
+    log.info("step %s rescheduled (%s)", step.sps_id, source)
     return step
 
 

@@ -223,7 +223,10 @@ def new_order():
         try:
             order = create_order(s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, source="page")
         except DomainError as err:  # the field rules of scheduling.fields, named on the form
-            f.fail(err.field or "procedure_code", err.message)
+            # the form asks the start as a date and a time: a taken slot is the time's fault
+            f.fail(
+                {"scheduled_start": "scheduled_time"}.get(err.field or "", err.field or "procedure_code"), err.message
+            )
         else:
             if commit_or_fail(f):
                 flash(f"Order {order.accession_number} placed.", "ok")

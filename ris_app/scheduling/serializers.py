@@ -48,6 +48,10 @@ def step_json(s: ScheduledProcedureStep) -> dict:
         "location": s.location,
         "description": s.description,
         "scheduled_start": site_iso(s.start_datetime),
+        "scheduled_end": site_iso(s.end_datetime),
+        # "" booked normally, "clash" accepted over taken time (HL7, import), "overbook" on purpose
+        "booking_flag": s.booking_flag,
+        "booking_clash_with": s.booking_clash_with,
         "status": s.status,
         "status_changed_at": _iso(s.status_changed_at),
         "version": s.lock_version,

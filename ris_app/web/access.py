@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 # Role sets of the REST API. Admin may call everything; the plugin only what it needs.
 INTEGRATOR = ("integrator", "admin")
 ADMIN = ("admin",)
-INTERNAL = ("plugin", "admin")  # /api/internal/*: the Orthanc plugin's calls
+INTERNAL = ("plugin", "admin")
+OVERBOOK = (
+    "admin",
+)  # may book onto time already taken, on purpose ("overbook": true)  # /api/internal/*: the Orthanc plugin's calls
 ANY_PAGE_USER: tuple[str, ...] = ROLES
 
 # Flask's own endpoints, which no decorator of ours can reach.

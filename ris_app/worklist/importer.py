@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ris_app.clock import from_site
 from ris_app.errors import DomainError
+from ris_app.frontdesk.booking import ClashPolicy
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.scheduling.names import pn_components
 from ris_app.scheduling.orders import (
@@ -275,6 +276,7 @@ def import_item(
             accession_prefix=accession_prefix,
             uid_root=uid_root,
             source="import",
+            clash_policy=ClashPolicy.FLAG,  # every item keeps its time; overlaps are flagged
         )
     except DomainError as exc:
         raise BadItem(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
