@@ -75,6 +75,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(audit_api_bp)
     app.register_blueprint(audit_pages_bp)
+    from ris_app.reminders import pages as reminder_pages
+    from ris_app.reminders.plan import set_lead_hours
+
+    reminder_pages.register(app)
+    set_lead_hours(config.reminder_lead_hours)  # the reminders a booking here plans
 
     install_input_limits(app)
 

@@ -9,12 +9,14 @@
   hl7         inbound messages and the outbox
   audit       the audit trail (append-only, hash-chained)
   sharing     second-opinion share links
+  reminders   the outbox of messages to patients about their appointments
 """
 
 from __future__ import annotations
 
 from ris_app.model.audit import AuditEvent
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
+from ris_app.model.reminders import Reminder
 from ris_app.model.reporting import (
     ADDENDUM,
     COMMUNICATION_METHODS,
@@ -81,6 +83,7 @@ __all__ = [
     "Patient",
     "PerformedProcedureStep",
     "ProcedureCode",
+    "Reminder",
     "Report",
     "ReportTemplate",
     "ReportVersion",
