@@ -119,10 +119,14 @@ def _failed(sessions: sessionmaker[Session], row_id: int, exc: DeliveryError, no
 
 def _give_up_interrupted(sessions: sessionmaker[Session], now: datetime) -> None:
     """A row left in `sending` by a crash may have left already: never send it again."""
+    stale = (Reminder.state == "sending", Reminder.claimed_at < now - CLAIM_TIMEOUT)
+    with transaction(sessions, write=False) as s:  # most rounds: none, and no write lock taken
+        if s.scalar(select(Reminder.id).where(*stale).limit(1)) is None:
+            return
     with transaction(sessions) as s:
         s.execute(
             update(Reminder)
-            .where(Reminder.state == "sending", Reminder.claimed_at < now - CLAIM_TIMEOUT)
+            .where(*stale)
             .values(state="failed", error="interrupted while sending (may have left): not sent again")
             .execution_options(synchronize_session=False)
         )

@@ -29,6 +29,7 @@ from ris_app.reminders.outbox import CLAIM_TIMEOUT, send_due
 from ris_app.scheduling.catalog import seed_default_catalog
 from ris_app.worklist.query import find
 from tests.conftest import TOKEN, free_port
+from tests.fixtures.audit import events as trail_rows
 from tests.worklist.test_worklist_rules import query
 
 pytestmark = pytest.mark.db
@@ -186,6 +187,8 @@ def test_the_cancel_link_cancels_like_the_desk(rapp, smtp, gateway):
     page = client.get(path)  # a link preview: shows, changes nothing
     assert page.status_code == 200 and "Cancel the appointment" in page.get_data(as_text=True)
     assert client.post(path).status_code == 200
+    (moved,) = trail_rows(_sessions(rapp), action="step.move")
+    assert (moved.outcome, moved.accession, moved.patient_mrn) == ("success", accession, "R1")
     with _sessions(rapp)() as s:
         step = s.scalars(select(ScheduledProcedureStep)).one()
         assert step.status == "CANCELED"
@@ -274,3 +277,25 @@ def test_the_desk_sees_what_was_sent(rapp, smtp, gateway):
     other = rapp.test_client()
     login(rapp, other, "radiologist")
     assert other.get("/reminders").status_code == 403
+
+
+def test_a_move_drops_the_old_reminders_and_tells_the_new_time(rapp, smtp):
+    """What the reschedule of issue 15 (another branch) will do: move the start, tell
+    step_changed. The old time's reminders are dropped; the patient hears the new time."""
+    from ris_app.scheduling.orders import lock_step, step_changed
+
+    _book(rapp, phone="")
+    sessions, cfg = _sessions(rapp), _cfg(rapp)
+    send_due(sessions, cfg)
+    with transaction(sessions) as s:
+        step = lock_step(s.scalars(select(ScheduledProcedureStep)).one())
+        old_start = step.start_datetime
+        step.start_datetime = old_start + timedelta(days=2, hours=1)  # 10:30, beyond the 48 h lead
+        step_changed(step)
+        step_changed(step)  # told twice: planned once
+    old = _rows(rapp, appointment_at=old_start, kind="reminder")
+    assert [r.state for r in old] == ["dropped"]
+    new = _rows(rapp, appointment_at=old_start + timedelta(days=2, hours=1))
+    assert sorted((r.kind, r.lead_hours) for r in new) == [("reminder", 2), ("reminder", 48), ("rescheduled", None)]
+    assert send_due(sessions, cfg) == 1
+    assert "has been moved to" in smtp[1].mails[-1][1] and "10:30" in smtp[1].mails[-1][1]

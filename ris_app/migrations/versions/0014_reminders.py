@@ -40,21 +40,27 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_reminder_step_id"), "reminder", ["step_id"])
     op.create_index("ix_reminder_state_due", "reminder", ["state", "due_at"])
-    with op.batch_alter_table("patient") as batch:
-        batch.add_column(sa.Column("language", sa.String(length=8), nullable=False, server_default=""))
-        batch.add_column(sa.Column("notify_email", sa.Boolean(), nullable=False, server_default=sa.true()))
-        batch.add_column(sa.Column("notify_sms", sa.Boolean(), nullable=False, server_default=sa.true()))
-    with op.batch_alter_table("scheduled_procedure_step") as batch:
-        batch.add_column(sa.Column("patient_confirmed_at", sa.DateTime(timezone=True), nullable=True))
+    # Plain ADD COLUMN on both databases: a batch copy of these tables would be refused by
+    # the foreign keys that point at them (SQLite).
+    op.add_column("patient", sa.Column("language", sa.String(length=8), nullable=False, server_default=""))
+    op.add_column("patient", sa.Column("notify_email", sa.Boolean(), nullable=False, server_default=sa.true()))
+    op.add_column("patient", sa.Column("notify_sms", sa.Boolean(), nullable=False, server_default=sa.true()))
+    op.add_column("scheduled_procedure_step", sa.Column("patient_confirmed_at", sa.DateTime(timezone=True)))
+
+
+def _drop_column(table: str, column: str) -> None:
+    # SQLite (3.35+) drops a plain column in place; a batch copy of patient or
+    # scheduled_procedure_step would be refused by the foreign keys that point at them.
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    else:
+        op.drop_column(table, column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("scheduled_procedure_step") as batch:
-        batch.drop_column("patient_confirmed_at")
-    with op.batch_alter_table("patient") as batch:
-        batch.drop_column("notify_sms")
-        batch.drop_column("notify_email")
-        batch.drop_column("language")
     op.drop_index("ix_reminder_state_due", table_name="reminder")
     op.drop_index(op.f("ix_reminder_step_id"), table_name="reminder")
     op.drop_table("reminder")
+    _drop_column("scheduled_procedure_step", "patient_confirmed_at")
+    for column in ("notify_sms", "notify_email", "language"):
+        _drop_column("patient", column)
