@@ -78,6 +78,11 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.frontdesk.api import bp as frontdesk_api_bp
 
     app.register_blueprint(frontdesk_api_bp)
+    from ris_app.reminders import pages as reminder_pages
+    from ris_app.reminders.plan import set_lead_hours
+
+    reminder_pages.register(app)
+    set_lead_hours(config.reminder_lead_hours)  # the reminders a booking here plans
 
     install_input_limits(app)
 

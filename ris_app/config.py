@@ -150,6 +150,36 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ORTHANC_RIS_INSTITUTION", "", "Department name printed at the top of report PDFs."),
     Setting(
+        "ORTHANC_RIS_PUBLIC_URL",
+        "",
+        "The RIS's address as patients reach it: the base of the confirm and cancel links in reminders; empty means $ORTHANC_RIS_RIS_URL.",
+    ),
+    Setting(
+        "ORTHANC_RIS_REMINDER_LEAD_HOURS",
+        "48,2",
+        "Hours before an appointment at which the patient is reminded, comma-separated; 0 sends no reminders (confirmations, reschedules and cancellations are still sent).",
+    ),
+    Setting(
+        "ORTHANC_RIS_REMINDER_LANGUAGE",
+        "en",
+        "Language of patient messages when the patient has none or no template exists in theirs (templates: en, fr, de).",
+    ),
+    Setting("ORTHANC_RIS_SMTP_HOST", "", "Mail server for patient e-mails; empty sends no e-mail."),
+    Setting("ORTHANC_RIS_SMTP_PORT", "25", "Port of ORTHANC_RIS_SMTP_HOST (587 for STARTTLS, 465 for TLS)."),
+    Setting("ORTHANC_RIS_SMTP_FROM", "", "Sender address of patient e-mails; empty means ris@<host name>."),
+    Setting(
+        "ORTHANC_RIS_SMTP_SECURITY",
+        "none",
+        "none, starttls (upgrade the plain connection; refused if the server cannot) or tls (TLS from the first byte).",
+    ),
+    Setting("ORTHANC_RIS_SMTP_USERNAME", "", "Login on the mail server; empty: no login."),
+    Setting("ORTHANC_RIS_SMTP_PASSWORD", "", "Password of ORTHANC_RIS_SMTP_USERNAME."),
+    Setting(
+        "ORTHANC_RIS_SMS_WEBHOOK_URL",
+        "",
+        'SMS gateway: each text is POSTed here as JSON {"to": phone, "text": message}; any 2xx is success. Empty sends no SMS.',
+    ),
+    Setting(
         "ORTHANC_RIS_SHARE_MAX_DAYS",
         "30",
         "Longest a second-opinion share link may stay valid, in days (a link is valid 7 days unless its creator asks for fewer or more).",
@@ -292,6 +322,17 @@ def redact(name: str, value: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", value)
 
 
+def lead_hours(text: str) -> tuple[int, ...]:
+    """ORTHANC_RIS_REMINDER_LEAD_HOURS: "48,2" -> (48, 2), longest first; 0 and blanks dropped."""
+    try:
+        hours = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        raise ValueError("ORTHANC_RIS_REMINDER_LEAD_HOURS: whole hours separated by commas, such as 48,2") from None
+    if any(h < 0 for h in hours):
+        raise ValueError("ORTHANC_RIS_REMINDER_LEAD_HOURS: hours before the appointment cannot be negative")
+    return tuple(sorted((h for h in hours if h), reverse=True))
+
+
 def _get(env: dict[str, str], name: str) -> str:
     return env.get(name, _DEFAULTS[name]) or _DEFAULTS[name]
 
@@ -360,6 +401,16 @@ class Config:
     audit_syslog_key: str = ""
     audit_source_id: str = ""
     share_max_days: int = 30
+    public_url: str = ""
+    reminder_lead_hours: tuple[int, ...] = (48, 2)
+    reminder_language: str = "en"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    sms_webhook_url: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -387,6 +438,9 @@ class Config:
             raise ValueError("ORTHANC_RIS_ACCESSION_PREFIX: at most 8 characters (accession numbers are SH, 16)")
         timezone = _get(env, "ORTHANC_RIS_TIMEZONE").strip()
         zone_named(timezone)  # refuse an unknown zone at start, not on the first scheduled time
+        smtp_security = _get(env, "ORTHANC_RIS_SMTP_SECURITY").strip().lower()
+        if smtp_security not in ("none", "starttls", "tls"):
+            raise ValueError("ORTHANC_RIS_SMTP_SECURITY: none, starttls or tls")
         audit_syslog = _get(env, "ORTHANC_RIS_AUDIT_SYSLOG").strip()
         if audit_syslog and not re.fullmatch(r"(udp|tls)://[^:/\s]+:\d+", audit_syslog):
             raise ValueError("ORTHANC_RIS_AUDIT_SYSLOG: udp://host:port or tls://host:port")
@@ -443,4 +497,18 @@ class Config:
             audit_syslog_key=_get(env, "ORTHANC_RIS_AUDIT_SYSLOG_KEY"),
             audit_source_id=_get(env, "ORTHANC_RIS_AUDIT_SOURCE_ID"),
             share_max_days=int(_get(env, "ORTHANC_RIS_SHARE_MAX_DAYS")),
+            public_url=(
+                _get(env, "ORTHANC_RIS_PUBLIC_URL")
+                or _get(env, "ORTHANC_RIS_RIS_URL")
+                or f"http://127.0.0.1:{http_port}"
+            ).rstrip("/"),
+            reminder_lead_hours=lead_hours(_get(env, "ORTHANC_RIS_REMINDER_LEAD_HOURS")),
+            reminder_language=_get(env, "ORTHANC_RIS_REMINDER_LANGUAGE").strip().lower(),
+            smtp_host=_get(env, "ORTHANC_RIS_SMTP_HOST").strip(),
+            smtp_port=int(_get(env, "ORTHANC_RIS_SMTP_PORT")),
+            smtp_from=_get(env, "ORTHANC_RIS_SMTP_FROM").strip(),
+            smtp_security=smtp_security,
+            smtp_username=_get(env, "ORTHANC_RIS_SMTP_USERNAME"),
+            smtp_password=_get(env, "ORTHANC_RIS_SMTP_PASSWORD"),
+            sms_webhook_url=_get(env, "ORTHANC_RIS_SMS_WEBHOOK_URL").strip(),
         )

@@ -10,12 +10,14 @@
   audit       the audit trail (append-only, hash-chained)
   sharing     second-opinion share links
   resources   station opening hours, blocks, the procedures each station does
+  reminders   the outbox of messages to patients about their appointments
 """
 
 from __future__ import annotations
 
 from ris_app.model.audit import AuditEvent
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
+from ris_app.model.reminders import Reminder
 from ris_app.model.reporting import (
     ADDENDUM,
     COMMUNICATION_METHODS,
@@ -84,6 +86,7 @@ __all__ = [
     "Patient",
     "PerformedProcedureStep",
     "ProcedureCode",
+    "Reminder",
     "Report",
     "ReportTemplate",
     "ReportVersion",

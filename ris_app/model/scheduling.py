@@ -15,6 +15,9 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy import (
+    true as sa_true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ris_app.clock import utcnow
@@ -40,6 +43,11 @@ class Patient(Base):
     email: Mapped[str] = mapped_column(String(255), default="")
     address: Mapped[str] = mapped_column(String(512), default="")
     insurance: Mapped[str] = mapped_column(String(255), default="")
+    # Messages about appointments (ris_app/reminders): the language of their templates
+    # ("" is the site's default) and the patient's choice per channel (opt-out).
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    notify_email: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    notify_sms: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     # Set when this record was merged into another (the survivor keeps orders and studies).
@@ -158,6 +166,8 @@ class ScheduledProcedureStep(Base):
     # message the loser sees.
     lock_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     changed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # When the patient answered "I will come" through a reminder's confirm link.
+    patient_confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012  (SQLAlchemy reads it once)
 
     requested_procedure: Mapped[RequestedProcedure] = relationship(back_populates="steps")

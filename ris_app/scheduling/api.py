@@ -54,6 +54,7 @@ PATIENT_TEXT_FIELDS = {  # field -> max length (DICOM PN components are 64 chars
     "email": 255,
     "address": 512,
     "insurance": 255,
+    "language": 8,
 }
 
 
@@ -68,6 +69,9 @@ def _patient_fields(body: dict, *, partial: bool) -> dict:
         out["birth_date"] = v.iso_date(body, "birth_date")
     if not partial or "sex" in body:
         out["sex"] = v.choice(body, "sex", SEXES, default="U")
+    for name in ("notify_email", "notify_sms"):  # the patient's opt-out per channel
+        if not partial or name in body:
+            out[name] = v.flag(body, name, default=True)
     return out
 
 

@@ -32,6 +32,7 @@ MODALITIES: frozenset[str] = frozenset(_MODALITY_TERMS.split())
 # (no encoding can store them), and the line/paragraph separators some parsers split on.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")  # BCP 47 language[-region], as the templates are named
 
 # field kind -> (VR, max length, characters that are DICOM separators there)
 LO = ("LO", 64, "\\")
@@ -131,6 +132,8 @@ def check_patient(fields: dict, *, partial: bool = False) -> dict:
         raise Invalid("is required", field="family_name")
     if "birth_date" in fields:
         check_birth_date(fields["birth_date"])
+    if fields.get("language") and not LANGUAGE.fullmatch(fields["language"]):
+        raise Invalid("a language code such as en, fr or pt-BR", field="language")
     return fields
 
 

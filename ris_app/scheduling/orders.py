@@ -3,8 +3,9 @@ HL7 and the worklist import.
 
 Every function works inside the caller's transaction. Whatever changes a step, its order,
 its requested procedure or its patient tells `step_changed` (or `patient_changed`), the
-one place that rebuilds the step's worklist item and, when the status moved, queues the
-HL7 status messages: the next C-FIND and the EHR see the new state.
+one place that rebuilds the step's worklist item, when the status moved queues the HL7
+status messages, and plans the patient's messages (ris_app/reminders/plan.py): the next
+C-FIND, the EHR and the patient see the new state.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ris_app.model import (
     Station,
     StepStatusChange,
 )
+from ris_app.reminders.plan import plan as plan_messages
 from ris_app.scheduling.fields import check_order, check_patient
 from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
 from ris_app.worklist.items import refresh_worklist_item
@@ -71,6 +73,9 @@ class PatientData:
     email: str = ""
     address: str = ""
     insurance: str = ""
+    language: str = ""  # of the patient's messages; "" is the site's
+    notify_email: bool = True  # False: opted out of e-mail messages
+    notify_sms: bool = True
 
 
 def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patient | None:
@@ -98,6 +103,7 @@ def step_changed(step: ScheduledProcedureStep, *, status_source: str | None = No
     refresh_worklist_item(step)
     if status_source is not None:
         on_step_status(step, step.status, status_source)  # queued in this transaction
+    plan_messages(step)  # the patient's confirmation, reminders, reschedule or cancel message
 
 
 def patient_changed(patient: Patient) -> None:

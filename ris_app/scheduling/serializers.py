@@ -34,6 +34,9 @@ def patient_json(p: Patient) -> dict:
         "email": p.email,
         "address": p.address,
         "insurance": p.insurance,
+        "language": p.language,
+        "notify_email": p.notify_email,
+        "notify_sms": p.notify_sms,
         # The survivor's MRN when this record was merged into another (kept for the record).
         "merged_into": p.merged_into.mrn if p.merged_into is not None else None,
     }

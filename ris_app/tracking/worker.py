@@ -1,7 +1,8 @@
 """The sync worker (`orthanc-ris sync-worker`, a part of `orthanc-ris up`): carries out the
 queued tasks (corrections to Orthanc; what a report signature causes: PDF, instances into
 Orthanc, the ORU into the HL7 outbox) and reconciles Orthanc's studies with the RIS on a timer.
-It also seals the audit trail every round and, when ORTHANC_RIS_AUDIT_SYSLOG is set, runs
+It also sends the patients' due messages (ris_app.reminders.outbox), seals the audit
+trail every round and, when ORTHANC_RIS_AUDIT_SYSLOG is set, runs
 the ATNA export in a thread of its own (ris_app.audit.export).
 
 Orthanc calls happen outside database transactions, so a slow modification job never
@@ -27,6 +28,7 @@ from ris_app.db import make_engine, make_sessionmaker, transaction
 from ris_app.model import OrthancTask
 from ris_app.orthanc.client import OrthancClient, OrthancError
 from ris_app.orthanc.modalities import sync_stations
+from ris_app.reminders.outbox import send_due
 from ris_app.reporting.outbox import AFTER
 from ris_app.reporting.publish import run_report_task
 from ris_app.tracking.events import apply_study_event
@@ -143,6 +145,10 @@ def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
             seal(sessions)
         except Exception:
             log.exception("audit trail could not be sealed")
+        try:  # the patients' messages: they need no Orthanc either
+            send_due(sessions, cfg)
+        except Exception:
+            log.exception("patient messages could not be sent")
         try:
             run_pending_tasks(sessions, orthanc)
             if not stations_synced:

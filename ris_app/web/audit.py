@@ -120,6 +120,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("reading.critical", "POST"): Audited("report.critical"),
     ("reading.republish", "POST"): Audited("report.publish"),
     ("hl7_pages.reprocess_page", "POST"): Audited("hl7.reprocess", handed_over=True),
+    # the patient, through a message's confirm or cancel link (no login: the token)
+    ("appointment.appointment", "POST"): Audited("step.move"),
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),

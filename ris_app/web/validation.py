@@ -108,6 +108,14 @@ def choice(body: dict, name: str, allowed: Iterable[str], *, default: str | None
     return value.upper()
 
 
+def flag(body: dict, name: str, *, default: bool) -> bool:
+    """A JSON true/false (absent: `default`)."""
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise ApiError(400, "must be true or false", field=name)
+    return value
+
+
 def iso_date(body: dict, name: str, *, required: bool = False) -> date | None:
     value = body.get(name)
     if value in (None, ""):
