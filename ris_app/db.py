@@ -121,7 +121,7 @@ def transaction(factory: sessionmaker[Session], *, write: bool = True) -> Iterat
 #               database's single write lock is held from its first read to its commit.
 #   PostgreSQL  transactions run concurrently; lock_row() re-reads the row it is about to
 #               change with SELECT ... FOR UPDATE, so a second writer waits for the first
-#               and then sees its change. Counters are sequences (next_value).
+#               and then sees its change. Counters are sequences (scheduling.orders.next_id).
 # Both: versioned rows (steps, reports) carry lock_version, so an UPDATE that lost a race
 # anyway fails with StaleDataError instead of overwriting (a 409, an HL7 retry).
 WRITER = "ris_writer"

@@ -29,7 +29,7 @@ from ris_app.audit import subject
 from ris_app.audit.trail import Who, record
 from ris_app.clock import utcnow
 from ris_app.config import Config
-from ris_app.db import begin_write, is_retryable, set_actor
+from ris_app.db import begin_write, retrying, set_actor
 from ris_app.errors import Conflict, NotFound
 from ris_app.hl7.ack import build_ack
 from ris_app.hl7.inbound import Context, handle
@@ -159,19 +159,14 @@ class InboundProcessor:
             msg = parse(raw, self.settings.default_charset)
         except Hl7Error as exc:
             return self._finish_error(message_id, env, None, exc)
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                return self._apply(message_id, env, msg, claim=claim)
-            except Conflict:
-                raise  # a reprocess of a message that is not failed (any more)
-            except Exception as exc:
-                if attempt < WRITE_ATTEMPTS and is_retryable(exc):
-                    log.info("HL7 message %d lost a race with another writer; attempt %d", message_id, attempt + 1)
-                    continue
-                log.exception("HL7 message %d failed", message_id)
-                error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
-                return self._finish_error(message_id, env, msg, error)
-        raise AssertionError("unreachable")
+        try:
+            return retrying(lambda: self._apply(message_id, env, msg, claim=claim), attempts=WRITE_ATTEMPTS, what="HL7")
+        except Conflict:
+            raise  # a reprocess of a message that is not failed (any more)
+        except Exception as exc:  # a bug, or the database still refusing after the retries: AE
+            log.exception("HL7 message %d failed", message_id)
+            error = Hl7Error("AE", APPLICATION_INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}")
+            return self._finish_error(message_id, env, msg, error)
 
     def _apply(self, message_id: int, env: Envelope, msg: Message, *, claim: bool) -> Outcome:
         """One writer transaction: the claim, the duplicate check, the changes and

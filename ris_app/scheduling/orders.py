@@ -238,11 +238,16 @@ def set_step_status(
     lock_step(step)
     if step.status == target or (only_from is not None and step.status not in only_from):
         return False
+    _move(step, target, source)
+    return True
+
+
+def _move(step: ScheduledProcedureStep, target: SPSStatus, source: str) -> None:
+    """The move itself, on a step the caller has locked and checked."""
     step.history.append(StepStatusChange(from_status=step.status, to_status=target, source=source))
     step.status = target
     step.status_changed_at = utcnow()
     step_changed(step, status_source=source)
-    return True
 
 
 def lock_step(step: ScheduledProcedureStep, expected_version: int | None = None) -> ScheduledProcedureStep:
@@ -291,6 +296,7 @@ def apply_action(
     """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
     lock_step(step, expected_version)
     target = next_status(step.status, action)
-    set_step_status(step, target, source)
+    if step.status != target:
+        _move(step, target, source)  # locked and checked above: no second lock
     log.info("step %s -> %s (%s)", step.sps_id, target, source)
     return target
