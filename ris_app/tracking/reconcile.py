@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.clock import utcnow
-from ris_app.db import transaction
+from ris_app.db import retrying, transaction
 from ris_app.model import Study
 from ris_app.orthanc.client import OrthancClient
 from ris_app.tracking import state as sync_state
@@ -42,6 +42,17 @@ class ReconcileReport:
     at: str = ""
 
 
+def _apply(sessions: sessionmaker[Session], event: StudyEvent) -> None:
+    """One study's event in its own transaction, again when the plugin's event for the same
+    study (images arriving now) won the race to insert it: the retry updates that row."""
+
+    def work() -> None:
+        with transaction(sessions) as s:
+            apply_study_event(s, event)
+
+    retrying(work, what="reconciliation of a study")
+
+
 def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> ReconcileReport:
     report = ReconcileReport()
     in_orthanc = set(orthanc.study_ids())
@@ -61,8 +72,7 @@ def reconcile(sessions: sessionmaker[Session], orthanc: OrthancClient) -> Reconc
         event = orthanc_study_event(orthanc, oid)
         if event is None:  # deleted between the listing and now
             continue
-        with transaction(sessions) as s:
-            apply_study_event(s, event)
+        _apply(sessions, event)
         if mine is None:
             report.added += 1
         else:
