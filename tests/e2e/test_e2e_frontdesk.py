@@ -4,7 +4,8 @@ confirmation and the reminder of an order booked for tomorrow (local time, place
 preparation); the cancel link, followed over HTTP, cancels the order: dcmtk's findscu no
 longer finds it in Orthanc's worklist and the test EHRs (MLLP) get the cancel and the
 SIU^S15; two clerks booking one slot at once: one 201, one 409 slot_taken; an HL7 order on
-taken time is accepted (AA), flagged and not doubled."""
+taken time is accepted (AA), flagged and not doubled; a move through the API reaches the
+patient ("moved" e-mail) and both HL7 peers (SIU^S13, ORC-1 XX with the new time)."""
 
 from __future__ import annotations
 
@@ -188,3 +189,28 @@ def test_two_clerks_one_slot_and_an_hl7_clash(system, tmp_path):
         system.dicom_port, system.aet, write_query(tmp_path / "q.dcm", PatientID="FD-E2E-4"), tmp_path / "r"
     )
     assert [a.AccessionNumber for a in found] == ["FDHL7CLASH"]
+
+
+def test_a_move_at_the_desk_reaches_the_patient_and_both_ehr_peers(system, peers):
+    inbox, ehr, book = peers["inbox"], peers["ehr"], peers["book"]
+    _patient(system, "FD-E2E-5", email="moved@example.org")
+    day = datetime.now(PARIS) + timedelta(days=3)
+    first, later = (day.replace(hour=h, minute=m, second=0, microsecond=0) for h, m in ((11, 0), (12, 30)))
+    r = _order(system, "FD-E2E-5", first)
+    assert r.status_code == 201, r.text
+    accession = r.json()["accession_number"]
+
+    def mails_to_patient():
+        return [text for to, text in inbox.mails if to == ["moved@example.org"]]
+
+    # Moved once the confirmation left (a move before that drops it: the move's message says it all).
+    wait_for(mails_to_patient, timeout=60)
+    r = system.api("POST", f"/api/orders/{accession}/reschedule", json={"scheduled_start": later.isoformat()})
+    assert r.status_code == 200, r.text
+    confirmation, moved = wait_for(lambda: len(m := mails_to_patient()) >= 2 and m, timeout=60)
+    assert f"booked for {first:%Y-%m-%d %H:%M} (Europe/Paris)" in confirmation
+    assert f"has been moved to {later:%Y-%m-%d %H:%M} (Europe/Paris)" in moved and "Cancel the appointment" in moved
+    [s13] = wait_for(lambda: [m for m in book.messages("SIU^S13") if accession.encode() in m], timeout=20)
+    assert fields(s13, "AIS")[4] == f"{later:%Y%m%d%H%M%S%z}" and fields(s13, "AIL")[3].startswith("FDCT1^Building B")
+    [xx] = wait_for(lambda: [m for m in ehr.messages("ORM") if accession.encode() in m], timeout=20)
+    assert fields(xx, "ORC")[1] == "XX" and fields(xx, "ORC")[7].split("^")[3] == f"{later:%Y%m%d%H%M%S%z}"
