@@ -86,14 +86,15 @@ def test_book_move_cancel_reach_both_kinds_of_peer(hl7, peers, client, app):
     assert [fields(m, "ORC")[1] for m in orms] == ["XX", "SC"] and fields(orms[1], "ORC")[5] == "CA"
 
 
-def test_hl7_orders_and_moves_reach_the_appointment_book_not_the_ehr(hl7, peers):
+def test_hl7_orders_moves_and_cancels_reach_the_appointment_book_not_the_ehr(hl7, peers):
     ehr, book = peers
-    for template, start in ((H.ORM_O01_NW, "20270104083000"), (H.ORM_O01_XO, "20270104093000")):
+    templates = ((H.ORM_O01_NW, "20270104083000"), (H.ORM_O01_XO, "20270104093000"), (H.ORM_O01_CA, "20270104093000"))
+    for template, start in templates:
         ctl = H.control_id()
         msg = H.build(template, ctl=ctl, mrn="SIU-1", acc="SIU-ACC", station="CT1", start=start)
         assert msa(send(hl7.port, msg)) == ("AA", ctl)
-    booked, moved = _siu(book, "SIU-ACC", 2)
-    assert (booked[0], moved[0]) == ("SIU^S12^SIU_S12", "SIU^S13^SIU_S12")
+    booked, moved, canceled = _siu(book, "SIU-ACC", 3)
+    assert [m[0] for m in (booked, moved, canceled)] == ["SIU^S12^SIU_S12", "SIU^S13^SIU_S12", "SIU^S15^SIU_S12"]
     assert (booked[2][4], moved[2][4]) == ("20270104083000+0100", "20270104093000+0100")
     assert not ehr.messages()  # the EHR's own changes are not echoed to it
 
