@@ -232,6 +232,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Peers receiving status (ORM/OMG) and result (ORU) messages: 'EHR=host:port;OTHER=host:port'. Empty sends nothing.",
     ),
     Setting(
+        "ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS",
+        "",
+        "Peers receiving appointment messages (SIU^S12 booked, S13 moved, S15 canceled, S26 no-show), same form as ORTHANC_RIS_HL7_DESTINATIONS. Empty sends none.",
+    ),
+    Setting(
         "ORTHANC_RIS_HL7_STATUS_MESSAGE", "ORM^O01", "Outbound status message: ORM^O01 (HL7 2.3.1) or OMG^O19 (2.5.1)."
     ),
     Setting(

@@ -213,6 +213,7 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     modality, _ = field_text(g, "modality", fam, 16)
     if modality:
         step.modality = _modality(g, fam, procedure)
+    booked_at = (step.start_datetime, step.station_aet)
     start_value, start_loc = field_text(g, "scheduled_start", fam, 26)
     if start_value:
         step.start_datetime = field_datetime(start_value, start_loc)  # type: ignore[assignment]
@@ -235,7 +236,8 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     ctx.session.flush()
     if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
         book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)
-    step_changed(step)
+    moved = (step.start_datetime, step.station_aet) != booked_at
+    step_changed(step, appointment=("rescheduled", SOURCE) if moved else None)
     return f"order {order.accession_number} changed"
 
 

@@ -152,16 +152,17 @@ def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family:
 
 
 def build_status_message(
-    step: ScheduledProcedureStep, dest: Destination, settings: Hl7Settings, control_id: str
+    step: ScheduledProcedureStep, dest: Destination, settings: Hl7Settings, control_id: str, order_control: str = "SC"
 ) -> tuple[str, str]:
-    """(message type, ER7) of an order status message for one step."""
+    """(message type, ER7) of an order status message for one step; ORC-1 `SC` (status
+    changed) or, for a move, `XX` (changed, unsolicited: hl7.appointments)."""
     if settings.status_message == "OMG^O19":
         family, version, message_type = "2.5.1", "2.5.1", "OMG^O19^OMG_O19"
         w = SegmentWriter(["PID", "PV1", "ORC", "TQ1", "OBR", "IPC"])
     else:
         family, version, message_type = "2.3.1", "2.3.1", "ORM^O01"
         w = SegmentWriter(["PID", "PV1", "ORC", "OBR", "ZDS"])
-    w.put("ORC-1", "SC")  # status changed
+    w.put("ORC-1", order_control)
     _write_patient_order(w, step, family)
     w.put_key("order_status", family, m.ORDER_STATUS_OUT.get(step.status, "SC"))
     w.put("ORC-9", hl7_datetime(step.status_changed_at))

@@ -91,7 +91,7 @@ class OutboxSender(threading.Thread):
         self.clients: dict[str, MLLPClient] = {}
         self.tls = (
             client_context(settings.tls_peer_ca, settings.tls_cert, settings.tls_key)
-            if any(d.tls for d in settings.destinations)
+            if any(d.tls for d in settings.all_destinations)
             else None
         )
 
@@ -115,7 +115,7 @@ class OutboxSender(threading.Thread):
 
     def send_due(self) -> int:
         """One pass over the outbox. Returns how many messages were acknowledged."""
-        destinations = {d.name: d for d in self.settings.destinations}
+        destinations = {d.name: d for d in self.settings.all_destinations}
         sent = 0
         unreachable: set[str] = set()  # no connection, no answer: leave it for this pass
         with self.sessions() as s:

@@ -21,7 +21,7 @@ class Destination:
     tls: bool = False
 
 
-def parse_destinations(value: str) -> tuple[Destination, ...]:
+def parse_destinations(value: str, setting: str = "ORTHANC_RIS_HL7_DESTINATIONS") -> tuple[Destination, ...]:
     """'EHR=ehr.example.org:2576;LIS=tls://10.0.0.7:6661' -> destinations (tls:// = MLLP over TLS)."""
     out = []
     for item in (i.strip() for i in value.replace(",", ";").split(";")):
@@ -32,7 +32,7 @@ def parse_destinations(value: str) -> tuple[Destination, ...]:
         tls = addr.lower().startswith("tls://")
         host, _, port = (addr[len("tls://") :] if tls else addr).rpartition(":")
         if not name or not host or not port.isdigit():
-            raise ValueError(f"ORTHANC_RIS_HL7_DESTINATIONS: {item!r} is not NAME=host:port or NAME=tls://host:port")
+            raise ValueError(f"{setting}: {item!r} is not NAME=host:port or NAME=tls://host:port")
         out.append(Destination(name.strip(), host.strip(), int(port), tls))
     return tuple(out)
 
@@ -78,6 +78,8 @@ class Hl7Settings:
     facility: str = "RADIOLOGY"
     station_rules: str = ""
     destinations: tuple[Destination, ...] = ()
+    # Peers that want appointment (SIU) messages; a name may be in both lists.
+    scheduling_destinations: tuple[Destination, ...] = ()
     status_message: str = "ORM^O01"
     retry_seconds: float = 2.0
     retry_max_seconds: float = 300.0
@@ -87,6 +89,13 @@ class Hl7Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_peer_ca: str = ""
+
+    @property
+    def all_destinations(self) -> tuple[Destination, ...]:
+        """Every peer the outbox sends to, once per name (status, results and SIU)."""
+        seen = {d.name: d for d in self.scheduling_destinations}
+        seen.update({d.name: d for d in self.destinations})
+        return tuple(seen.values())
 
     @property
     def connect_host(self) -> str:
@@ -108,6 +117,14 @@ class Hl7Settings:
             raise ValueError("ORTHANC_RIS_HL7_TLS_CERT and ORTHANC_RIS_HL7_TLS_KEY go together")
         if get("ORTHANC_RIS_HL7_TLS_CLIENT_CA") and not tls_cert:
             raise ValueError("ORTHANC_RIS_HL7_TLS_CLIENT_CA needs ORTHANC_RIS_HL7_TLS_CERT and _KEY")
+        destinations = parse_destinations(get("ORTHANC_RIS_HL7_DESTINATIONS"))
+        scheduling = parse_destinations(
+            get("ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS"), "ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS"
+        )
+        addresses = {d.name: d for d in destinations}
+        for d in scheduling:  # one name, one peer: the outbox keys its order on the name
+            if d.name in addresses and addresses[d.name] != d:
+                raise ValueError(f"ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS: {d.name} names another peer")
         return cls(
             allow=parse_allow(get("ORTHANC_RIS_HL7_ALLOW")),
             tls_cert=tls_cert,
@@ -124,7 +141,8 @@ class Hl7Settings:
             application=get("ORTHANC_RIS_HL7_APPLICATION"),
             facility=get("ORTHANC_RIS_HL7_FACILITY"),
             station_rules=get("ORTHANC_RIS_HL7_STATION_RULES"),
-            destinations=parse_destinations(get("ORTHANC_RIS_HL7_DESTINATIONS")),
+            destinations=destinations,
+            scheduling_destinations=scheduling,
             status_message=status_message,
             retry_seconds=float(get("ORTHANC_RIS_HL7_RETRY_SECONDS")),
             retry_max_seconds=float(get("ORTHANC_RIS_HL7_RETRY_MAX_SECONDS")),

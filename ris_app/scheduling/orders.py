@@ -22,6 +22,8 @@ from ris_app.clock import utcnow
 from ris_app.db import begin_write, is_sqlite, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
 from ris_app.frontdesk.booking import ClashPolicy, book, primary_aet
+from ris_app.hl7.appointments import on_appointment
+from ris_app.hl7.appointments import on_status as on_appointment_status
 from ris_app.hl7.outbound import on_step_status
 from ris_app.model import (
     SEQUENCES,
@@ -96,13 +98,20 @@ def create_patient(session: Session, data: PatientData) -> Patient:
     return patient
 
 
-def step_changed(step: ScheduledProcedureStep, *, status_source: str | None = None) -> None:
+def step_changed(
+    step: ScheduledProcedureStep, *, status_source: str | None = None, appointment: tuple[str, str] | None = None
+) -> None:
     """Told that a step, its order, its requested procedure or its patient changed: the one
     caller of the worklist item rebuild and of the HL7 status outbox. `status_source` is
-    given when the step's status moved (who moved it: api, page, hl7, mpps, images, ...)."""
+    given when the step's status moved (who moved it: api, page, hl7, mpps, images, ...);
+    `appointment` = (event, source) when it was booked or moved ("booked", "rescheduled":
+    hl7.appointments.EVENTS)."""
     refresh_worklist_item(step)
     if status_source is not None:
         on_step_status(step, step.status, status_source)  # queued in this transaction
+        on_appointment_status(step, status_source)  # SIU^S15 / S26 where the peers want them
+    if appointment is not None:
+        on_appointment(step, *appointment)
     plan_messages(step)  # the patient's confirmation, reminders, reschedule or cancel message
 
 
@@ -213,7 +222,7 @@ def create_order(
     session.add(order)
     session.flush()
     book(session, step, data.procedure, clash_policy)
-    step_changed(step)
+    step_changed(step, appointment=("booked", source))
     log.info("order %s placed (step %s, %s)", order.accession_number, step.sps_id, step.modality)
     return order
 
@@ -285,7 +294,7 @@ def reschedule_step(
         step.location = station.location if station else ""
     step.start_datetime = start
     book(session, step, step.requested_procedure.procedure_code, clash_policy)
-    step_changed(step)
+    step_changed(step, appointment=("rescheduled", source))
     log.info("step %s rescheduled (%s)", step.sps_id, source)
     return step
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ris_app.clock import utcnow
 from ris_app.config import Config
+from ris_app.db import WRITER, begin_write
 from ris_app.model import API_ROLES, ApiToken
 
 # last_used_at is a hint for operators, not an audit trail: one write a minute per token
@@ -80,6 +81,9 @@ def identify(s: Session, cfg: Config, sent: str) -> Caller | None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY:
+        writer = bool(s.info.get(WRITER))
         row.last_used_at = now
         s.commit()
+        if writer:  # the request's next transaction is a writer too (a POST's booking, ...)
+            begin_write(s)
     return Caller(row.name, row.role)

@@ -10,10 +10,12 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
+from ris_app.db import transaction
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.store import InboundProcessor
 from ris_app.model import Order, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.web.tokens import create_token
 from ris_app.worklist.importer import import_bytes
 from tests.fixtures import hl7_messages as H
 from tests.frontdesk.conftest import ADMIN, EVERY_DAY_8_TO_10, place, slots
@@ -137,13 +139,18 @@ def test_two_clerks_booking_one_slot_at_once_one_wins_one_gets_409(app, client, 
     clerks = 4
     barrier = threading.Barrier(clerks)
     answers: list[int] = []
+    # Each clerk's own token, used for the first time: its touch (last_used_at) commits
+    # before the booking, which must still run as a writer (a 500 "database is locked" on
+    # SQLite before the fix).
+    with transaction(app.extensions["ris_sessions"]) as s:
+        tokens = [create_token(s, f"clerk-{attempt}-{n}", "integrator") for n in range(clerks)]
 
-    def clerk() -> None:
+    def clerk(secret: str) -> None:
         c = app.test_client()
         barrier.wait()
-        answers.append(place(c, start).status_code)
+        answers.append(place(c, start, headers={"Authorization": f"Bearer {secret}"}).status_code)
 
-    threads = [threading.Thread(target=clerk) for _ in range(clerks)]
+    threads = [threading.Thread(target=clerk, args=(t,)) for t in tokens]
     for t in threads:
         t.start()
     for t in threads:
