@@ -30,7 +30,7 @@ from ris_app.web.auth import check_csrf, current_user, has_role, login_required
 bp = Blueprint("calendar", __name__)
 bp.before_request(check_csrf)
 DESK = ("clerk", "admin")
-PX_PER_MINUTE = 1.6  # 15 minutes are 24 px: one line of text
+PX_PER_MINUTE = 2.0  # 15 minutes are 30 px: two lines of text
 
 
 def _day_arg() -> date:
