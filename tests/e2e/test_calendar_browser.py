@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from ris_app.clock import site_today, zone_named
-from tests.conftest import REPO, start_system, stop_system
+from tests.conftest import REPO, start_system, stop_system, wait_for
 from tests.e2e import test_pages_browser as pages_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -158,3 +158,15 @@ def test_clerk_books_checks_in_and_marks_a_no_show_from_the_calendar(system, pag
     expect(page.locator("#calendar-week tbody tr")).to_have_count(rooms)
     expect(page.locator(f"#calendar-week a[data-accession='{acc['mr']}']")).to_be_visible()
     page.screenshot(path=str(DOCS / "calendar-week-all.png"), full_page=True)
+
+
+def test_the_sync_worker_marks_a_missed_appointment_no_show(system):
+    """`orthanc-ris up`'s sync worker, not a test's call: yesterday's exam on a room with
+    opening hours, never checked in, becomes NO_SHOW by itself; a walk-in scanner's does not."""
+    yesterday = DAY - timedelta(days=2)
+    missed = _order(system, "CA-01", "CTHEAD", "08:00", "CT1", scheduled_start=f"{yesterday}T08:00")
+    walk_in = _order(system, "CA-02", "CTHEAD", "08:00", "FINDSCU", scheduled_start=f"{yesterday}T08:00")
+    wait_for(lambda: _ok(system.api("GET", f"/api/orders/{missed}"))["status"] == "NO_SHOW", timeout=30)
+    moved = _ok(system.api("GET", f"/api/orders/{missed}"))["scheduled_procedure_step"]
+    assert moved["changed_by"] == "system:no-show"
+    assert _ok(system.api("GET", f"/api/orders/{walk_in}"))["status"] == "SCHEDULED"
