@@ -56,7 +56,8 @@ class Item:
 
     @property
     def flag(self) -> str:
-        """ "clash" (accepted on taken time, for the desk), "overbook" (on purpose) or ""."""
+        """The booking flag: clash (accepted on taken time, for the desk), overbook (on
+        purpose by an allowed role), or empty."""
         return self.step.booking_flag
 
 
