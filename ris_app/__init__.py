@@ -78,6 +78,9 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.frontdesk.api import bp as frontdesk_api_bp
 
     app.register_blueprint(frontdesk_api_bp)
+    from ris_app.frontdesk.pages import bp as calendar_bp
+
+    app.register_blueprint(calendar_bp)  # the calendar, the waiting list, moving an exam
     from ris_app.reminders import pages as reminder_pages
     from ris_app.reminders.plan import set_lead_hours
 

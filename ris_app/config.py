@@ -180,6 +180,11 @@ SETTINGS: tuple[Setting, ...] = (
         'SMS gateway: each text is POSTed here as JSON {"to": phone, "text": message}; any 2xx is success. Empty sends no SMS.',
     ),
     Setting(
+        "ORTHANC_RIS_NO_SHOW_GRACE_MINUTES",
+        "30",
+        "Minutes after the end of a booked slot at which an exam still not checked in is marked a no-show (by the sync worker; only on stations with opening hours).",
+    ),
+    Setting(
         "ORTHANC_RIS_SHARE_MAX_DAYS",
         "30",
         "Longest a second-opinion share link may stay valid, in days (a link is valid 7 days unless its creator asks for fewer or more).",
@@ -338,6 +343,17 @@ def lead_hours(text: str) -> tuple[int, ...]:
     return tuple(sorted((h for h in hours if h), reverse=True))
 
 
+def _minutes(text: str) -> int:
+    """ORTHANC_RIS_NO_SHOW_GRACE_MINUTES: whole minutes, 0 or more."""
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise ValueError("ORTHANC_RIS_NO_SHOW_GRACE_MINUTES: whole minutes, such as 30") from None
+    if minutes < 0:
+        raise ValueError("ORTHANC_RIS_NO_SHOW_GRACE_MINUTES: minutes after the slot cannot be negative")
+    return minutes
+
+
 def _get(env: dict[str, str], name: str) -> str:
     return env.get(name, _DEFAULTS[name]) or _DEFAULTS[name]
 
@@ -416,6 +432,7 @@ class Config:
     smtp_username: str = ""
     smtp_password: str = ""
     sms_webhook_url: str = ""
+    no_show_grace_minutes: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -516,4 +533,5 @@ class Config:
             smtp_username=_get(env, "ORTHANC_RIS_SMTP_USERNAME"),
             smtp_password=_get(env, "ORTHANC_RIS_SMTP_PASSWORD"),
             sms_webhook_url=_get(env, "ORTHANC_RIS_SMS_WEBHOOK_URL").strip(),
+            no_show_grace_minutes=_minutes(_get(env, "ORTHANC_RIS_NO_SHOW_GRACE_MINUTES")),
         )

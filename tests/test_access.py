@@ -140,3 +140,17 @@ def test_the_audit_trail_is_for_admins_only(app):
     audit = {e: a for e, a in table.items() if e.startswith(("audit.", "audit_api."))}
     assert set(audit) == {"audit_api.get_audit", "audit.audit_page", "audit.audit_csv", "audit.patient_access_page"}
     assert all(a.roles == ("admin",) for a in audit.values())
+
+
+def test_the_calendar_is_for_clerks_and_admins(app):
+    """The front desk's calendar, waiting list and moves: declared for the desk, so every
+    other role is refused (the pages' own test checks the refusals)."""
+    table = access_table(app)
+    calendar = {e: a for e, a in table.items() if e.startswith("calendar.")}
+    assert set(calendar) == {
+        "calendar.day_page",
+        "calendar.week_page",
+        "calendar.waiting_page",
+        "calendar.reschedule_page",
+    }
+    assert all((a.kind, a.roles) == ("page", ("clerk", "admin")) for a in calendar.values())

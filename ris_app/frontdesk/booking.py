@@ -34,8 +34,8 @@ from ris_app.scheduling.states import SPSStatus
 
 DEFAULT_MINUTES = 15  # a step without a procedure code (HL7 free text, an imported item)
 MAX_MINUTES = 24 * 60  # no step or duration is longer: range queries look back this far
-# Steps that no longer hold their time.
-FREE_STATUSES = (SPSStatus.CANCELED,)
+# Steps that no longer hold their time (a no-show's slot is over, or is free for the next).
+FREE_STATUSES = (SPSStatus.CANCELED, SPSStatus.NO_SHOW)
 
 
 class ClashPolicy(StrEnum):

@@ -173,6 +173,7 @@ ORDER_STATUS_OUT = {
     "COMPLETED": "CM",
     "CANCELED": "CA",
     "DISCONTINUED": "DC",
+    "NO_SHOW": "CA",  # table 0038 has no "no-show": the order ends unperformed, as canceled
 }
 
 

@@ -253,7 +253,7 @@ def _move(step: ScheduledProcedureStep, action: str) -> None:
 def order_cancel(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:
     order = find_existing_order(ctx, g, fam)
     step = primary_step(order)
-    if step.status in (SPSStatus.CANCELED, SPSStatus.DISCONTINUED):
+    if step.status in (SPSStatus.CANCELED, SPSStatus.DISCONTINUED, SPSStatus.NO_SHOW):
         return f"order {order.accession_number} was already {step.status.lower()}"
     if step.status in (SPSStatus.STARTED, SPSStatus.DEPARTED):
         raise content_error(APPLICATION_INTERNAL_ERROR, "the exam has started: discontinue (DC) instead", "ORC-1")
@@ -264,7 +264,7 @@ def order_cancel(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
 def order_discontinue(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:
     order = find_existing_order(ctx, g, fam)
     step = primary_step(order)
-    if step.status in (SPSStatus.CANCELED, SPSStatus.DISCONTINUED):
+    if step.status in (SPSStatus.CANCELED, SPSStatus.DISCONTINUED, SPSStatus.NO_SHOW):
         return f"order {order.accession_number} was already {step.status.lower()}"
     _move(step, "discontinue" if step.status in (SPSStatus.STARTED, SPSStatus.DEPARTED) else "cancel")
     return f"order {order.accession_number} {step.status.lower()}"

@@ -1,8 +1,9 @@
 """Outbound HL7: order status (ORM^O01 / OMG^O19) when a step is arrived, started,
-completed, canceled or discontinued, and results (ORU^R01) when a report is signed or
-amended. Messages are written to the outbox in the caller's transaction (nothing is lost
-when a peer is down, nothing is sent for a change that rolls back) and sent by
-`ris_app.hl7.sender.OutboxSender`, which re-sends until the peer's ACK echoes our control ID.
+completed, canceled, discontinued or marked a no-show, and results (ORU^R01) when a report
+is signed or amended. Messages are written to the outbox in the caller's transaction
+(nothing is lost when a peer is down, nothing is sent for a change that rolls back) and
+sent by `ris_app.hl7.sender.OutboxSender`, which re-sends until the peer's ACK echoes our
+control ID.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ log = logging.getLogger(__name__)
 
 # Step statuses the EHR hears about.
 NOTIFY = frozenset(
-    {SPSStatus.ARRIVED, SPSStatus.STARTED, SPSStatus.COMPLETED, SPSStatus.CANCELED, SPSStatus.DISCONTINUED}
+    {
+        SPSStatus.ARRIVED,
+        SPSStatus.STARTED,
+        SPSStatus.COMPLETED,
+        SPSStatus.CANCELED,
+        SPSStatus.DISCONTINUED,
+        SPSStatus.NO_SHOW,
+    }
 )
 
 _settings: Hl7Settings | None = None

@@ -256,6 +256,7 @@ STEP_ACTIONS: tuple[StepAction, ...] = (
     StepAction("complete", "Complete", ("technologist",)),
     StepAction("cancel", "Cancel", ("clerk", "technologist"), on_schedule=False, danger=True),
     StepAction("discontinue", "Discontinue", ("technologist",), on_schedule=False, danger=True),
+    StepAction("no_show", "No-show", ("clerk",), danger=True),  # the sync worker marks the rest
 )
 _ACTION_BY_NAME = {a.action: a for a in STEP_ACTIONS}
 _STATUS_ROLES = tuple(sorted({role for a in STEP_ACTIONS for role in a.roles}))

@@ -19,6 +19,7 @@ class SPSStatus(StrEnum):
     CANCELED = "CANCELED"
     DISCONTINUED = "DISCONTINUED"
     COMPLETED = "COMPLETED"
+    NO_SHOW = "NO_SHOW"  # the patient did not come: no check-in by the end of the booked slot
 
 
 S = SPSStatus
@@ -32,9 +33,12 @@ TRANSITIONS: dict[str, tuple[frozenset[SPSStatus], SPSStatus]] = {
     "complete": (frozenset({S.STARTED, S.DEPARTED}), S.COMPLETED),
     "cancel": (frozenset({S.SCHEDULED, S.ARRIVED, S.READY}), S.CANCELED),
     "discontinue": (frozenset({S.STARTED, S.DEPARTED}), S.DISCONTINUED),
+    # Not in dcm4chee's list: a missed appointment is neither the desk's nor the EHR's
+    # cancel, and the front desk and the statistics must tell them apart.
+    "no_show": (frozenset({S.SCHEDULED}), S.NO_SHOW),
 }
 
-FINAL_STATES = frozenset({S.CANCELED, S.DISCONTINUED, S.COMPLETED})
+FINAL_STATES = frozenset({S.CANCELED, S.DISCONTINUED, S.COMPLETED, S.NO_SHOW})
 # Steps still waiting for the exam: the first image, an MPPS IN PROGRESS or a manual link
 # starts them. Read from the table so the automatic starts follow the "start" action.
 STARTABLE = TRANSITIONS["start"][0]

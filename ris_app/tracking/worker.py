@@ -1,7 +1,8 @@
 """The sync worker (`orthanc-ris sync-worker`, a part of `orthanc-ris up`): carries out the
 queued tasks (corrections to Orthanc; what a report signature causes: PDF, instances into
 Orthanc, the ORU into the HL7 outbox) and reconciles Orthanc's studies with the RIS on a timer.
-It also sends the patients' due messages (ris_app.reminders.outbox), seals the audit
+It also sends the patients' due messages (ris_app.reminders.outbox), marks missed
+appointments no-show (ris_app.frontdesk.noshow), seals the audit
 trail every round and, when ORTHANC_RIS_AUDIT_SYSLOG is set, runs
 the ATNA export in a thread of its own (ris_app.audit.export).
 
@@ -25,6 +26,7 @@ from ris_app.audit.export import start_export
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import make_engine, make_sessionmaker, transaction
+from ris_app.frontdesk.noshow import mark_no_shows
 from ris_app.model import OrthancTask
 from ris_app.orthanc.client import OrthancClient, OrthancError
 from ris_app.orthanc.modalities import sync_stations
@@ -149,6 +151,10 @@ def run(cfg: Config, *, once: bool = False, poll_seconds: float = 1.0) -> None:
             send_due(sessions, cfg)
         except Exception:
             log.exception("patient messages could not be sent")
+        try:  # missed appointments: before the next C-FIND offers them again
+            mark_no_shows(sessions, cfg.no_show_grace_minutes)
+        except Exception:
+            log.exception("no-shows could not be marked")
         try:
             run_pending_tasks(sessions, orthanc)
             if not stations_synced:

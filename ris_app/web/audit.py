@@ -122,6 +122,12 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("hl7_pages.reprocess_page", "POST"): Audited("hl7.reprocess", handed_over=True),
     # the patient, through a message's confirm or cancel link (no login: the token)
     ("appointment.appointment", "POST"): Audited("step.move"),
+    # the front desk's calendar (ris_app/frontdesk/pages.py)
+    ("calendar.day_page", "GET"): Audited("worklist.read"),
+    ("calendar.week_page", "GET"): Audited("worklist.read"),
+    ("calendar.waiting_page", "GET"): Audited("worklist.read"),
+    ("calendar.reschedule_page", "GET"): Audited("order.read"),
+    ("calendar.reschedule_page", "POST"): Audited("step.move"),
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),
