@@ -140,3 +140,24 @@ def test_the_audit_trail_is_for_admins_only(app):
     audit = {e: a for e, a in table.items() if e.startswith(("audit.", "audit_api."))}
     assert set(audit) == {"audit_api.get_audit", "audit.audit_page", "audit.audit_csv", "audit.patient_access_page"}
     assert all(a.roles == ("admin",) for a in audit.values())
+
+
+def test_setup_is_for_admins_and_clashes_for_the_front_desk(app):
+    """Stations, hours, blocks and the catalog change what every clerk can book: admins
+    only. Clerks resolve booking clashes."""
+    table = access_table(app)
+    setup = {e: a for e, a in table.items() if e.startswith("setup.")}
+    assert set(setup) == {
+        "setup.stations",
+        "setup.station",
+        "setup.hours",
+        "setup.add_block",
+        "setup.delete_block",
+        "setup.procedures",
+        "setup.catalog",
+        "setup.procedure",
+    }
+    assert all(a.kind == "page" and a.roles == ("admin",) for a in setup.values())
+    clashes = {e: a for e, a in table.items() if e.startswith("clashes.")}
+    assert set(clashes) == {"clashes.clashes_page", "clashes.keep", "clashes.reschedule"}
+    assert all(a.kind == "page" and a.roles == ("clerk", "admin") for a in clashes.values())
