@@ -131,11 +131,20 @@ def _station_page(station: Station, f: Form | None = None, status: int = 200):
         errors=f.errors if f is not None else {},
         labels=labels,
         weekdays=list(zip(r.WEEKDAYS, DAY_NAMES, strict=True)),
-        blocks=[(b, to_site(b.start_datetime), to_site(b.end_datetime)) for b in blocks],
+        blocks=[(b, *_block_span(b)) for b in blocks],
         kinds=[(k, k) for k in BLOCK_KINDS],
         procedures=procedures,
         zone=zone_name(site_zone()),
     ), status
+
+
+def _block_span(block) -> tuple[str, str]:
+    """A block as the admin entered it: whole site days as their first and last day, a
+    time range with its times."""
+    start, end = to_site(block.start_datetime), to_site(block.end_datetime)
+    if start.time() == end.time() == time(0):
+        return f"{start:%Y-%m-%d}", f"{end.date() - timedelta(days=1)} (whole days)"
+    return f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}"
 
 
 def _saved(f: Form, station: Station, what: str):

@@ -120,7 +120,7 @@ def test_blocks_whole_days_or_a_time_range_and_removal(app, client, admin):
     ]
     assert blocks[1]["reason"] == "new tube" and blocks[1]["created_by"] == "page:ada"
     page = _html(client.get("/setup/stations/CT1"))
-    assert "new tube" in page and f"{DAY} 08:30" in page
+    assert "new tube" in page and f"{DAY} 08:30" in page and f"{DAY} (whole days)" in page
 
     r = client.post(url, data=form | {"block_from": "10:00", "block_to": "09:00"})
     assert r.status_code == 400 and _field_error(r, "block_to") == "To time ends after it starts"
