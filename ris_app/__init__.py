@@ -81,6 +81,11 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.frontdesk.pages import bp as calendar_bp
 
     app.register_blueprint(calendar_bp)  # the calendar, the waiting list, moving an exam
+    from ris_app.frontdesk.clash_pages import bp as clash_pages_bp
+    from ris_app.frontdesk.setup_pages import bp as setup_pages_bp
+
+    app.register_blueprint(setup_pages_bp)
+    app.register_blueprint(clash_pages_bp)
     from ris_app.reminders import pages as reminder_pages
     from ris_app.reminders.plan import set_lead_hours
 

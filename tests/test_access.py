@@ -154,3 +154,24 @@ def test_the_calendar_is_for_clerks_and_admins(app):
         "calendar.reschedule_page",
     }
     assert all((a.kind, a.roles) == ("page", ("clerk", "admin")) for a in calendar.values())
+
+
+def test_setup_is_for_admins_and_clashes_for_the_front_desk(app):
+    """Stations, hours, blocks and the catalog change what every clerk can book: admins
+    only. Clerks resolve booking clashes."""
+    table = access_table(app)
+    setup = {e: a for e, a in table.items() if e.startswith("setup.")}
+    assert set(setup) == {
+        "setup.stations",
+        "setup.station",
+        "setup.hours",
+        "setup.add_block",
+        "setup.delete_block",
+        "setup.procedures",
+        "setup.catalog",
+        "setup.procedure",
+    }
+    assert all(a.kind == "page" and a.roles == ("admin",) for a in setup.values())
+    clashes = {e: a for e, a in table.items() if e.startswith("clashes.")}
+    assert set(clashes) == {"clashes.clashes_page", "clashes.keep", "clashes.reschedule"}
+    assert all(a.kind == "page" and a.roles == ("clerk", "admin") for a in clashes.values())

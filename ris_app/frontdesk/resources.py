@@ -1,6 +1,7 @@
-"""Editing a station's resources: weekly opening hours, blocks, the procedures it does and
-their durations; and a procedure's catalog duration and preparation text. The rules of
-each value live here, for the API and (next) the admin pages alike."""
+"""Editing a station's resources: its name, room and modality, weekly opening hours,
+blocks, the procedures it does and their durations; and the procedure catalog (code,
+description, modality, duration, preparation text). The rules of each value live here,
+for the API and the admin pages alike."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ris_app.clock import site_day_bounds
-from ris_app.errors import Invalid, NotFound
+from ris_app.errors import Conflict, Invalid, NotFound
 from ris_app.frontdesk.booking import MAX_MINUTES
 from ris_app.model import BLOCK_KINDS, ProcedureCode, Station, StationBlock, StationHours, StationProcedure
+from ris_app.scheduling.fields import LO, SH, check_modality, check_text
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 MAX_BLOCK_DAYS = 366
@@ -42,6 +44,21 @@ def find_procedure(session: Session, code: str, field: str = "procedure_code") -
     return procedure
 
 
+def update_station(
+    station: Station, *, name: str | None = None, location: str | None = None, modality: str | None = None
+) -> Station:
+    """Change what the worklist tells the scanner about the station: ScheduledStationName
+    and ScheduledProcedureStepLocation (DICOM SH) and its modality. Steps already booked
+    keep the name and room they were booked with until they are next moved."""
+    if name is not None:
+        station.name = check_text("name", name.strip(), SH)
+    if location is not None:
+        station.location = check_text("location", location.strip(), SH)
+    if modality is not None:
+        station.modality = check_modality(modality.strip().upper())
+    return station
+
+
 def check_minutes(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MINUTES:
         raise Invalid(f"must be whole minutes from 1 to {MAX_MINUTES}", field=field)
@@ -58,10 +75,9 @@ def hours_of(session: Session, station: Station) -> list[StationHours]:
     )
 
 
-def set_hours(session: Session, station: Station, periods: list[Period]) -> list[StationHours]:
-    """Replace the station's weekly opening hours. Periods of one day must not overlap;
-    each closes after it opens, the same day. An empty list takes the station out of the
-    booking rules (it then accepts orders at any time)."""
+def check_hours(periods: list[Period]) -> None:
+    """The rules of a week's periods: each closes after it opens, the same day; periods
+    of one day do not overlap."""
     by_day: dict[int, list[Period]] = {}
     for n, p in enumerate(periods):
         if p.closes <= p.opens:
@@ -72,6 +88,13 @@ def set_hours(session: Session, station: Station, periods: list[Period]) -> list
         for a, b in pairwise(day_periods):
             if b.opens < a.closes:
                 raise Invalid(f"periods overlap on {WEEKDAYS[day]}", field="hours")
+
+
+def set_hours(session: Session, station: Station, periods: list[Period]) -> list[StationHours]:
+    """Replace the station's weekly opening hours. Periods of one day must not overlap;
+    each closes after it opens, the same day. An empty list takes the station out of the
+    booking rules (it then accepts orders at any time)."""
+    check_hours(periods)
     session.execute(delete(StationHours).where(StationHours.station_id == station.id))
     for p in periods:
         session.add(StationHours(station_id=station.id, weekday=p.weekday, opens=p.opens, closes=p.closes))
@@ -163,15 +186,52 @@ def set_procedures(
     return procedures_of(session, station)
 
 
-def update_procedure(
-    procedure: ProcedureCode, *, minutes: int | None = None, preparation: str | None = None
+def add_procedure(
+    session: Session,
+    code: str,
+    description: str,
+    modality: str,
+    *,
+    coding_scheme: str = "99ORIS",
+    minutes: int | None = None,
+    preparation: str = "",
 ) -> ProcedureCode:
-    """Change a procedure's catalog duration and patient preparation text. Steps already
-    booked keep their length; the next booking or move uses the new one."""
+    """Add a procedure to the catalog. The code is CodeValue (SH) in every worklist item
+    and HL7 message that names the procedure, so it is fixed once added."""
+    code = check_text("code", code.strip(), SH)
+    if not code:
+        raise Invalid("is required", field="code")
+    if session.scalar(select(ProcedureCode.id).where(ProcedureCode.code == code)) is not None:
+        raise Conflict("is already in the catalog", field="code")
+    procedure = ProcedureCode(code=code, coding_scheme=check_text("coding_scheme", coding_scheme, SH))
+    update_procedure(procedure, description=description, modality=modality, preparation=preparation)
+    procedure.default_duration_minutes = check_minutes(15 if minutes is None else minutes, "default_duration_minutes")
+    session.add(procedure)
+    session.flush()
+    return procedure
+
+
+def update_procedure(
+    procedure: ProcedureCode,
+    *,
+    minutes: int | None = None,
+    preparation: str | None = None,
+    description: str | None = None,
+    modality: str | None = None,
+) -> ProcedureCode:
+    """Change a procedure's description (CodeMeaning, LO), modality, catalog duration and
+    patient preparation text. Steps already booked keep their length; the next booking
+    or move uses the new one."""
+    if description is not None:
+        procedure.description = check_text("description", description.strip(), LO)
+        if not procedure.description:
+            raise Invalid("is required", field="description")
+    if modality is not None:
+        procedure.modality = check_modality(modality.strip().upper())
     if minutes is not None:
         procedure.default_duration_minutes = check_minutes(minutes, "default_duration_minutes")
     if preparation is not None:
         if len(preparation) > MAX_PREPARATION:
             raise Invalid(f"is longer than {MAX_PREPARATION} characters", field="preparation")
-        procedure.preparation = preparation
+        procedure.preparation = preparation.replace("\r\n", "\n")  # a browser's textarea sends CRLF
     return procedure

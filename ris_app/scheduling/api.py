@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from ris_app.frontdesk.api import clash_policy
+from ris_app.frontdesk.resources import add_procedure
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -299,13 +300,13 @@ def post_procedure_code():
         201: {description: Added, content: {application/json: {schema: {type: object}}}}
     """
     body = v.json_body(request)
-    p = ProcedureCode(
-        code=v.text(body, "code", required=True, max_len=16),
+    p = add_procedure(
+        db(),
+        v.text(body, "code", required=True, max_len=16),
+        v.text(body, "description", required=True, max_len=64),
+        v.text(body, "modality", required=True, max_len=16),
         coding_scheme=v.text(body, "coding_scheme", max_len=16, default="99ORIS"),
-        description=v.text(body, "description", required=True, max_len=64),
-        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
     )
-    db().add(p)
     commit()
     return jsonify({"code": p.code}), 201
 

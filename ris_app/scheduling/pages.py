@@ -25,6 +25,7 @@ from ris_app.model import (
 from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
+from ris_app.reminders.texts import TEXTS as MESSAGE_LANGUAGES
 from ris_app.scheduling.api import PATIENT_TEXT_FIELDS
 from ris_app.scheduling.fields import check_birth_date
 from ris_app.scheduling.orders import (
@@ -67,6 +68,9 @@ PATIENT_LABELS = {
     "email": "E-mail",
     "address": "Address",
     "insurance": "Insurance",
+    "language": "Language of messages",
+    "notify_email": "Appointment messages by e-mail",
+    "notify_sms": "Appointment messages by SMS",
 }
 LINK_METHODS = {"accession": "accession number", "study_uid": "StudyInstanceUID", "sps_id": "scheduled step ID"}
 ORDER_LABELS = {
@@ -122,6 +126,7 @@ def _read_patient(f: Form) -> PatientData | None:
     contact = {k: f.read(v.text, k, max_len=PATIENT_TEXT_FIELDS[k]) for k in ("phone", "email", "address", "insurance")}
     if contact["email"] and "@" not in contact["email"]:
         f.fail("email", "must be an e-mail address such as name@example.org")
+    language = f.read(v.text, "language", max_len=PATIENT_TEXT_FIELDS["language"])  # its rule: check_patient
     if f.errors:
         return None
     return PatientData(
@@ -131,6 +136,10 @@ def _read_patient(f: Form) -> PatientData | None:
         birth_date=born,
         sex=sex,
         **{k: val or "" for k, val in contact.items()},
+        language=language or "",
+        # unticked boxes are not sent: the opt-out per channel
+        notify_email="notify_email" in f.data,
+        notify_sms="notify_sms" in f.data,
     )
 
 
@@ -163,6 +172,7 @@ def _patient_form(f: Form) -> str:
         labels=PATIENT_LABELS,
         sexes=SEX_LABELS,
         today_iso=site_today().isoformat(),
+        languages=[("", "site default"), *((code, code) for code in MESSAGE_LANGUAGES)],
     )
 
 

@@ -7,6 +7,7 @@ the time integrators entered and scanners show."""
 from __future__ import annotations
 
 from ris_app.clock import to_site
+from ris_app.frontdesk.clashes import outcome_of
 from ris_app.model import Order, Patient, ScheduledProcedureStep, Study
 
 
@@ -106,7 +107,8 @@ def order_json(o: Order, study: Study | None = None) -> dict:
         "study_instance_uid": rp.study_instance_uid,
         "status": step.status,
         "version": step.lock_version,  # send it back ("version" or If-Match) to move the step
-        "scheduled_procedure_step": step_json(step),
+        # out_of_hours: booked outside the station's opening hours (accepted; the desk sees it)
+        "scheduled_procedure_step": step_json(step) | {"out_of_hours": outcome_of(step).out_of_hours},
         "study": study_json(study) if study else None,
         "created_at": _iso(o.created_at),
     }

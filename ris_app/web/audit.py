@@ -67,6 +67,16 @@ def _merged_mrn() -> str:
     return f"merged MRN {merged.strip()[:64]} into this one" if isinstance(merged, str) and merged.strip() else ""
 
 
+def _setup_subject() -> str:
+    """Which station or procedure a setup change is about (no patient is)."""
+    args = request.view_args or {}
+    if "aet" in args:
+        return f"station {args['aet']}"[:80]
+    body = request.get_json(silent=True) if request.is_json else request.form
+    code = args.get("code") or (body.get("code") if hasattr(body, "get") else None)
+    return f"procedure {code}"[:80] if isinstance(code, str) and code else ""
+
+
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
@@ -127,7 +137,25 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("calendar.week_page", "GET"): Audited("worklist.read"),
     ("calendar.waiting_page", "GET"): Audited("worklist.read"),
     ("calendar.reschedule_page", "GET"): Audited("order.read"),
-    ("calendar.reschedule_page", "POST"): Audited("step.move"),
+    ("calendar.reschedule_page", "POST"): Audited("step.reschedule"),
+    # front desk: booking clashes (a list of patients), resolved by moving or keeping; setup (admins)
+    ("clashes.clashes_page", "GET"): Audited("worklist.read"),
+    ("clashes.reschedule", "POST"): Audited("step.reschedule"),
+    ("clashes.keep", "POST"): Audited("booking.keep"),
+    ("setup.station", "POST"): Audited("station.update", detail=_setup_subject),
+    ("setup.hours", "POST"): Audited("station.update", detail=_setup_subject),
+    ("setup.add_block", "POST"): Audited("station.update", detail=_setup_subject),
+    ("setup.delete_block", "POST"): Audited("station.update", detail=_setup_subject),
+    ("setup.procedures", "POST"): Audited("station.update", detail=_setup_subject),
+    ("setup.catalog", "POST"): Audited("catalog.create", detail=_setup_subject),
+    ("setup.procedure", "POST"): Audited("catalog.update", detail=_setup_subject),
+    ("frontdesk_api.put_hours", "PUT"): Audited("station.update", detail=_setup_subject),
+    ("frontdesk_api.post_block", "POST"): Audited("station.update", detail=_setup_subject),
+    ("frontdesk_api.delete_block", "DELETE"): Audited("station.update", detail=_setup_subject),
+    ("frontdesk_api.put_station_procedures", "PUT"): Audited("station.update", detail=_setup_subject),
+    ("frontdesk_api.patch_procedure_code", "PATCH"): Audited("catalog.update", detail=_setup_subject),
+    ("api.post_procedure_code", "POST"): Audited("catalog.create", detail=_setup_subject),
+    ("frontdesk_api.post_reschedule", "POST"): Audited("step.reschedule"),
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),
