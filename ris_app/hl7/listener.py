@@ -94,7 +94,7 @@ def run(config: Config) -> int:
         if settings.tls_cert
         else "plain TCP",
         f", {len(settings.allow)} allowed network(s)" if settings.allow else ", any peer",
-        len(settings.destinations),
+        len(settings.all_destinations),
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -21,7 +21,7 @@ class Destination:
     tls: bool = False
 
 
-def parse_destinations(value: str) -> tuple[Destination, ...]:
+def parse_destinations(value: str, setting: str = "ORTHANC_RIS_HL7_DESTINATIONS") -> tuple[Destination, ...]:
     """'EHR=ehr.example.org:2576;LIS=tls://10.0.0.7:6661' -> destinations (tls:// = MLLP over TLS)."""
     out = []
     for item in (i.strip() for i in value.replace(",", ";").split(";")):
@@ -32,9 +32,28 @@ def parse_destinations(value: str) -> tuple[Destination, ...]:
         tls = addr.lower().startswith("tls://")
         host, _, port = (addr[len("tls://") :] if tls else addr).rpartition(":")
         if not name or not host or not port.isdigit():
-            raise ValueError(f"ORTHANC_RIS_HL7_DESTINATIONS: {item!r} is not NAME=host:port or NAME=tls://host:port")
+            raise ValueError(f"{setting}: {item!r} is not NAME=host:port or NAME=tls://host:port")
         out.append(Destination(name.strip(), host.strip(), int(port), tls))
     return tuple(out)
+
+
+FINANCIAL_VERSIONS = ("2.3.1", "2.5.1")
+
+
+def parse_versions(value: str, names: tuple[str, ...]) -> dict[str, str]:
+    """ORTHANC_RIS_HL7_FINANCIAL_VERSIONS: 'BILLING=2.3.1' -> {name: version} for every
+    financial destination (2.5.1 unless named)."""
+    versions = dict.fromkeys(names, "2.5.1")
+    for item in (i.strip() for i in value.split(";")):
+        if not item:
+            continue
+        name, _, version = (p.strip() for p in item.partition("="))
+        if name not in versions or version not in FINANCIAL_VERSIONS:
+            raise ValueError(
+                f"ORTHANC_RIS_HL7_FINANCIAL_VERSIONS: {item!r} is not NAME=2.3.1 or NAME=2.5.1 of a financial destination"
+            )
+        versions[name] = version
+    return versions
 
 
 def parse_allow(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -87,6 +106,17 @@ class Hl7Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_peer_ca: str = ""
+    # Billing systems (DFT^P03, ris_app/billing/dft.py) and the HL7 version each takes.
+    financial_destinations: tuple[Destination, ...] = ()
+    financial_versions: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def all_destinations(self) -> tuple[Destination, ...]:
+        """Every peer the outbox sender delivers to."""
+        return (*self.destinations, *self.financial_destinations)
+
+    def financial_version(self, name: str) -> str:
+        return dict(self.financial_versions).get(name, "2.5.1")
 
     @property
     def connect_host(self) -> str:
@@ -108,7 +138,13 @@ class Hl7Settings:
             raise ValueError("ORTHANC_RIS_HL7_TLS_CERT and ORTHANC_RIS_HL7_TLS_KEY go together")
         if get("ORTHANC_RIS_HL7_TLS_CLIENT_CA") and not tls_cert:
             raise ValueError("ORTHANC_RIS_HL7_TLS_CLIENT_CA needs ORTHANC_RIS_HL7_TLS_CERT and _KEY")
+        financial = parse_destinations(
+            get("ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS"), "ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS"
+        )
+        versions = parse_versions(get("ORTHANC_RIS_HL7_FINANCIAL_VERSIONS"), tuple(d.name for d in financial))
         return cls(
+            financial_destinations=financial,
+            financial_versions=tuple(versions.items()),
             allow=parse_allow(get("ORTHANC_RIS_HL7_ALLOW")),
             tls_cert=tls_cert,
             tls_key=tls_key,
