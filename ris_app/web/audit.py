@@ -184,7 +184,7 @@ _SUBJECT_ARGS: dict[str, Callable[[Session, object], subject.Subject]] = {
     "critical_id": lambda s, v: subject.by_id(s, CriticalResult, v),
 }
 # Query and form fields that name the patient or order, as the route argument they match.
-_SUBJECT_FIELDS = {"mrn": "mrn", "survivor_mrn": "mrn", "accession_number": "accession"}
+_SUBJECT_FIELDS = {"mrn": "mrn", "survivor_mrn": "mrn", "accession_number": "accession", "accession": "accession"}
 # Rows a request writes that are no patient data: the login and token bookkeeping.
 _BOOKKEEPING = (UserSession, LoginFailure, ApiToken)
 _DONE, _PENDING = "audit_done", "audit_pending"
