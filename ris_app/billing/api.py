@@ -96,7 +96,7 @@ def post_charge_correct(charge_id: int):
         quantity=quantity,
         unit_price_cents=parse_amount(price) if price else None,
         code=v.text(body, "code", max_len=16) or None,
-        description=v.text(body, "description", max_len=128),
+        description=v.text(body, "description", max_len=128) or None,
     )
     commit()
     return jsonify(credit=q.to_dict(credit), charge=q.to_dict(replacement)), 201

@@ -79,10 +79,10 @@ def charge_action(charge_id: int, action: str):
                 quantity=int(quantity) if quantity.isdigit() else None,
                 unit_price_cents=parse_amount(price) if price else None,
             )
-            flash(f"Charge {charge_id} corrected: a credit line and a new charge were added.")
+            flash(f"Charge {charge_id} corrected: a credit line and a new charge were added.", "ok")
         elif action == "send":
             charges.send(charge)
-            flash(f"Charge {charge_id} sent to the billing system.")
+            flash(f"Charge {charge_id} sent to the billing system.", "ok")
         else:
             charges.move(charge, action)
         commit()
@@ -108,7 +108,7 @@ def bulk_action(action: str):
             else:
                 charges.move(charge, action)
         commit()
-        flash(f"{len(rows)} charge(s) {'reviewed' if action == 'review' else 'sent'}.")
+        flash(f"{len(rows)} charge(s) {'reviewed' if action == 'review' else 'sent'}.", "ok")
     except DomainError as err:
         db().rollback()
         flash(err.message, "error")
@@ -123,5 +123,8 @@ def capture_step(step_id: int):
     step = db().get(ScheduledProcedureStep, step_id)
     added = capture(step) if step is not None else []
     commit()
-    flash(f"{len(added)} charge line(s) added." if added else "Nothing to charge: check the procedure's billing rows.")
+    if added:
+        flash(f"{len(added)} charge line(s) added.", "ok")
+    else:
+        flash("Nothing to charge: check the procedure's billing rows.", "error")
     return redirect(url_for("billing.billing_page", date=day.isoformat()))

@@ -295,3 +295,30 @@ def test_charges_are_closed_to_every_token_but_billing_and_admin(app, client):
     assert client.get("/api/charges").status_code == 401
     billing = {"Authorization": f"Bearer {tokens['billing']}"}
     assert client.post("/api/billing/items/1/prices", json={}, headers=billing).status_code == 403  # prices: admin
+
+
+def test_price_list_import_from_csv(app, tmp_path):
+    from click.testing import CliRunner
+
+    from ris_app.ops.cli import main
+
+    (tmp_path / "prices.csv").write_text(
+        "procedure,kind,code,amount,valid_from,description,code_system\n"
+        "CTHEAD,procedure,70450,260.00,2027-01-01,,\n"
+        "MRBRAIN,contrast,A9579,45.10,2026-01-01,Gadolinium contrast per ml,HCPCS\n"
+    )
+    env = {"ORTHANC_RIS_DATABASE_URL": app.config["RIS"].database_url, "ORTHANC_RIS_HOME": str(tmp_path)}
+    result = CliRunner().invoke(main, ["import-prices", str(tmp_path / "prices.csv")], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 price(s) imported" in result.output
+    with transaction(app.extensions["ris_sessions"]) as s:
+        head = s.scalar(select(BillingItem).where(BillingItem.code == "70450"))
+        assert [(p.amount_cents, p.valid_to) for p in head.prices][-1] == (26000, None)
+        assert s.scalar(select(BillingItem).where(BillingItem.code == "A9579")).code_system == "HCPCS"
+    bad = CliRunner().invoke(
+        main,
+        ["import-prices", "-"],
+        input="procedure,kind,code,amount,valid_from\nNOPE,procedure,1,1,2026-01-01\n",
+        env=env,
+    )
+    assert bad.exit_code != 0 and "unknown procedure" in bad.output

@@ -14,13 +14,15 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from tests.conftest import _require_debian_tools, start_system, stop_system, wait_for
+from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, stop_system, wait_for
+from tests.e2e import test_pages_browser as pages_browser
 from tests.e2e.test_e2e_loop import _order
 from tests.e2e.test_e2e_loop import _register as register
 from tests.e2e.test_e2e_tracking import TODAY, _completed, _in_progress, _mpps_scu
 from tests.fixtures.hl7_peer import Receiver, fields
 
 pytestmark = pytest.mark.e2e
+browser, page = pages_browser.browser, pages_browser.page  # Debian's chromium through Playwright
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,39 @@ def test_correction_sends_a_credit_and_a_new_charge_and_the_csv_sums(billing):
     rows = list(csv.DictReader(io.StringIO(exported)))
     cents = sum(round(float(row["total"]) * 100) for row in rows[:-1])
     assert f"{cents // 100}.{cents % 100:02d}" == day["total"] == rows[-1]["total"]
+
+
+@pytest.mark.browser
+def test_billing_clerk_reviews_corrects_and_exports_the_day(billing, page):
+    from playwright.sync_api import expect
+
+    system, _ = billing
+    register(system, "E2E-BILL-4", "Payer", "Petra")
+    for code, at in (("CTCHEST", "15:00"), ("MRKNEE", "15:30"), ("XRCHEST", "16:00")):
+        acc = _order(system, "E2E-BILL-4", aet="CT1", code=code, at=at)["accession_number"]
+        for action in ("start", "complete"):
+            assert system.api("POST", f"/api/orders/{acc}/status", json={"action": action}).status_code == 200
+    wait_for(lambda: {c["status"] for c in charges(system, acc)} == {"acknowledged"}, timeout=20)
+
+    pages_browser._create_user(system, "clerkbill", "billing", full_name="Billing Clerk")
+    page.set_viewport_size({"width": 1500, "height": 900})
+    page.goto(f"{system.ris_url}/billing?date={TODAY.isoformat()}")
+    pages_browser._log_in(page, "clerkbill")
+    expect(page.locator("nav a[aria-current='page']")).to_have_text("Billing")
+    row = page.locator("table.billing tbody tr", has_text=acc).first
+    row.locator("summary").click()
+    row.locator("input[name=reason]").fill("film reject, one view repeated")
+    row.locator("input[name=unit_price]").fill("55.00")
+    row.locator("button:has-text('Credit and recharge')").click()
+    expect(page.locator(".flash").first).to_contain_text("corrected")
+    expect(page.locator("table.billing")).to_contain_text("credit of #")
+    expect(page.locator("#none-uncharged")).to_be_visible()
+    total = page.locator("#day-total").inner_text()
+    page.screenshot(path=str(TEST_OUTPUT / "billing-review.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#billing-csv")
+    assert download.value.suggested_filename == f"charges-{TODAY.isoformat()}.csv"
+    rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    cents = sum(round(float(r["total"]) * 100) for r in rows[:-1])
+    assert f"{cents // 100}.{cents % 100:02d}" == total == rows[-1]["total"]
