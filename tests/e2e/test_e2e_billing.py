@@ -21,7 +21,7 @@ from tests.e2e.test_e2e_loop import _register as register
 from tests.e2e.test_e2e_tracking import TODAY, _completed, _in_progress, _mpps_scu
 from tests.fixtures.hl7_peer import Receiver, fields
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 browser, page = pages_browser.browser, pages_browser.page  # Debian's chromium through Playwright
 
 
