@@ -322,3 +322,31 @@ def test_price_list_import_from_csv(app, tmp_path):
         env=env,
     )
     assert bad.exit_code != 0 and "unknown procedure" in bad.output
+
+
+def test_a_technologist_completing_on_the_page_charges_like_mpps(app, client, auth, billing_peer):
+    rule()
+    acc = order(client, auth, "BILL-11", code="USABD", modality="US")
+    tech = app.test_client()
+    token = login(app, tech, "technologist")
+    for action in ("start", "complete"):
+        r = tech.post(f"/orders/{acc}/status", data={"action": action, "csrf_token": token})
+        assert r.status_code == 302
+    assert [(c["code"], c["total"]) for c in charges_of(client, auth, acc)] == [("76700", "150.00")]
+
+
+def test_the_database_refuses_a_second_line_with_the_same_capture_key(app, client, auth, billing_peer):
+    """Two writers capturing the same completion at once (PostgreSQL runs them side by
+    side): the unique key makes the second fail, and db.retrying re-reads and adds nothing."""
+    from sqlalchemy.exc import IntegrityError
+
+    rule()
+    acc = order(client, auth, "BILL-12")
+    act(client, auth, acc, "start", "complete")
+    sessions = app.extensions["ris_sessions"]
+    with sessions() as s:
+        first = s.scalar(select(Charge).where(Charge.accession_number == acc))
+        copy = Charge(**{c.key: getattr(first, c.key) for c in Charge.__table__.columns if c.key != "id"})
+        s.add(copy)
+        with pytest.raises(IntegrityError):
+            s.commit()
