@@ -57,6 +57,7 @@ def _seed(cfg: Config) -> None:
 def up(start_timeout: float) -> None:
     """Migrate, then start and supervise Orthanc (with our plugin) and the RIS."""
     from ris_app import clock
+    from ris_app.billing.settings import BillingSettings
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
     from ris_app.ops.pidfile import AlreadyRunning, PidFile, end_stale
@@ -66,6 +67,7 @@ def up(start_timeout: float) -> None:
     cfg = Config.from_env()
     try:
         Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+        BillingSettings.from_env()  # so do these (every part that moves steps charges)
         render(cfg)  # refuses Orthanc's remote access without authentication
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -85,3 +85,22 @@ def test_amounts():
         with pytest.raises(Invalid):
             parse_amount(bad)
     assert amount(12050) == "120.50" and amount(-5) == "-0.05" and amount(0) == "0.00"
+
+
+def test_settings_refuse_unknown_rules():
+    from ris_app.billing.settings import BillingSettings
+    from ris_app.hl7.settings import Hl7Settings
+
+    assert BillingSettings.from_env({}) == BillingSettings("CPT", "none", "review")
+    for env in ({"ORTHANC_RIS_BILLING_DISCONTINUED": "half"}, {"ORTHANC_RIS_BILLING_SEND": "later"}):
+        with pytest.raises(ValueError):
+            BillingSettings.from_env(env)
+    hl7 = Hl7Settings.from_env(
+        {"ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS": "BILL=h:1;B2=h:2", "ORTHANC_RIS_HL7_FINANCIAL_VERSIONS": "B2=2.3.1"}
+    )
+    assert [hl7.financial_version(d.name) for d in hl7.financial_destinations] == ["2.5.1", "2.3.1"]
+    assert [d.name for d in hl7.all_destinations] == ["BILL", "B2"]
+    with pytest.raises(ValueError):
+        Hl7Settings.from_env(
+            {"ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS": "BILL=h:1", "ORTHANC_RIS_HL7_FINANCIAL_VERSIONS": "BILL=3"}
+        )
