@@ -317,6 +317,32 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "AuditSourceID of the audit messages; empty means this machine's host name.",
     ),
+    # Billing (docs/billing.md)
+    Setting(
+        "ORTHANC_RIS_BILLING_CODE_SYSTEM",
+        "CPT",
+        "Code system of the billing codes the default catalog is seeded with and new catalog rows get unless named (CPT, HCPCS, a national schedule).",
+    ),
+    Setting(
+        "ORTHANC_RIS_BILLING_DISCONTINUED",
+        "none",
+        "What a discontinued exam is charged: none, or partial (its procedure and technical rows with modifier 53, no add-ons). A canceled exam is never charged.",
+    ),
+    Setting(
+        "ORTHANC_RIS_BILLING_SEND",
+        "review",
+        "review: new charges wait for the billing clerk to send them; auto: each charge is sent (DFT^P03) as soon as it is captured.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS",
+        "",
+        "Billing systems receiving charges as DFT^P03: 'BILLING=host:port' (tls://host:port for MLLP over TLS), ';'-separated. Empty: charges are not sent.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_FINANCIAL_VERSIONS",
+        "",
+        "HL7 version of the DFT^P03 per financial destination: 'BILLING=2.3.1;OTHER=2.5.1'. A destination not named gets 2.5.1.",
+    ),
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}

@@ -93,6 +93,13 @@ EVENTS: dict[str, Kind] = {
     "share.revoke": Kind(SECURITY_ALERT, "U", SECURITY_ATTRIBUTES_CHANGED),
     "audit.read": Kind(AUDIT_LOG_USED, "R"),
     "audit.export": Kind(AUDIT_LOG_USED, "R"),
+    # billing: a charge belongs to the exam's procedure record
+    "charge.read": Kind(PROCEDURE_RECORD, "R"),
+    "charge.capture": Kind(PROCEDURE_RECORD, "C"),
+    "charge.review": Kind(PROCEDURE_RECORD, "U"),
+    "charge.send": Kind(PROCEDURE_RECORD, "U"),
+    "charge.correct": Kind(PROCEDURE_RECORD, "C"),
+    "price.change": Kind(APPLICATION_ACTIVITY, "U"),
 }
 # Fallbacks for an action the table does not name.
 THINGS: dict[str, Code] = {
@@ -107,6 +114,7 @@ THINGS: dict[str, Code] = {
     "export": EXPORT,
     "share": EXPORT,
     "audit": AUDIT_LOG_USED,
+    "charge": PROCEDURE_RECORD,
 }
 VERBS = {"create": "C", "read": "R", "view": "R", "open": "R", "update": "U", "set": "U", "delete": "D"}
 # EventOutcomeIndicator: 0 success, 4 minor failure (refused), 8 serious failure.

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ris_app.model import (
     AuditEvent,
+    Charge,
     CriticalResult,
     Order,
     Patient,
@@ -54,6 +55,7 @@ _OF: dict[type, Callable[[object], Subject]] = {
     CriticalResult: lambda c: _study(c.report.study if c.report else None),
     PerformedProcedureStep: lambda p: _order_of_step(p.step) if p.step else ("", p.accession_number),
     StudyCorrection: lambda c: _study(c.study),
+    Charge: lambda c: _order_of_step(c.step) if c.step else ("", c.accession_number),
 }
 
 

@@ -154,6 +154,15 @@ FIELDS: tuple[FieldMap, ...] = (
         ("OBR-31.2", "OBR-31.1"),
         ("OBR-31.2", "OBR-31.1"),
     ),
+    # ---- diagnosis (DG1), billed with the exam's charges (FT1-19)
+    F(
+        "diagnosis_codes",
+        "Order.diagnosis_codes (every DG1 of the message, ~-separated)",
+        "-",
+        ("DG1-3.1",),
+        ("DG1-3.1",),
+        "code",
+    ),
 )
 
 BY_KEY: dict[str, FieldMap] = {f.key: f for f in FIELDS}

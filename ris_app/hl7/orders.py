@@ -131,6 +131,13 @@ def _uid(g: dict[str, Segment], key: str, fam: str) -> str:
     return uid
 
 
+def _diagnoses(msg: Message, fam: str) -> str:
+    """The diagnosis codes of every DG1 of the message, ~-separated (HL7 repeats)."""
+    seg_name, field, comp, _ = m.parse_location(m.locations("diagnosis_codes", fam)[0])
+    codes = [seg.get(field, comp or 1) for seg in msg.segments if seg.name == seg_name]
+    return "~".join(c for c in codes if c and c != '""')[:255]
+
+
 def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:
     if "PID" not in g:
         raise reject(SEGMENT_SEQUENCE_ERROR, "required segment PID is missing", "PID")
@@ -177,6 +184,7 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
         priority=m.PRIORITY_IN.get(priority.upper(), "ROUTINE"),
         referring_physician=_physician(g, fam),
         reason_for_exam=field_text(g, "reason_for_exam", fam, 64)[0],
+        diagnosis_codes=_diagnoses(msg, fam),
         description=proc_text if procedure is None else "",
     )
     try:
@@ -233,6 +241,9 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     reason, _ = field_text(g, "reason_for_exam", fam, 64)
     if reason:
         order.reason_for_exam = reason
+    diagnoses = _diagnoses(msg, fam)
+    if diagnoses:
+        order.diagnosis_codes = diagnoses
     ctx.session.flush()
     if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
         book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)

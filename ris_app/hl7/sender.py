@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from ris_app.audit import subject
 from ris_app.audit.trail import Who, record
+from ris_app.billing.charges import on_answer
 from ris_app.clock import utcnow
 from ris_app.hl7.ack import read_ack
 from ris_app.hl7.mllp import MLLPClient, client_context
@@ -29,6 +30,9 @@ from ris_app.model.audit import FAILED, SUCCESS
 
 log = logging.getLogger(__name__)
 
+# Messages whose AR is an answer about their content (the billing system refused the
+# charge): final like AE, not re-sent unchanged; the billing clerk corrects the charge.
+REJECT_IS_FINAL = frozenset({"DFT^P03"})
 # At most this many messages a pass; a pass repeats its query while it delivers, so a burst
 # for one order goes out in one pass, one message of each order per round.
 PASS_LIMIT = 500
@@ -171,14 +175,25 @@ class OutboxSender(threading.Thread):
             row.attempts += 1
             row.status, row.sent_at, row.last_error = OutboxStatus.SENT, utcnow(), ""
             _audit(row, dest, SUCCESS)
+            _answered(row, code, text)
             return True
-        if code in ("AE", "CE"):
+        if code in ("AE", "CE") or (code in ("AR", "CR") and row.message_type in REJECT_IS_FINAL):
             row.attempts += 1
             row.status, row.last_error = OutboxStatus.ERROR, f"peer answered {code}: {text}"[:1024]
             _audit(row, dest, FAILED, f"peer answered {code}")
+            _answered(row, code, text)
             log.warning("HL7 outbox %d: %s answered %s; not retried", row.id, row.destination, code)
             return False
         return self._retry_later(row, f"peer answered {code or 'no MSA'}: {text}")
+
+
+def _answered(row: Hl7Outbox, code: str, text: str) -> None:
+    """Tell what the message reported that the peer answered (a charge: acknowledged or
+    rejected), in the transaction that records the answer."""
+    if row.message_type == "DFT^P03":
+        s = Session.object_session(row)
+        assert s is not None
+        on_answer(s, row.control_id, code, text)
 
 
 def _audit(row: Hl7Outbox, dest: Destination, outcome: str, detail: str = "") -> None:

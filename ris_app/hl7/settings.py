@@ -37,6 +37,25 @@ def parse_destinations(value: str, setting: str = "ORTHANC_RIS_HL7_DESTINATIONS"
     return tuple(out)
 
 
+FINANCIAL_VERSIONS = ("2.3.1", "2.5.1")
+
+
+def parse_versions(value: str, names: tuple[str, ...]) -> dict[str, str]:
+    """ORTHANC_RIS_HL7_FINANCIAL_VERSIONS: 'BILLING=2.3.1' -> {name: version} for every
+    financial destination (2.5.1 unless named)."""
+    versions = dict.fromkeys(names, "2.5.1")
+    for item in (i.strip() for i in value.split(";")):
+        if not item:
+            continue
+        name, _, version = (p.strip() for p in item.partition("="))
+        if name not in versions or version not in FINANCIAL_VERSIONS:
+            raise ValueError(
+                f"ORTHANC_RIS_HL7_FINANCIAL_VERSIONS: {item!r} is not NAME=2.3.1 or NAME=2.5.1 of a financial destination"
+            )
+        versions[name] = version
+    return versions
+
+
 def parse_allow(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """ORTHANC_RIS_HL7_ALLOW: '10.1.2.3, 10.20.0.0/16, ::1' -> networks (a bare address is a /32 or /128)."""
     out = []
@@ -89,11 +108,17 @@ class Hl7Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_peer_ca: str = ""
+    # Billing systems (DFT^P03, ris_app/billing/dft.py) and the HL7 version each takes.
+    financial_destinations: tuple[Destination, ...] = ()
+    financial_versions: tuple[tuple[str, str], ...] = ()
+
+    def financial_version(self, name: str) -> str:
+        return dict(self.financial_versions).get(name, "2.5.1")
 
     @property
     def all_destinations(self) -> tuple[Destination, ...]:
-        """Every peer the outbox sends to, once per name (status, results and SIU)."""
-        seen = {d.name: d for d in self.scheduling_destinations}
+        """Every peer the outbox sends to, once per name (status, results, SIU, DFT)."""
+        seen = {d.name: d for d in (*self.financial_destinations, *self.scheduling_destinations)}
         seen.update({d.name: d for d in self.destinations})
         return tuple(seen.values())
 
@@ -121,11 +146,18 @@ class Hl7Settings:
         scheduling = parse_destinations(
             get("ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS"), "ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS"
         )
+        financial = parse_destinations(
+            get("ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS"), "ORTHANC_RIS_HL7_FINANCIAL_DESTINATIONS"
+        )
         addresses = {d.name: d for d in destinations}
-        for d in scheduling:  # one name, one peer: the outbox keys its order on the name
-            if d.name in addresses and addresses[d.name] != d:
-                raise ValueError(f"ORTHANC_RIS_HL7_SCHEDULING_DESTINATIONS: {d.name} names another peer")
+        for setting, more in (("SCHEDULING", scheduling), ("FINANCIAL", financial)):
+            for d in more:  # one name, one peer: the outbox keys its order on the name
+                if addresses.setdefault(d.name, d) != d:
+                    raise ValueError(f"ORTHANC_RIS_HL7_{setting}_DESTINATIONS: {d.name} names another peer")
+        versions = parse_versions(get("ORTHANC_RIS_HL7_FINANCIAL_VERSIONS"), tuple(d.name for d in financial))
         return cls(
+            financial_destinations=financial,
+            financial_versions=tuple(versions.items()),
             allow=parse_allow(get("ORTHANC_RIS_HL7_ALLOW")),
             tls_cert=tls_cert,
             tls_key=tls_key,

@@ -11,11 +11,13 @@
   sharing     second-opinion share links
   resources   station opening hours, blocks, the procedures each station does
   reminders   the outbox of messages to patients about their appointments
+  billing     billable catalog rows, their prices, the charges of performed exams
 """
 
 from __future__ import annotations
 
 from ris_app.model.audit import AuditEvent
+from ris_app.model.billing import BillingItem, BillingPrice, Charge
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.model.reminders import Reminder
 from ris_app.model.reporting import (
@@ -74,6 +76,9 @@ __all__ = [
     "SEXES",
     "ApiToken",
     "AuditEvent",
+    "BillingItem",
+    "BillingPrice",
+    "Charge",
     "CriticalResult",
     "Hl7Message",
     "Hl7Outbox",

@@ -104,6 +104,9 @@ class Order(Base):
     priority: Mapped[str] = mapped_column(String(16), default="ROUTINE")  # STAT HIGH ROUTINE MEDIUM LOW
     referring_physician: Mapped[str] = mapped_column(String(128), default="")
     reason_for_exam: Mapped[str] = mapped_column(String(255), default="")
+    # Reason-for-exam diagnosis codes (ICD), "~"-separated as HL7 repeats them (DG1-3,
+    # OBR-31.1): billed with the exam's charges.
+    diagnosis_codes: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

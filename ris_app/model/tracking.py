@@ -64,6 +64,9 @@ class PerformedProcedureStep(Base):
     # Performed Series Sequence: [{"series_instance_uid", "instances": [sop uids]}]
     performed_series: Mapped[list | None] = mapped_column(JSON)
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Code values the modality reported as performed (Performed Protocol Code Sequence,
+    # Procedure Code Sequence): billing charges the performed procedure by them.
+    performed_codes: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ris_app.clock import utcnow
 from ris_app.db import Base, UtcDateTime
 
-ROLES = ("clerk", "technologist", "radiologist", "admin")
+ROLES = ("clerk", "technologist", "radiologist", "admin", "billing")
 # Who calls the REST API: a system integrating with us, the Orthanc plugin, an admin script.
-API_ROLES = ("integrator", "plugin", "admin")
+API_ROLES = ("integrator", "plugin", "admin", "billing")  # billing: the billing system reads charges
 
 
 class User(Base):

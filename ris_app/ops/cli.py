@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ris_app.config import SETTINGS, Config, redact
+from ris_app.model.users import API_ROLES, ROLES
 from ris_app.ops.logging_setup import setup_logging
 
 
@@ -56,6 +57,7 @@ def _seed(cfg: Config) -> None:
 def up(start_timeout: float) -> None:
     """Migrate, then start and supervise Orthanc (with our plugin) and the RIS."""
     from ris_app import clock
+    from ris_app.billing.settings import BillingSettings
     from ris_app.hl7.settings import Hl7Settings
     from ris_app.ops import migrate as m
     from ris_app.ops.pidfile import AlreadyRunning, PidFile, end_stale
@@ -65,6 +67,7 @@ def up(start_timeout: float) -> None:
     cfg = Config.from_env()
     try:
         Hl7Settings.from_env()  # every part reads these: refuse bad ones before starting any
+        BillingSettings.from_env()  # so do these (every part that moves steps charges)
         render(cfg)  # refuses Orthanc's remote access without authentication
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -91,7 +94,7 @@ def hl7_listener() -> None:
 
 @main.command("create-user")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["clerk", "technologist", "radiologist", "admin"]), required=True)
+@click.option("--role", type=click.Choice(list(ROLES)), required=True)
 @click.option("--full-name", default="")
 @click.option(
     "--password-env", default="", help="Read the password from this environment variable instead of a prompt."
@@ -118,7 +121,7 @@ def create_user_cmd(username: str, role: str, full_name: str, password_env: str)
 
 @main.command("create-token")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["integrator", "plugin", "admin"]), required=True)
+@click.option("--role", type=click.Choice(list(API_ROLES)), required=True)
 def create_token_cmd(name: str, role: str) -> None:
     """Create a named REST API token with ROLE and print its secret (shown this once only)."""
     from ris_app.db import transaction
@@ -132,6 +135,24 @@ def create_token_cmd(name: str, role: str) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"token {name} ({role}) created; its secret, shown only now:", err=True)
     click.echo(secret)
+
+
+@main.command("import-prices")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
+def import_prices_cmd(csv_file) -> None:
+    """Import a price list: CSV with procedure,kind,code,amount,valid_from[,description,
+    code_system,quantity,performed_code] (docs/billing.md)."""
+    from ris_app.billing.catalog import import_prices
+    from ris_app.db import transaction
+    from ris_app.errors import DomainError
+
+    cfg = Config.from_env()
+    try:
+        with transaction(_session_factory(cfg)) as s:
+            count = import_prices(s, csv_file.read(), "cli")
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{count} price(s) imported")
 
 
 @main.command("list-tokens")

@@ -159,7 +159,7 @@ def post_order():
         required: true
         content:
           application/json:
-            schema: {type: object, required: [mrn, procedure_code, scheduled_start], properties: {mrn: {type: string}, procedure_code: {type: string}, modality: {type: string}, scheduled_start: {type: string, format: date-time}, station_aet: {oneOf: [{type: string}, {type: array, items: {type: string}}]}, accession_number: {type: string}, study_instance_uid: {type: string}, priority: {type: string}, reason_for_exam: {type: string}, referring_physician: {type: string}}}
+            schema: {type: object, required: [mrn, procedure_code, scheduled_start], properties: {mrn: {type: string}, procedure_code: {type: string}, modality: {type: string}, scheduled_start: {type: string, format: date-time}, station_aet: {oneOf: [{type: string}, {type: array, items: {type: string}}]}, accession_number: {type: string}, study_instance_uid: {type: string}, priority: {type: string}, reason_for_exam: {type: string}, diagnosis_codes: {type: string, description: 'ICD codes, ~-separated'}, referring_physician: {type: string}}}
       responses:
         201: {description: Placed, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
     """
@@ -192,6 +192,7 @@ def post_order():
         priority=v.choice(body, "priority", PRIORITIES, default="ROUTINE"),
         referring_physician=v.text(body, "referring_physician", max_len=128, forbid="\\="),
         reason_for_exam=v.text(body, "reason_for_exam", max_len=64),
+        diagnosis_codes=v.text(body, "diagnosis_codes", max_len=255),  # ICD codes, ~-separated
         description=v.text(body, "description", max_len=64),
         performing_physician=v.text(body, "performing_physician", max_len=128, forbid="\\="),
     )

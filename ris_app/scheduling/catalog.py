@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ris_app.billing.catalog import seed_default_billing
 from ris_app.model import ProcedureCode
 
 DEFAULT_PROCEDURES: tuple[tuple[str, str, str, int], ...] = (
@@ -21,11 +22,16 @@ DEFAULT_PROCEDURES: tuple[tuple[str, str, str, int], ...] = (
 
 
 def seed_default_catalog(session: Session) -> int:
-    """Add the default procedures when the catalog is empty. Returns how many were added."""
-    if session.scalar(select(ProcedureCode.id).limit(1)) is not None:
-        return 0
-    for code, description, modality, minutes in DEFAULT_PROCEDURES:
-        session.add(
-            ProcedureCode(code=code, description=description, modality=modality, default_duration_minutes=minutes)
-        )
-    return len(DEFAULT_PROCEDURES)
+    """Add the default procedures when the catalog is empty, and the billing rows of the
+    default procedures that have none (ris_app/billing/catalog.py). Returns how many
+    procedures were added."""
+    added = 0
+    if session.scalar(select(ProcedureCode.id).limit(1)) is None:
+        for code, description, modality, minutes in DEFAULT_PROCEDURES:
+            session.add(
+                ProcedureCode(code=code, description=description, modality=modality, default_duration_minutes=minutes)
+            )
+        added = len(DEFAULT_PROCEDURES)
+        session.flush()
+    seed_default_billing(session)
+    return added

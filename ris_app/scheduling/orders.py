@@ -4,8 +4,9 @@ HL7 and the worklist import.
 Every function works inside the caller's transaction. Whatever changes a step, its order,
 its requested procedure or its patient tells `step_changed` (or `patient_changed`), the
 one place that rebuilds the step's worklist item, when the status moved queues the HL7
-status messages, and plans the patient's messages (ris_app/reminders/plan.py): the next
-C-FIND, the EHR and the patient see the new state.
+status messages, plans the patient's messages (ris_app/reminders/plan.py) and captures
+the charges of a performed exam (ris_app/billing/capture.py): the next C-FIND, the EHR,
+the patient and billing see the new state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import Sequence, select
 from sqlalchemy.orm import Session, object_session
 
+from ris_app.billing.capture import capture as capture_charges
 from ris_app.clock import utcnow
 from ris_app.db import begin_write, is_sqlite, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
@@ -110,6 +112,7 @@ def step_changed(
     if status_source is not None:
         on_step_status(step, step.status, status_source)  # queued in this transaction
         on_appointment_status(step, status_source)  # SIU^S15 / S26 where the peers want them
+        capture_charges(step)  # completed (or discontinued, per the rule): its charges
     if appointment is not None:
         on_appointment(step, *appointment)
     plan_messages(step)  # the patient's confirmation, reminders, reschedule or cancel message
@@ -151,6 +154,7 @@ class OrderData:
     priority: str = "ROUTINE"
     referring_physician: str = ""
     reason_for_exam: str = ""
+    diagnosis_codes: str = ""  # ICD codes, "~"-separated
     description: str = ""
     performing_physician: str = ""
     extra_attributes: dict | None = field(default=None)
@@ -197,6 +201,7 @@ def create_order(
         priority=data.priority,
         referring_physician=data.referring_physician,
         reason_for_exam=data.reason_for_exam,
+        diagnosis_codes=data.diagnosis_codes,
     )
     rp = RequestedProcedure(
         requested_procedure_id=accession,

@@ -104,6 +104,18 @@ def performed_series(ds: Dataset) -> list[dict]:
     return out
 
 
+def performed_codes(ds: Dataset, known: list | None = None) -> list[str]:
+    """Code values the modality reports as performed (Performed Protocol Code Sequence,
+    Procedure Code Sequence), added to those it reported before: billing charges by them."""
+    codes = list(known or [])
+    for keyword in ("PerformedProtocolCodeSequence", "ProcedureCodeSequence"):
+        for item in ds.get(keyword) or []:
+            value = str(item.get("CodeValue", "") or "").strip()
+            if value and value not in codes:
+                codes.append(value[:16])
+    return codes
+
+
 def find_scheduled_step(session: Session, ds: Dataset) -> tuple[ScheduledProcedureStep | None, str]:
     """The step an MPPS reports on, and how it was found. Each item of the Scheduled Step
     Attributes Sequence (one per scheduled step performed) goes through the same rule as
@@ -155,6 +167,7 @@ class MppsManager:
             )
             or utcnow(),
             performed_series=performed_series(ds),
+            performed_codes=performed_codes(ds),
             instance_count=0,
         )
         pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series or [])
@@ -177,6 +190,7 @@ class MppsManager:
         if "PerformedSeriesSequence" in mods:
             pps.performed_series = performed_series(mods)
             pps.instance_count = sum(len(s["instances"]) for s in pps.performed_series)
+        pps.performed_codes = performed_codes(mods, pps.performed_codes)
         pps.status = new_status
         step = pps.step
         if new_status in (COMPLETED, DISCONTINUED):

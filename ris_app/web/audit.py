@@ -84,6 +84,11 @@ def _report_action() -> str:
     return _REPORT_ACTIONS.get(request.form.get("action", ""), "report.save")
 
 
+def _charge_action() -> str:
+    """charge.review, charge.send or charge.correct: the route's action."""
+    return f"charge.{(request.view_args or {}).get('action', 'change')}"
+
+
 @dataclass(frozen=True)
 class Audited:
     """How one route is audited. `action`: the action, or a function of the request that
@@ -187,6 +192,17 @@ EVENTS: dict[tuple[str, str], Audited] = {
     # the Orthanc plugin, relaying DICOM: the AE is the actor
     ("worklist_admin.post_worklist_find", "POST"): Audited("worklist.query", ae=_header_ae("X-Calling-AET")),
     ("tracking_api.post_study_event", "POST"): Audited(_study_event_action, ae=_study_event_ae),
+    # billing (ris_app/billing): the charges name patients, orders and insurance
+    ("billing.billing_page", "GET"): Audited("charge.read"),
+    ("billing.export_csv", "GET"): Audited("export.csv"),
+    ("billing.charge_action", "POST"): Audited(_charge_action),
+    ("billing.bulk_action", "POST"): Audited(_charge_action),
+    ("billing.capture_step", "POST"): Audited("charge.capture"),
+    ("billing_api.get_charges", "GET"): Audited("charge.read"),
+    ("billing_api.post_charge_action", "POST"): Audited(_charge_action),
+    ("billing_api.post_charge_correct", "POST"): Audited("charge.correct"),
+    ("billing_api.post_billing_item", "POST"): Audited("price.change"),
+    ("billing_api.post_billing_price", "POST"): Audited("price.change"),
 }
 
 # Route arguments that name a patient or order, and how to find its (MRN, accession).
@@ -202,7 +218,7 @@ _SUBJECT_ARGS: dict[str, Callable[[Session, object], subject.Subject]] = {
     "critical_id": lambda s, v: subject.by_id(s, CriticalResult, v),
 }
 # Query and form fields that name the patient or order, as the route argument they match.
-_SUBJECT_FIELDS = {"mrn": "mrn", "survivor_mrn": "mrn", "accession_number": "accession"}
+_SUBJECT_FIELDS = {"mrn": "mrn", "survivor_mrn": "mrn", "accession_number": "accession", "accession": "accession"}
 # Rows a request writes that are no patient data: the login and token bookkeeping.
 _BOOKKEEPING = (UserSession, LoginFailure, ApiToken)
 _DONE, _PENDING = "audit_done", "audit_pending"
