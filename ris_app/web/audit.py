@@ -70,6 +70,12 @@ def _merged_mrn() -> str:
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
+def _user_detail() -> str:
+    from ris_app.web.users import username_of_route
+
+    return username_of_route()
+
+
 def _report_action() -> str:
     return _REPORT_ACTIONS.get(request.form.get("action", ""), "report.save")
 
@@ -120,6 +126,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("reading.critical", "POST"): Audited("report.critical"),
     ("reading.republish", "POST"): Audited("report.publish"),
     ("hl7_pages.reprocess_page", "POST"): Audited("hl7.reprocess", handed_over=True),
+    ("users.create_user_page", "POST"): Audited("user.create", detail=_user_detail),
+    ("users.update_user_page", "POST"): Audited("user.update", detail=_user_detail),
     # the patient, through a message's confirm or cancel link (no login: the token)
     ("appointment.appointment", "POST"): Audited("step.move"),
     # API: reads
