@@ -112,6 +112,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("reading.report_page", "GET"): Audited("report.read"),
     ("reading.pdf", "GET"): Audited("report.read"),
     ("hl7_pages.messages_page", "GET"): Audited("hl7.read"),
+    ("hl7_pages.message_page", "GET"): Audited("hl7.read"),
     ("worklist_admin.worklist_queries_page", "GET"): Audited("worklist.read"),
     ("worklist_admin.worklist_query_page", "GET"): Audited("worklist.read"),
     # pages: writes
