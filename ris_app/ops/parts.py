@@ -43,7 +43,8 @@ class Facts:
 
 
 def _orthanc(s: Session, f: Facts) -> PartHealth:
-    return PartHealth("Orthanc (PACS)", OK if f.orthanc == "ok" else ERROR, None, f"REST API: {f.orthanc}")
+    answered = utcnow() if f.orthanc == "ok" else None  # asked just now, for this page
+    return PartHealth("Orthanc (PACS)", OK if f.orthanc == "ok" else ERROR, answered, f"REST API: {f.orthanc}")
 
 
 def _feed(s: Session, f: Facts) -> PartHealth:

@@ -1,4 +1,5 @@
-"""An admin manages the users of the pages in a real browser (Debian's chromium) against
+"""An admin manages the users of the pages, and reads each part's health on the sync page,
+in a real browser (Debian's chromium) against
 the whole system (`orthanc-ris up`): creates a technologist, disables a clerk, and the
 screenshot is test-output/pages-users.png (docs/screenshots/users.png)."""
 
@@ -34,3 +35,16 @@ def test_admin_creates_and_disables_users(system, page):
     expect(page.locator(".flash.ok")).to_contain_text("desk disabled")
     expect(page.locator("tr.inactive")).to_contain_text("desk")
     _shot(page, "users")  # test-output/pages-users.png: docs/screenshots/users.png is a copy
+
+
+def test_admin_reads_each_parts_health_on_the_sync_page(system, page):
+    from playwright.sync_api import expect
+
+    _create_user(system, "ops", "admin", full_name="Ops Admin")
+    page.goto(system.ris_url + "/sync")
+    _log_in(page, "ops")
+    rows = page.locator("#parts tbody tr")
+    expect(rows).to_have_count(7)
+    expect(rows.first).to_contain_text("Orthanc (PACS)")
+    expect(rows.first.locator(".badge")).to_have_text("ok")  # the whole system is up
+    _shot(page, "sync")
