@@ -8,6 +8,12 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The report PDF's fonts (ris_app/reporting/fonts.py, the same packages as the Makefile's
+# RUN_DEBS): without them names in Chinese, Japanese, Korean or Thai print as boxes.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-droid-fallback fonts-tlwg-loma-ttf \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 # Only what `pip install` needs: .dockerignore lets nothing else into the build context,
 # so a local data/ folder, .venv or .env can never end up in an image layer.

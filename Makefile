@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# What running the system needs.
-RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv fonts-dejavu-core
+# What running the system needs. Fonts: the report PDF prints every script the RIS
+# accepts (ris_app/reporting/fonts.py): DejaVu (Latin, Greek, Cyrillic, Hebrew, Arabic),
+# Droid Sans Fallback (Chinese, Japanese, Korean), Loma (Thai).
+RUN_DEBS := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv fonts-dejavu-core fonts-droid-fallback fonts-tlwg-loma-ttf
 # OHIF's prebuilt viewer (npm @ohif/app), served by `orthanc-ris up` from build/ohif;
 # scripts/install-ohif.sh installs Debian's npm only when no npm is there (a NodeSource
 # nodejs ships its own npm and conflicts with Debian's).
 OHIF_VERSION := 3.13.2
-# What the tests add: a browser for the pages, PostgreSQL for the portability run.
-TEST_DEBS := chromium chromium-driver postgresql orthanc-postgresql dicom3tools fonts-dejavu-core
+# What the tests add: a browser for the pages, PostgreSQL for the portability run,
+# poppler (pdffonts, pdftotext) to read the report PDFs back.
+TEST_DEBS := chromium chromium-driver postgresql orthanc-postgresql dicom3tools fonts-dejavu-core poppler-utils
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-test run test lint format test-postgres bench clean help

@@ -99,6 +99,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     install_input_limits(app)
 
+    from ris_app.web.users import bp as users_bp
+
+    app.register_blueprint(users_bp)
     from ris_app.web.access import install as install_access_rules
 
     install_access_rules(app)  # a route that declares no rule is refused

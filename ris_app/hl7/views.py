@@ -268,6 +268,14 @@ def messages_page():
     )
 
 
+@pages.get("/hl7/messages/<int:message_id>")
+@login_required("clerk")
+def message_page(message_id: int):
+    """One received message as it arrived, a segment a line, with its outcome."""
+    row = get_or_404(Hl7Message, message_id, "HL7 message")
+    return render_template("hl7_message.html", m=row, raw=_text_of(row.raw), failed=InboundStatus.FAILED)
+
+
 @pages.post("/hl7/messages/<int:message_id>/reprocess")
 @login_required("clerk")
 def reprocess_page(message_id: int):

@@ -37,9 +37,26 @@ class ReportHeader:
         return f"{family}, {given.replace('^', ' ')}".strip(", ")
 
 
+# What the images may set in a report's header: (attribute, DICOM keyword, the RIS's own).
+# The study's identity always comes from the images, so the PDF and SR instances join the
+# study they report on in Orthanc. Demographics (and the order's own fields) come from the
+# RIS record when the study is linked to an order; from the images only when it is not.
+IMAGE_OVERLAY = (
+    ("patient_name", "PatientName", True),
+    ("patient_id", "PatientID", False),
+    ("birth_date", "PatientBirthDate", True),
+    ("sex", "PatientSex", True),
+    ("accession_number", "AccessionNumber", True),
+    ("study_date", "StudyDate", False),
+    ("study_time", "StudyTime", False),
+    ("study_id", "StudyID", False),
+    ("referring_physician", "ReferringPhysicianName", True),
+)
+
+
 def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeader:
-    """The header from the RIS (order and patient when linked), overlaid by the values
-    Orthanc holds for the study so the new instance matches the images it joins."""
+    """The header from the RIS (order and patient when linked); the study's identity
+    (and, for a study no order claims, everything) from what Orthanc holds for it."""
     study = report.study
     order = study.order
     _code, description, modality = study_procedure(study)
@@ -76,17 +93,9 @@ def header_for(report: Report, orthanc_study: dict | None = None) -> ReportHeade
         )
     if orthanc_study:
         tags = {**orthanc_study.get("PatientMainDicomTags", {}), **orthanc_study.get("MainDicomTags", {})}
-        for attr, keyword in (
-            ("patient_name", "PatientName"),
-            ("patient_id", "PatientID"),
-            ("birth_date", "PatientBirthDate"),
-            ("sex", "PatientSex"),
-            ("accession_number", "AccessionNumber"),
-            ("study_date", "StudyDate"),
-            ("study_time", "StudyTime"),
-            ("study_id", "StudyID"),
-            ("referring_physician", "ReferringPhysicianName"),
-        ):
+        for attr, keyword, ris_own in IMAGE_OVERLAY:
+            if ris_own and order is not None:
+                continue  # the RIS record is the truth about the person (not the modality's "O")
             if tags.get(keyword):  # an empty tag in the images does not blank the RIS's value
                 setattr(header, attr, tags[keyword])
     return header

@@ -5,17 +5,14 @@ from __future__ import annotations
 import io
 import logging
 from datetime import datetime
-from pathlib import Path
-from xml.sax.saxutils import escape
 
 from ris_app.clock import to_site, utc_offset
 from ris_app.model import FINAL, Report, ReportVersion
+from ris_app.reporting import fonts
 from ris_app.reporting.header import ReportHeader
 from ris_app.reporting.lifecycle import report_text
 
 log = logging.getLogger(__name__)
-
-FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
 def signed_text(when: datetime) -> str:
@@ -25,22 +22,12 @@ def signed_text(when: datetime) -> str:
     return f"{local.strftime('%Y-%m-%d %H:%M')} {local.tzname() or utc_offset(local)}"
 
 
-def _fonts() -> tuple[str, str]:
-    """DejaVu (Debian fonts-dejavu-core) prints accented and Cyrillic/Greek names; the
-    built-in Helvetica is the fallback."""
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-
-    if all(Path(f).exists() for f in FONT_FILES):
-        if "DejaVuSans" not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont("DejaVuSans", FONT_FILES[0]))
-            pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", FONT_FILES[1]))
-        return "DejaVuSans", "DejaVuSans-Bold"
-    return "Helvetica", "Helvetica-Bold"
-
-
 def _para(text: str) -> str:
-    return escape(text).replace("\n", "<br/>")
+    return fonts.markup(text)
+
+
+def _bold(text: str) -> str:
+    return fonts.markup(text, bold=True)
 
 
 def _fmt_date(value: str) -> str:
@@ -55,7 +42,7 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    regular, bold = _fonts()
+    regular, bold = fonts.base_fonts()
     body = ParagraphStyle("body", fontName=regular, fontSize=10, leading=13)
     h1 = ParagraphStyle("h1", fontName=bold, fontSize=15, leading=19, spaceAfter=4)
     h2 = ParagraphStyle("h2", fontName=bold, fontSize=11, leading=14, spaceBefore=8, spaceAfter=2)
@@ -74,9 +61,9 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
         subject=header.procedure,
     )
     amended = version.version > 1
-    story = [Paragraph(_para(institution or "Radiology report"), h1)]
+    story = [Paragraph(_bold(institution or "Radiology report"), h1)]
     if amended:
-        story.append(Paragraph(_para(f"AMENDED: includes addendum {version.version - 1}"), h2))
+        story.append(Paragraph(_bold(f"AMENDED: includes addendum {version.version - 1}"), h2))
     rows = [
         ("Patient", header.display_name, "Patient ID", header.patient_id),
         ("Birth date", _fmt_date(header.birth_date) or "—", "Sex", header.sex or "—"),
@@ -99,7 +86,7 @@ def render_pdf(report: Report, version: ReportVersion, header: ReportHeader, ins
     )
     story += [table, Spacer(1, 4 * mm)]
     for heading, text in report_text(report, upto=version):
-        story.append(Paragraph(_para(heading), h2))
+        story.append(Paragraph(_bold(heading), h2))
         story.append(Paragraph(_para(text.strip() or "—"), body))
     story.append(Spacer(1, 6 * mm))
     for v in report.versions:

@@ -8,12 +8,14 @@ from sqlalchemy import select
 
 from ris_app.errors import DomainError
 from ris_app.model import Study, StudyCorrection
+from ris_app.ops.parts import Facts, parts_health
 from ris_app.scheduling.orders import find_order, find_patient
-from ris_app.tracking.api import sync_summary
+from ris_app.tracking import state as sync_state
+from ris_app.tracking.api import orthanc_last_change
 from ris_app.tracking.corrections import link_study, merge_patients, undo
 from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
-from ris_app.web import db, get_or_404
+from ris_app.web import db, get_or_404, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
 from ris_app.web.errors import ApiError
 
@@ -69,7 +71,17 @@ def correction_undo(correction_id: int):
 @bp.get("/sync")
 @login_required()
 def sync_page():
-    return render_template("sync.html", s=sync_summary())
+    session, last_change = db(), orthanc_last_change()
+    summary = sync_state.summary(session, last_change)
+    facts = Facts(
+        orthanc="ok" if last_change is not None else "unreachable",
+        sync=summary,
+        sync_at=sync_state.get(session, sync_state.FEED)[1],
+        reconcile_at=sync_state.get(session, sync_state.RECONCILE)[1],
+        reconcile_seconds=settings().reconcile_seconds,
+    )
+    reconcile = summary["reconcile"] or {}
+    return render_template("sync.html", s=summary, parts=parts_health(session, facts), reconcile=reconcile)
 
 
 @bp.route("/patients/merge", methods=["GET", "POST"])

@@ -80,6 +80,12 @@ def _setup_subject() -> str:
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
+def _user_detail() -> str:
+    from ris_app.web.users import username_of_route
+
+    return username_of_route()
+
+
 def _report_action() -> str:
     return _REPORT_ACTIONS.get(request.form.get("action", ""), "report.save")
 
@@ -121,6 +127,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("reading.report_page", "GET"): Audited("report.read"),
     ("reading.pdf", "GET"): Audited("report.read"),
     ("hl7_pages.messages_page", "GET"): Audited("hl7.read"),
+    ("hl7_pages.message_page", "GET"): Audited("hl7.read"),
     ("worklist_admin.worklist_queries_page", "GET"): Audited("worklist.read"),
     ("worklist_admin.worklist_query_page", "GET"): Audited("worklist.read"),
     # pages: writes
@@ -135,6 +142,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("reading.critical", "POST"): Audited("report.critical"),
     ("reading.republish", "POST"): Audited("report.publish"),
     ("hl7_pages.reprocess_page", "POST"): Audited("hl7.reprocess", handed_over=True),
+    ("users.create_user_page", "POST"): Audited("user.create", detail=_user_detail),
+    ("users.update_user_page", "POST"): Audited("user.update", detail=_user_detail),
     # the patient, through a message's confirm or cancel link (no login: the token)
     ("appointment.appointment", "POST"): Audited("step.move"),
     # the front desk's calendar (ris_app/frontdesk/pages.py)

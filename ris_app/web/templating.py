@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Flask
 
-from ris_app.clock import to_site
+from ris_app.clock import site_zone, to_site, zone_name
 from ris_app.scheduling.names import readable
 from ris_app.web.auth import current_user
 
@@ -14,7 +14,8 @@ from ris_app.web.auth import current_user
 def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def _inject():
-        return {"user": current_user()}
+        # zone_label: the site's zone as pages name it next to the times they show
+        return {"user": current_user(), "zone_label": zone_name(site_zone())}
 
     @app.template_filter("local")
     def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

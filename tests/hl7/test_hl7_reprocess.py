@@ -4,6 +4,7 @@ order checks), only for a message that failed, and once however many operators a
 from __future__ import annotations
 
 import threading
+from html import escape
 
 import pytest
 from sqlalchemy import func, select
@@ -144,3 +145,22 @@ def test_only_failed_messages_are_reprocessed(hl7, client, auth, app):
     assert r.status_code == 302  # refused with a message, nothing applied
     assert "only a message that failed" in client.get("/hl7").data.decode()
     assert _orders(hl7, "RP-OK") == 1
+
+
+def test_a_failed_message_is_red_and_its_raw_text_is_one_click_away(hl7, client, app):
+    """Issue 14: errors looked like processed messages and the raw message was API-only."""
+    from tests.scheduling.test_pages import _login
+
+    failed_id, message = _failed_new_order(hl7, "RP-RAW", "RPRAW")
+    _login(app, client, "clerk")
+    listing = client.get("/hl7").data.decode()
+    assert f'href="/hl7/messages/{failed_id}"' in listing
+    assert '<span class="badge error">error</span>' in listing
+    page = client.get(f"/hl7/messages/{failed_id}")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert '<span class="badge error">error</span>' in html and f"/hl7/messages/{failed_id}/reprocess" in html
+    segments = [seg for seg in message.decode().replace("\n", "\r").split("\r") if seg]
+    shown = html.split('<pre class="raw-hl7" id="raw-message">')[1].split("</pre>")[0]
+    assert [line for line in shown.splitlines() if line] == [escape(seg) for seg in segments]
+    assert client.get("/hl7/messages/999999").status_code == 404

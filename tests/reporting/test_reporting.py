@@ -247,11 +247,13 @@ def test_encapsulated_pdf_is_valid_for_dciodvfy(s, tmp_path):
         report,
         {
             "MainDicomTags": {"StudyTime": "120000", "StudyID": "1"},
-            "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": ""},
+            "PatientMainDicomTags": {"PatientName": "MÜLLER^ANNA", "PatientSex": "O", "PatientID": "P1"},
         },
     )
-    # The images' values win (the instance joins their study), but empty ones do not blank the RIS's.
-    assert (header.patient_name, header.sex, header.birth_date) == ("MÜLLER^ANNA", "F", "19600504")
+    # The study's identity comes from the images (the instance joins their study); the person
+    # is the RIS's record, not what the modality wrote (issue 14: "O" printed for a woman).
+    assert (header.patient_name, header.sex, header.birth_date) == ("Müller^Anna", "F", "19600504")
+    assert (header.study_time, header.study_id, header.patient_id) == ("120000", "1", "P1")
     pdf = render_pdf(report, v, header)
     ds = encapsulated_pdf(pdf, header, v)
     path = tmp_path / "report.dcm"
