@@ -11,12 +11,22 @@
   sharing     second-opinion share links
   resources   station opening hours, blocks, the procedures each station does
   reminders   the outbox of messages to patients about their appointments
+  registration the clinical record for safe imaging, insurance, other IDs, safety checks
 """
 
 from __future__ import annotations
 
 from ris_app.model.audit import AuditEvent
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
+from ris_app.model.registration import (
+    Allergy,
+    Implant,
+    LabResult,
+    OrderPreauth,
+    PatientIdentifier,
+    PatientRecord,
+    StepSafety,
+)
 from ris_app.model.reminders import Reminder
 from ris_app.model.reporting import (
     ADDENDUM,
@@ -72,18 +82,24 @@ __all__ = [
     "SECTIONS",
     "SEQUENCES",
     "SEXES",
+    "Allergy",
     "ApiToken",
     "AuditEvent",
     "CriticalResult",
     "Hl7Message",
     "Hl7Outbox",
     "IdSequence",
+    "Implant",
     "InboundStatus",
+    "LabResult",
     "LoginFailure",
     "Order",
+    "OrderPreauth",
     "OrthancTask",
     "OutboxStatus",
     "Patient",
+    "PatientIdentifier",
+    "PatientRecord",
     "PerformedProcedureStep",
     "ProcedureCode",
     "Reminder",
@@ -97,6 +113,7 @@ __all__ = [
     "StationBlock",
     "StationHours",
     "StationProcedure",
+    "StepSafety",
     "StepStatusChange",
     "Study",
     "StudyCorrection",

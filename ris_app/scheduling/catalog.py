@@ -19,6 +19,9 @@ DEFAULT_PROCEDURES: tuple[tuple[str, str, str, int], ...] = (
     ("MGSCREEN", "Screening mammography", "MG", 15),
 )
 
+# The contrast agent class of the default procedures that give one (safety checks).
+DEFAULT_CONTRAST = {"CTCHEST": "iodinated"}
+
 
 def seed_default_catalog(session: Session) -> int:
     """Add the default procedures when the catalog is empty. Returns how many were added."""
@@ -26,6 +29,12 @@ def seed_default_catalog(session: Session) -> int:
         return 0
     for code, description, modality, minutes in DEFAULT_PROCEDURES:
         session.add(
-            ProcedureCode(code=code, description=description, modality=modality, default_duration_minutes=minutes)
+            ProcedureCode(
+                code=code,
+                description=description,
+                modality=modality,
+                default_duration_minutes=minutes,
+                contrast=DEFAULT_CONTRAST.get(code, ""),
+            )
         )
     return len(DEFAULT_PROCEDURES)
