@@ -2,7 +2,7 @@
 PatientWeight, PatientSize, Allergies, MedicalAlerts, PregnancyStatus, SpecialNeeds and
 OtherPatientIDsSequence (ris_app/worklist/attributes.py names where each goes).
 
-LO values hold at most 64 characters and no backslash (the value separator): every line
+LO values hold at most 64 characters (bytes, as scanners count them) and no backslash (the value separator): every line
 is cut to fit, and several lines are several values.
 """
 
@@ -15,8 +15,16 @@ from ris_app.registration import safety
 from ris_app.registration.record import latest_lab, record_of
 
 
+def _cut(line: str) -> str:
+    # 63 bytes: the padding to an even length must not push the last value past 64.
+    line = line.replace("\\", "/")
+    while len(line.encode()) > 63:
+        line = line[:-1]
+    return line
+
+
 def _lo(lines: list[str]) -> str:
-    return "\\".join(line.replace("\\", "/")[:64] for line in lines if line)
+    return "\\".join(_cut(line) for line in lines if line)
 
 
 def _ds(value: float | None, digits: int) -> str:

@@ -207,7 +207,12 @@ def update_insurance(patient: Patient, changes: dict) -> None:
 
 def set_preauth(order: Order, number: object, status: object) -> OrderPreauth:
     """The order's pre-authorisation number and status."""
-    pre = order.preauth or OrderPreauth(order=order)  # type: ignore[attr-defined]
+    pre = order.preauth  # type: ignore[attr-defined]
+    if pre is None:
+        pre = OrderPreauth(order=order)
+        session = object_session(order)
+        if session is not None:
+            session.add(pre)
     pre.number = _text("preauth_number", number, 64)
     pre.status = _choice("preauth_status", status, PREAUTH_STATUSES)
     return pre

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+from sqlalchemy.orm import object_session
+
 from ris_app.clock import to_site, utcnow
 from ris_app.errors import Conflict, Invalid, Unsafe
 from ris_app.model import Patient, ScheduledProcedureStep, StepSafety
@@ -188,7 +190,7 @@ def evaluate(exam: Exam) -> list[dict]:
 
 
 def _new_safety(step: ScheduledProcedureStep) -> StepSafety:
-    return StepSafety(
+    safety = StepSafety(
         step=step,
         findings=[],
         hold=False,
@@ -198,11 +200,13 @@ def _new_safety(step: ScheduledProcedureStep) -> StepSafety:
         override_reason="",
         checked_on="",
     )
+    session = object_session(step)
+    if session is not None:  # SQLAlchemy 2 does not cascade along the backref on its own
+        session.add(safety)
+    return safety
 
 
-def check(
-    step: ScheduledProcedureStep, event: str, policy: SafetyPolicy = SafetyPolicy.REFUSE
-) -> StepSafety | None:
+def check(step: ScheduledProcedureStep, event: str, policy: SafetyPolicy = SafetyPolicy.REFUSE) -> StepSafety | None:
     """Run the rules for `step` (event: order, book, arrive) and keep the outcome on it. A
     block not covered by an override raises Unsafe (REFUSE) or holds the step (HOLD);
     a step whose blocks are gone or overridden is released."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ris_app.clock import to_site
 from ris_app.model import Order, Patient, ScheduledProcedureStep, Study
+from ris_app.registration.record import record_json
+from ris_app.registration.safety import safety_json
 
 
 def _iso(dt) -> str | None:
@@ -39,6 +41,7 @@ def patient_json(p: Patient) -> dict:
         "notify_sms": p.notify_sms,
         # The survivor's MRN when this record was merged into another (kept for the record).
         "merged_into": p.merged_into.mrn if p.merged_into is not None else None,
+        **record_json(p),  # the clinical record, insurance as data, other identifiers
     }
 
 
@@ -108,5 +111,7 @@ def order_json(o: Order, study: Study | None = None) -> dict:
         "version": step.lock_version,  # send it back ("version" or If-Match) to move the step
         "scheduled_procedure_step": step_json(step),
         "study": study_json(study) if study else None,
+        "safety": safety_json(step),  # the safety check: findings, hold, override
+        "preauth": {"number": o.preauth.number, "status": o.preauth.status} if o.preauth else None,
         "created_at": _iso(o.created_at),
     }

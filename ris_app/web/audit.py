@@ -112,6 +112,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.new_patient", "POST"): Audited("patient.create"),
     ("pages.new_order", "POST"): Audited("order.create"),
     ("pages.order_status", "POST"): Audited("step.move"),
+    ("registration_pages.safety_override", "POST"): Audited("safety.override"),
+    ("registration_pages.patient_record", "GET"): Audited("patient.read"),
     ("tracking.inbox_link", "POST"): Audited("study.link"),
     ("tracking.correction_undo", "POST"): Audited("correction.undo"),
     ("tracking.merge_page", "POST"): Audited("patient.merge", detail=_merged_mrn),
