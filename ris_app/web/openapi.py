@@ -51,6 +51,27 @@ ERRORS = {
     "503": "A part the request needs (Orthanc, the database) cannot be reached",
 }
 
+# The record parts of a patient (registration): two objects and four arrays.
+_RECORD_ARRAYS = {
+    "allergies": "Allergy",
+    "implants": "Implant",
+    "lab_results": "LabResult",
+    "other_identifiers": "OtherIdentifier",
+}
+
+
+def _record_parts(notes: dict[str, str], default_note: str) -> dict:
+    parts: dict = {
+        "record": {"$ref": "#/components/schemas/PatientRecord"},
+        "insurance_details": {"$ref": "#/components/schemas/Insurance"},
+    }
+    for name, schema in _RECORD_ARRAYS.items():
+        parts[name] = {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
+        if notes.get(name, default_note):
+            parts[name]["description"] = notes.get(name, default_note)
+    return parts
+
+
 SCHEMAS = {
     "Error": ERROR_SCHEMA,
     "Patient": {
@@ -73,14 +94,7 @@ SCHEMAS = {
             "notify_email": {"type": "boolean"},
             "notify_sms": {"type": "boolean"},
             "merged_into": {"type": "string", "nullable": True},
-            **{
-                k: {"$ref": f"#/components/schemas/{v}"}
-                for k, v in (("record", "PatientRecord"), ("insurance_details", "Insurance"))
-            },
-            "allergies": {"type": "array", "items": {"$ref": "#/components/schemas/Allergy"}},
-            "implants": {"type": "array", "items": {"$ref": "#/components/schemas/Implant"}},
-            "lab_results": {"type": "array", "items": {"$ref": "#/components/schemas/LabResult"}},
-            "other_identifiers": {"type": "array", "items": {"$ref": "#/components/schemas/OtherIdentifier"}},
+            **_record_parts({}, ""),
             "possible_duplicates": {
                 "type": "array",
                 "description": "registration only: patients who may be this one, with why",
@@ -171,28 +185,7 @@ SCHEMAS = {
             "language": {"type": "string", "maxLength": 8, "description": "messages' language (en, fr, de)"},
             "notify_email": {"type": "boolean", "description": "false: the patient opted out of e-mails"},
             "notify_sms": {"type": "boolean", "description": "false: the patient opted out of SMS"},
-            "record": {"$ref": "#/components/schemas/PatientRecord"},
-            "insurance_details": {"$ref": "#/components/schemas/Insurance"},
-            "allergies": {
-                "type": "array",
-                "description": "the whole list",
-                "items": {"$ref": "#/components/schemas/Allergy"},
-            },
-            "implants": {
-                "type": "array",
-                "description": "the whole list",
-                "items": {"$ref": "#/components/schemas/Implant"},
-            },
-            "lab_results": {
-                "type": "array",
-                "description": "added",
-                "items": {"$ref": "#/components/schemas/LabResult"},
-            },
-            "other_identifiers": {
-                "type": "array",
-                "description": "added",
-                "items": {"$ref": "#/components/schemas/OtherIdentifier"},
-            },
+            **_record_parts({"allergies": "the whole list", "implants": "the whole list"}, "added"),
         },
     },
     "Order": {
