@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from ris_app.clock import site_now, site_today
-from tests.conftest import TEST_OUTPUT, _require_debian_tools, start_system, stop_system
+from tests.conftest import TEST_OUTPUT
 from tests.e2e.test_pages_browser import PASSWORD, _create_user, _log_in, browser  # noqa: F401 (fixture)
 from tests.fixtures import hl7_messages as H
 from tests.fixtures.hl7_peer import msa, send
@@ -21,17 +21,6 @@ from tests.fixtures.mwl import run_findscu, write_query
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_e2e]
 TODAY = site_today().strftime("%Y%m%d")
 SCREENSHOTS = TEST_OUTPUT.parent / "docs" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    _require_debian_tools()
-    home = tmp_path_factory.mktemp("registration")
-    s = start_system(home)
-    yield s
-    stop_system(s)
-    TEST_OUTPUT.mkdir(exist_ok=True)
-    (TEST_OUTPUT / f"up-{home.name}.log").write_text((home / "up.log").read_text(errors="replace"))
 
 
 def hl7(system, template: str, **values) -> str:
