@@ -114,6 +114,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.order_status", "POST"): Audited("step.move"),
     ("registration_pages.safety_override", "POST"): Audited("safety.override"),
     ("registration_pages.patient_record", "GET"): Audited("patient.read"),
+    ("registration_pages.patient_record_save", "POST"): Audited("patient.update"),
     ("tracking.inbox_link", "POST"): Audited("study.link"),
     ("tracking.correction_undo", "POST"): Audited("correction.undo"),
     ("tracking.merge_page", "POST"): Audited("patient.merge", detail=_merged_mrn),

@@ -244,3 +244,48 @@ def test_the_record_page_shows_the_safety_facts(app, client, auth):
     login(app, client, "clerk")
     html = client.get("/patients/PAGE-1/record").get_data(as_text=True)
     assert "pacemaker" in html and "MR unsafe" in html
+
+
+def test_the_desk_adds_to_the_record_on_the_page(app, client, auth):
+    _patient(client, auth, "PAGE-2")
+    token = login(app, client, "clerk")
+    form = {
+        "csrf_token": token,
+        "pregnancy_status": "",
+        "weight_kg": "80",
+        "height_m": "1.8",
+        "mobility": "stretcher",
+        "interpreter": "",
+        "payer": "BKK",
+        "allergy_agent": "Gadoterate",
+        "allergy_severity": "severe",
+        "implant_description": "cochlear implant",
+        "implant_mr_safety": "conditional",
+    }
+    r = client.post("/patients/PAGE-2/record", data=form)
+    assert r.status_code == 302
+    p = client.get("/api/patients/PAGE-2", headers=auth).json
+    assert p["record"]["weight_kg"] == 80 and p["record"]["mobility"] == "stretcher"
+    assert p["allergies"][0]["agent_class"] == "gadolinium" and p["implants"][0]["mr_safety"] == "conditional"
+    assert p["insurance_details"]["payer"] == "BKK"
+    r = client.post(
+        "/patients/PAGE-2/record", data={**form, "weight_kg": "-3", "allergy_agent": ""}, follow_redirects=True
+    )
+    assert "Not saved: record.weight_kg" in r.get_data(as_text=True)
+
+
+def test_the_registration_page_warns_about_a_likely_duplicate(app, client, auth):
+    _patient(client, auth, "PDUP-1", family_name="Émile", given_name="Zola", birth_date="1940-04-02")
+    token = login(app, client, "clerk")
+    form = {
+        "csrf_token": token,
+        "mrn": "PDUP-2",
+        "family_name": "Zola",
+        "given_name": "Emile",
+        "birth_date": "1940-04-02",
+        "sex": "M",
+    }
+    r = client.post("/patients/new", data=form, follow_redirects=True)
+    assert "Possible duplicate of MRN PDUP-1: same birth date, given and family names transposed." in r.get_data(
+        as_text=True
+    )
