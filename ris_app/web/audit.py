@@ -128,6 +128,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),
+    ("registration_api.get_patients_by_identifier", "GET"): Audited("patient.read"),
     ("tracking_api.get_journey", "GET"): Audited("order.read"),
     ("tracking_api.get_studies", "GET"): Audited("study.list"),
     ("tracking_api.get_corrections", "GET"): Audited("correction.read"),

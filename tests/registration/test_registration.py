@@ -147,6 +147,8 @@ def test_pid3_with_other_ids_first_registers_under_the_mrn(app, client, auth):
     p = client.get("/api/patients/HL7-MRN-1", headers=auth).json
     assert {(i["value"], i["type_code"]) for i in p["other_identifiers"]} == {("123-45-6789", "SS"), ("INS-777", "NI")}
     assert client.get("/api/patients/123-45-6789", headers=auth).status_code == 404
+    found = client.get("/api/patient-identifiers/123-45-6789", headers=auth).json["items"]
+    assert found == [{"mrn": "HL7-MRN-1", "issuer": "HOSP", "type_code": "SS", "authority": "SSA"}]
     code, text = _hl7(app, H.ORM_O01_OTHER_IDS_FIRST, mrn="HL7-MRN-2", acc="IDFIRST1")
     assert code == "AA", text
     assert client.get("/api/orders/IDFIRST1", headers=auth).json["patient"]["mrn"] == "HL7-MRN-2"
