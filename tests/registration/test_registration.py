@@ -216,6 +216,12 @@ def test_adt_contrast_allergy_shows_on_the_order_and_in_the_worklist_item(app, c
     assert (str(item.PatientWeight), str(item.PatientSize)) == ("82", "1.78")
     page = client.get("/api/patients/ALG-1", headers=auth).json
     assert page["allergies"][0]["severity"] == "severe"
+    r = _order(client, auth, "ALG-1", "CTHEAD", preauth_number="PA-77", preauth_status="approved")
+    assert r.json["preauth"] == {"number": "PA-77", "status": "approved"}
+    login(app, client, "clerk")
+    assert "Pre-authorisation PA-77 · approved" in client.get(f"/orders/{r.json['accession_number']}").get_data(
+        as_text=True
+    )
 
 
 def test_a_pacemaker_blocks_mr_until_a_radiologist_overrides(app, client, auth):
@@ -291,3 +297,13 @@ def test_the_registration_page_warns_about_a_likely_duplicate(app, client, auth)
     assert "Possible duplicate of MRN PDUP-1: same birth date, given and family names transposed." in r.get_data(
         as_text=True
     )
+
+
+def test_the_rules_run_again_when_an_exam_is_moved(client, auth):
+    _patient(client, auth, "MOVE-1", sex="F")
+    r = _order(client, auth, "MOVE-1", "CTHEAD", accession_number="MOVE1")
+    assert r.status_code == 201 and r.json["safety"]["findings"] == []
+    client.patch("/api/patients/MOVE-1", json={"record": {"pregnancy_status": "pregnant"}}, headers=auth)
+    later = (site_now() + timedelta(days=2)).strftime("%Y-%m-%dT11:00")
+    r = client.post("/api/orders/MOVE1/reschedule", json={"scheduled_start": later}, headers=auth)
+    assert r.status_code == 422 and r.json["error"]["code"] == "unsafe"
