@@ -75,6 +75,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(audit_api_bp)
     app.register_blueprint(audit_pages_bp)
+    from ris_app.registration.api import bp as registration_api_bp
+    from ris_app.registration.pages import bp as registration_pages_bp
+
+    app.register_blueprint(registration_api_bp)
+    app.register_blueprint(registration_pages_bp)
     from ris_app.frontdesk.api import bp as frontdesk_api_bp
 
     app.register_blueprint(frontdesk_api_bp)

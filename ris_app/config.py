@@ -343,6 +343,37 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "HL7 version of the DFT^P03 per financial destination: 'BILLING=2.3.1;OTHER=2.5.1'. A destination not named gets 2.5.1.",
     ),
+    # Registration and safety checks (docs/registration.md)
+    Setting(
+        "ORTHANC_RIS_SAFETY_EGFR_MIN",
+        "30",
+        "eGFR (mL/min/1.73m2) below which a contrast procedure is blocked until a radiologist overrides it.",
+    ),
+    Setting(
+        "ORTHANC_RIS_SAFETY_EGFR_MAX_AGE_DAYS",
+        "90",
+        "Oldest eGFR (days) a contrast procedure may rely on; older or none gives a warning.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_MRN_TYPE_CODES",
+        "MR",
+        "Identifier type codes (PID-3.5, comma-separated) that mark the MRN among PID-3's repetitions; others are kept as other identifiers.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_MRN_AUTHORITY",
+        "",
+        "Assigning authority (PID-3.4) the MRN must carry when several repetitions are typed MR; empty accepts any.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_CREATININE_CODES",
+        "2160-0",
+        "OBX-3 codes (LOINC, comma-separated) of ORU^R01 results stored as serum creatinine.",
+    ),
+    Setting(
+        "ORTHANC_RIS_HL7_EGFR_CODES",
+        "33914-3,62238-1,98979-8",
+        "OBX-3 codes (LOINC, comma-separated) of ORU^R01 results stored as eGFR.",
+    ),
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}

@@ -77,3 +77,11 @@ class StaleVersion(Conflict):
             code="stale_version",
         )
         self.changed_by = changed_by
+
+
+class Unsafe(DomainError):
+    """A safety rule blocks the exam for this patient (contrast with poor kidney function,
+    MR with an unsafe implant, ionising radiation in pregnancy) until a radiologist
+    overrides it (HTTP 422 with the rule's message; HL7 orders are held instead)."""
+
+    kind = "unsafe"

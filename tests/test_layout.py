@@ -10,7 +10,17 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "ris_app"
 TOP_LEVEL = {"__init__.py", "clock.py", "config.py", "db.py", "errors.py", "wsgi.py"}
-DOMAIN_PACKAGES = ("scheduling", "frontdesk", "worklist", "tracking", "reporting", "audit", "reminders", "billing")
+DOMAIN_PACKAGES = (
+    "scheduling",
+    "frontdesk",
+    "worklist",
+    "tracking",
+    "reporting",
+    "audit",
+    "reminders",
+    "billing",
+    "registration",
+)
 WEB_MODULES = {"api.py", "pages.py"}  # the only modules of a domain package that speak HTTP
 WEB_SUFFIX = "_pages.py"  # ... besides pages split by who uses them (frontdesk: setup_pages, clash_pages)
 MAX_LINES = 400

@@ -62,6 +62,7 @@ EVENTS: dict[str, Kind] = {
     "order.create": Kind(PROCEDURE_RECORD, "C"),
     "order.update": Kind(PROCEDURE_RECORD, "U"),
     "step.move": Kind(PROCEDURE_RECORD, "U"),
+    "safety.override": Kind(PROCEDURE_RECORD, "U"),
     "report.read": Kind(PROCEDURE_RECORD, "R"),
     "report.sign": Kind(PROCEDURE_RECORD, "U"),
     "mpps.create": Kind(PROCEDURE_RECORD, "C"),

@@ -23,6 +23,7 @@ from ris_app.billing.charges import send
 from ris_app.clock import to_site
 from ris_app.model import BillingItem, Charge, Patient, PerformedProcedureStep, ScheduledProcedureStep
 from ris_app.model.billing import CHARGE
+from ris_app.registration.record import insurance_of as registration_insurance_of
 from ris_app.scheduling.states import SPSStatus
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,16 @@ DISCONTINUED_MODIFIER = "53"  # CPT: discontinued procedure
 
 
 def insurance_of(patient: Patient) -> str:
-    """The patient's insurance as billing sends it: the one accessor (today the free-text
-    field; structured insurance replaces what this returns, not its callers)."""
-    return patient.insurance or ""
+    """The patient's insurance as a charge line keeps it, from the registration record's
+    one accessor: payer and plan, member and group numbers; the old free-text field when
+    no structured insurance was entered."""
+    ins = registration_insurance_of(patient)
+    parts = [
+        f"{ins.payer} {ins.plan}".strip(),
+        f"member {ins.member_number}" if ins.member_number else "",
+        f"group {ins.group_number}" if ins.group_number else "",
+    ]
+    return "; ".join(p for p in parts if p) or ins.note
 
 
 def billable(items: list[BillingItem], performed: set[str], partial: bool) -> list[BillingItem]:

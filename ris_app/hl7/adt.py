@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from ris_app.errors import DomainError
+from ris_app.hl7.clinical import apply_adt_clinical
 from ris_app.hl7.parse import (
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
@@ -19,23 +20,36 @@ from ris_app.hl7.reading import (
     domain_error,
     family_of,
     field_text,
+    identity,
     lookup_patient,
     read_patient,
     required_segment,
     segments,
     upsert_patient,
 )
+from ris_app.registration.duplicates import possible_duplicates
 from ris_app.tracking.corrections import merge_patients, update_patient_everywhere
 
 log = logging.getLogger(__name__)
 
 
 def adt_register(ctx: Context, msg: Message) -> str:
-    required_segment(msg, "PID")
+    """Register or update the patient, with its other identifiers, allergies (AL1) and
+    measures (OBX). A new patient who may be a known one is registered all the same (the
+    EHR's identity is authoritative), and the ACK text names the likely match."""
+    pid = required_segment(msg, "PID")
     fields, _ = read_patient(segments(msg, "PID"), family_of(msg))
     existed = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) is not None
-    upsert_patient(ctx, fields)
-    return "patient updated" if existed else "patient registered"
+    patient = upsert_patient(ctx, fields, identifiers=identity(pid)[1])
+    assert patient is not None
+    apply_adt_clinical(ctx, msg, patient)
+    if existed:
+        return "patient updated"
+    dups = possible_duplicates(ctx.session, patient)
+    if dups:
+        first = dups[0]
+        return f"patient registered; possible duplicate of MRN {first['mrn']}: {first['reasons'][0]}"
+    return "patient registered"
 
 
 def adt_update(ctx: Context, msg: Message) -> str:

@@ -3,7 +3,8 @@ live in `adt` and `orders` and go through the RIS's own write paths
 (ris_app.scheduling.orders), so every change rebuilds the worklist items it touches.
 
 ADT^A01/A04 register (or update a known patient), A08 updates, A40 merges, A03/A11 update
-demographics only (the RIS keeps no visits). ORM^O01 (2.3.1) and OMI^O23 (2.5.1) carry one
+demographics only (the RIS keeps no visits); A01/A04/A08 also bring AL1 allergies and
+OBX weight and height. ORU^R01 brings renal results (creatinine, eGFR). ORM^O01 (2.3.1) and OMI^O23 (2.5.1) carry one
 order group per ORC: NW creates, XO changes, CA cancels, DC discontinues (or cancels a step
 that has not started). Content problems raise Hl7Error AE naming the field; messages we do
 not handle raise AR.
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from ris_app.hl7.adt import adt_demographics_only, adt_merge, adt_register, adt_update
+from ris_app.hl7.clinical import lab_results
 from ris_app.hl7.orders import order_message
 from ris_app.hl7.parse import (
     UNSUPPORTED_EVENT_CODE,
@@ -36,6 +38,7 @@ HANDLERS: dict[tuple[str, str], Callable[[Context, Message], str]] = {
     ("ADT", "A11"): adt_demographics_only,
     ("ORM", "O01"): order_message,
     ("OMI", "O23"): order_message,
+    ("ORU", "R01"): lab_results,
 }
 SUPPORTED_TYPES = sorted(f"{c}^{t}" for c, t in HANDLERS)
 

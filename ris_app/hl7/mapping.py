@@ -24,7 +24,7 @@ class FieldMap:
     dicom: str  # DICOM keyword (tag)
     v231: tuple[str, ...]  # ADT / ORM^O01 locations (HL7 2.3.1), first non-empty wins
     v251: tuple[str, ...]  # OMI^O23 / OMG^O19 locations (HL7 2.5.1)
-    kind: str = "text"  # text, xpn, xcn, date, datetime, code
+    kind: str = "text"  # text, xpn, xcn, cx, date, datetime, code
 
 
 F = FieldMap
@@ -44,7 +44,51 @@ FIELDS: tuple[FieldMap, ...] = (
     F("sex", "Patient.sex", "PatientSex (0010,0040)", ("PID-8",), ("PID-8",), "code"),
     F("address", "Patient.address", "PatientAddress (0010,1040)", ("PID-11",), ("PID-11",), "xad"),
     F("phone", "Patient.phone", "PatientTelephoneNumbers (0010,2154)", ("PID-13.1",), ("PID-13.1",)),
+    F(
+        "patient_identifiers",
+        "Patient.mrn (the repetition typed MR, else a bare one), PatientIdentifier (the others)",
+        "PatientID, OtherPatientIDsSequence (0010,1002)",
+        ("PID-3",),
+        ("PID-3",),
+        "cx",
+    ),
     F("prior_mrn", "(merge: the patient that disappears)", "-", ("MRG-1.1",), ("MRG-1.1",)),
+    # ---- clinical record (ADT AL1 and OBX, ORU^R01 OBX), registration
+    F(
+        "allergy_agent",
+        "Allergy.agent (agent_class from its words)",
+        "Allergies (0010,2110)",
+        ("AL1-3.2", "AL1-3.1"),
+        ("AL1-3.2", "AL1-3.1"),
+    ),
+    F(
+        "allergy_severity",
+        "Allergy.severity (SV, MO, MI, U)",
+        "Allergies (0010,2110)",
+        ("AL1-4.1",),
+        ("AL1-4.1",),
+        "code",
+    ),
+    F("allergy_reaction", "Allergy.reaction", "Allergies (0010,2110)", ("AL1-5",), ("AL1-5",)),
+    F("observation_code", "(which measure: weight, height, creatinine, eGFR)", "-", ("OBX-3.1",), ("OBX-3.1",), "code"),
+    F("observation_text", "(the code's text, when the code is local)", "-", ("OBX-3.2",), ("OBX-3.2",)),
+    F(
+        "observation_value",
+        "PatientRecord.weight_kg, height_m; LabResult.value",
+        "PatientWeight (0010,1030), PatientSize (0010,1020)",
+        ("OBX-5",),
+        ("OBX-5",),
+    ),
+    F("observation_unit", "(kg, g, lb; m, cm, in; LabResult.unit)", "-", ("OBX-6.1",), ("OBX-6.1",)),
+    F("observation_status", "(X, D and W results are not stored)", "-", ("OBX-11",), ("OBX-11",), "code"),
+    F(
+        "observation_time",
+        "PatientRecord.measured_on, LabResult.observed_at",
+        "-",
+        ("OBX-14.1", "OBR-7.1"),
+        ("OBX-14.1", "OBR-7.1"),
+        "datetime",
+    ),
     F("prior_issuer", "(merge: its issuer)", "-", ("MRG-1.4",), ("MRG-1.4",)),
     # ---- order (ORC, OBR), RAD-2 / RAD-3 / RAD-4 / RAD-13
     F(

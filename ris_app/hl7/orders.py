@@ -35,6 +35,7 @@ from ris_app.hl7.reading import (
     family_of,
     field_datetime,
     field_text,
+    identity,
     lookup_patient,
     read_patient,
     segments,
@@ -43,6 +44,8 @@ from ris_app.hl7.reading import (
 from ris_app.hl7.stations import pick_station
 from ris_app.hl7.text import xpn_components
 from ris_app.model import Order, ProcedureCode, ScheduledProcedureStep
+from ris_app.registration.safety import SafetyPolicy
+from ris_app.registration.safety import check as safety_check
 from ris_app.scheduling.names import dicom_pn
 from ris_app.scheduling.orders import (
     OrderData,
@@ -143,7 +146,9 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
         raise reject(SEGMENT_SEQUENCE_ERROR, "required segment PID is missing", "PID")
     fields, _ = read_patient(g, fam)
     # A known patient's demographics are ADT's business: an order only registers the unknown.
-    patient = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) or upsert_patient(ctx, fields)
+    patient = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", "")) or upsert_patient(
+        ctx, fields, identifiers=identity(g["PID"])[1]
+    )
     assert patient is not None
     accession, acc_loc = field_text(g, "accession_number", fam, 16)
     if accession and ctx.session.scalar(select(Order.id).where(Order.accession_number == accession)) is not None:
@@ -195,14 +200,18 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
             uid_root=ctx.uid_root,
             source=SOURCE,
             clash_policy=ClashPolicy.FLAG,  # the EHR cannot pick another time: the desk resolves it
+            safety_policy=SafetyPolicy.HOLD,  # nor refuse for a clinical reason: held for the desk
         )
     except DomainError as exc:
         raise domain_error(exc, fam) from None
     step = primary_step(order)
+    held = step.safety is not None and step.safety.hold  # type: ignore[attr-defined]
     if sps_id or rp_id:
         step.sps_id = sps_id or step.sps_id
         step.requested_procedure.requested_procedure_id = rp_id or step.requested_procedure.requested_procedure_id
         step_changed(step)
+    if held:  # accepted (AA): the EHR learns why the desk holds it
+        return f"order {order.accession_number} created, on hold: {step.safety.hold_reason}"  # type: ignore[attr-defined]
     return f"order {order.accession_number} created"
 
 
@@ -247,6 +256,7 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     ctx.session.flush()
     if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
         book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)
+        safety_check(step, "book", SafetyPolicy.HOLD)
     moved = (step.start_datetime, step.station_aet) != booked_at
     step_changed(step, appointment=("rescheduled", SOURCE) if moved else None)
     return f"order {order.accession_number} changed"

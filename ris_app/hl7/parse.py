@@ -35,6 +35,7 @@ DOMAIN_ERROR_CODES = {
     "conflict": DUPLICATE_KEY_IDENTIFIER,
     "illegal_transition": APPLICATION_INTERNAL_ERROR,  # the order's state does not allow it
     "unavailable": APPLICATION_INTERNAL_ERROR,
+    "unsafe": APPLICATION_INTERNAL_ERROR,  # a safety rule (HL7 orders are held instead)
 }
 
 ERROR_TEXT = {

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from sqlalchemy.orm import Session
 
 from ris_app.clock import from_site
-from ris_app.errors import DomainError
+from ris_app.errors import DomainError, Invalid
 from ris_app.hl7 import mapping as m
 from ris_app.hl7.parse import (
     DATA_TYPE_ERROR,
@@ -29,6 +29,9 @@ from ris_app.hl7.parse import (
 from ris_app.hl7.settings import Hl7Settings
 from ris_app.hl7.text import xpn_components
 from ris_app.model import Patient
+from ris_app.registration.identity import Identifier, choose_mrn
+from ris_app.registration.record import add_identifiers
+from ris_app.registration.settings import current as registration_settings
 from ris_app.scheduling.fields import CONTROL
 from ris_app.scheduling.orders import (
     PatientData,
@@ -116,6 +119,29 @@ def field_datetime(value: str, loc: str) -> datetime | None:
     raise content_error(DATA_TYPE_ERROR, f"{loc} is not a date and time (YYYYMMDDHHMMSS)", loc)
 
 
+def pid3_identifiers(pid: Segment) -> list[Identifier]:
+    """Every repetition of PID-3 (CX: ID ^ check digit ^ scheme ^ authority ^ type code)."""
+    out = []
+    for n in range(len(pid.repetitions(3))):
+        comps = [*pid.components(3, n), "", "", "", "", ""]
+        if comps[0]:
+            out.append(Identifier(value=comps[0], authority=comps[3], type_code=comps[4].upper()))
+    return out
+
+
+def identity(pid: Segment | None) -> tuple[Identifier, list[Identifier]]:
+    """(the MRN, the other identifiers) of a PID, by the MRN type codes and authority
+    settings. A PID with no MRN (only an SSN, say) is refused: AE naming PID-3."""
+    ids = pid3_identifiers(pid) if pid is not None else []
+    if not ids:
+        raise content_error(REQUIRED_FIELD_MISSING, "patient ID (PID-3) is required", "PID-3")
+    cfg = registration_settings()
+    try:
+        return choose_mrn(ids, cfg.mrn_type_codes, cfg.mrn_authority)
+    except Invalid as exc:
+        raise content_error(REQUIRED_FIELD_MISSING, exc.message, "PID-3") from None
+
+
 NAME_FORBID = "\\^="
 
 
@@ -123,12 +149,15 @@ def read_patient(segs: dict[str, Segment], fam: str) -> tuple[dict, str]:
     """The PID's demographics as model attributes: only what the message fills in (an empty
     field means 'no information', the HL7 null "" means 'clear it'). Returns (fields, mrn loc)."""
     out: dict = {}
-    mrn, mrn_loc = field_text(segs, "mrn", fam, 64)
-    if not mrn or mrn == '""':
+    mrn, _ = identity(segs.get("PID"))  # PID-3's repetition that is the MRN
+    mrn_loc = m.locations("mrn", fam)[0]
+    if mrn.value == '""':
         raise content_error(REQUIRED_FIELD_MISSING, "patient ID (PID-3) is required", "PID-3")
-    out["mrn"] = mrn
-    issuer, _ = field_text(segs, "issuer", fam, 64)
-    out["issuer"] = "" if issuer == '""' else issuer
+    for value, what in ((mrn.value, "patient ID"), (mrn.authority, "assigning authority")):
+        if len(value) > 64 or "\\" in value or CONTROL.search(value):
+            raise content_error(DATA_TYPE_ERROR, f"{what} in PID-3 is too long or holds a bad character", "PID-3")
+    out["mrn"] = mrn.value
+    out["issuer"] = "" if mrn.authority == '""' else mrn.authority
     comps, loc = m.read(segs, "name", fam)
     if comps:
         name = xpn_components(list(comps))
@@ -171,7 +200,18 @@ def lookup_patient(session: Session, mrn: str, issuer: str) -> Patient | None:
     return surviving_patient(session, found)
 
 
-def upsert_patient(ctx: Context, fields: dict, *, create: bool = True) -> Patient | None:
+def upsert_patient(
+    ctx: Context, fields: dict, *, create: bool = True, identifiers: list[Identifier] | None = None
+) -> Patient | None:
+    """Register or update the patient of `fields`; `identifiers`: its other identifiers
+    (PID-3's repetitions that are not the MRN), kept on the patient."""
+    patient = _upsert(ctx, fields, create=create)
+    if patient is not None and identifiers:
+        add_identifiers(patient, identifiers)
+    return patient
+
+
+def _upsert(ctx: Context, fields: dict, *, create: bool) -> Patient | None:
     patient = lookup_patient(ctx.session, fields["mrn"], fields.get("issuer", ""))
     if patient is None:
         if not create:

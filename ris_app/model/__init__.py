@@ -12,6 +12,7 @@
   resources   station opening hours, blocks, the procedures each station does
   reminders   the outbox of messages to patients about their appointments
   billing     billable catalog rows, their prices, the charges of performed exams
+  registration the clinical record for safe imaging, insurance, other IDs, safety checks
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from __future__ import annotations
 from ris_app.model.audit import AuditEvent
 from ris_app.model.billing import BillingItem, BillingPrice, Charge
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
+from ris_app.model.registration import (
+    Allergy,
+    Implant,
+    LabResult,
+    OrderPreauth,
+    PatientIdentifier,
+    PatientRecord,
+    StepSafety,
+)
 from ris_app.model.reminders import Reminder
 from ris_app.model.reporting import (
     ADDENDUM,
@@ -74,6 +84,7 @@ __all__ = [
     "SECTIONS",
     "SEQUENCES",
     "SEXES",
+    "Allergy",
     "ApiToken",
     "AuditEvent",
     "BillingItem",
@@ -83,12 +94,17 @@ __all__ = [
     "Hl7Message",
     "Hl7Outbox",
     "IdSequence",
+    "Implant",
     "InboundStatus",
+    "LabResult",
     "LoginFailure",
     "Order",
+    "OrderPreauth",
     "OrthancTask",
     "OutboxStatus",
     "Patient",
+    "PatientIdentifier",
+    "PatientRecord",
     "PerformedProcedureStep",
     "ProcedureCode",
     "Reminder",
@@ -102,6 +118,7 @@ __all__ = [
     "StationBlock",
     "StationHours",
     "StationProcedure",
+    "StepSafety",
     "StepStatusChange",
     "Study",
     "StudyCorrection",

@@ -70,6 +70,9 @@ class ProcedureCode(Base):
     default_duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
     # What the patient must do before the exam (fasting, a full bladder, no metal...).
     preparation: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    # The contrast agent class the procedure gives ("" none; iodinated, gadolinium): the
+    # safety checks (registration.safety) read it.
+    contrast: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class Station(Base):

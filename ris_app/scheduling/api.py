@@ -20,6 +20,8 @@ from ris_app.model import (
     Study,
 )
 from ris_app.orthanc.modalities import publish_station
+from ris_app.registration.duplicates import possible_duplicates
+from ris_app.registration.record import apply_json, set_preauth
 from ris_app.scheduling.fields import check_modality
 from ris_app.scheduling.orders import (
     OrderData,
@@ -29,6 +31,7 @@ from ris_app.scheduling.orders import (
     create_patient,
     find_order,
     find_patient,
+    patient_changed,
     primary_step,
 )
 from ris_app.scheduling.serializers import order_json, patient_json
@@ -96,8 +99,10 @@ def post_patient():
     mrn = v.text(body, "mrn", required=True, max_len=64)
     fields = _patient_fields(body, partial=False)
     patient = create_patient(db(), PatientData(mrn=mrn, **fields))
+    apply_json(patient, body, source="api")
+    duplicates = possible_duplicates(db(), patient)  # a warning: the patient is registered
     commit()
-    return jsonify(patient_json(patient)), 201
+    return jsonify({**patient_json(patient), "possible_duplicates": duplicates}), 201
 
 
 def _get_patient(mrn: str) -> Patient:
@@ -142,6 +147,8 @@ def patch_patient(mrn: str):
     body = v.json_body(request)
     patient = _get_patient(mrn)
     update_patient_everywhere(db(), patient, _patient_fields(body, partial=True))
+    apply_json(patient, body, source="api")
+    patient_changed(patient)  # the worklist items show the record
     commit()
     return jsonify(patient_json(patient))
 
@@ -200,6 +207,8 @@ def post_order():
     order = create_order(
         s, data, accession_prefix=cfg.accession_prefix, uid_root=cfg.uid_root, clash_policy=clash_policy(body)
     )
+    if "preauth_number" in body or "preauth_status" in body:
+        set_preauth(order, body.get("preauth_number", ""), body.get("preauth_status", ""))
     commit()
     return jsonify(order_json(order)), 201
 

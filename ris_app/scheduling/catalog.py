@@ -20,6 +20,9 @@ DEFAULT_PROCEDURES: tuple[tuple[str, str, str, int], ...] = (
     ("MGSCREEN", "Screening mammography", "MG", 15),
 )
 
+# The contrast agent class of the default procedures that give one (safety checks).
+DEFAULT_CONTRAST = {"CTCHEST": "iodinated"}
+
 
 def seed_default_catalog(session: Session) -> int:
     """Add the default procedures when the catalog is empty, and the billing rows of the
@@ -29,7 +32,13 @@ def seed_default_catalog(session: Session) -> int:
     if session.scalar(select(ProcedureCode.id).limit(1)) is None:
         for code, description, modality, minutes in DEFAULT_PROCEDURES:
             session.add(
-                ProcedureCode(code=code, description=description, modality=modality, default_duration_minutes=minutes)
+                ProcedureCode(
+                    code=code,
+                    description=description,
+                    modality=modality,
+                    default_duration_minutes=minutes,
+                    contrast=DEFAULT_CONTRAST.get(code, ""),
+                )
             )
         added = len(DEFAULT_PROCEDURES)
         session.flush()

@@ -38,6 +38,8 @@ from ris_app.model import (
     Station,
     StepStatusChange,
 )
+from ris_app.registration.safety import SafetyPolicy
+from ris_app.registration.safety import check as safety_check
 from ris_app.reminders.plan import plan as plan_messages
 from ris_app.scheduling.fields import check_order, check_patient
 from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
@@ -168,10 +170,12 @@ def create_order(
     uid_root: str = "",
     source: str = "api",
     clash_policy: ClashPolicy = ClashPolicy.REFUSE,
+    safety_policy: SafetyPolicy = SafetyPolicy.REFUSE,
 ) -> Order:
     """Create order, requested procedure and scheduled step in one go. Time already taken
     on the station is refused (SlotTaken, 409), flagged or overbooked by `clash_policy`
-    (frontdesk.booking.book, the one booking rule)."""
+    (frontdesk.booking.book, the one booking rule); a safety rule's block is refused
+    (Unsafe, 422) or holds the step by `safety_policy` (registration.safety)."""
     check_order(data.__dict__)
     accession = data.accession_number
     if accession:
@@ -227,6 +231,7 @@ def create_order(
     session.add(order)
     session.flush()
     book(session, step, data.procedure, clash_policy)
+    safety_check(step, "order", safety_policy)
     step_changed(step, appointment=("booked", source))
     log.info("order %s placed (step %s, %s)", order.accession_number, step.sps_id, step.modality)
     return order
@@ -284,6 +289,7 @@ def reschedule_step(
     source: str = "api",
     clash_policy: ClashPolicy = ClashPolicy.REFUSE,
     expected_version: int | None = None,
+    safety_policy: SafetyPolicy = SafetyPolicy.REFUSE,
 ) -> ScheduledProcedureStep:
     """Move a waiting step to `start`, on `station_aet` when given (else its own), under
     the booking rule; its worklist item follows. A step already started or finished stays."""
@@ -299,6 +305,7 @@ def reschedule_step(
         step.location = station.location if station else ""
     step.start_datetime = start
     book(session, step, step.requested_procedure.procedure_code, clash_policy)
+    safety_check(step, "book", safety_policy)
     step_changed(step, appointment=("rescheduled", source))
     log.info("step %s rescheduled (%s)", step.sps_id, source)
     return step
@@ -310,6 +317,8 @@ def apply_action(
     """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
     lock_step(step, expected_version)
     target = next_status(step.status, action)
+    if action == "arrive" and step.status != target:  # check-in: the rules again, on today's record
+        safety_check(step, "arrive", SafetyPolicy.REFUSE)
     if step.status != target:
         _move(step, target, source)  # locked and checked above: no second lock
     log.info("step %s -> %s (%s)", step.sps_id, target, source)

@@ -25,6 +25,7 @@ from ris_app.model import (
 from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
+from ris_app.registration.duplicates import possible_duplicates
 from ris_app.reminders.texts import TEXTS as MESSAGE_LANGUAGES
 from ris_app.scheduling.api import PATIENT_TEXT_FIELDS
 from ris_app.scheduling.fields import check_birth_date
@@ -156,9 +157,12 @@ def new_patient():
                 db().rollback()
                 f.fail(err.field or "mrn", "is already registered" if isinstance(err, Conflict) else err.message)
             else:
+                duplicates = possible_duplicates(db(), patient)
                 if commit_or_fail(f, "mrn"):
                     # No name in the message: flashes travel in the (signed, not encrypted) cookie.
                     flash(f"Patient with MRN {patient.mrn} registered. Place an order for the patient below.", "ok")
+                    for d in duplicates:  # registered all the same: the desk checks, and merges if so
+                        flash(f"Possible duplicate of MRN {d['mrn']}: {'; '.join(d['reasons'])}.", "error")
                     return redirect(url_for("pages.new_order", mrn=patient.mrn))
         return _patient_form(f), 400
     return _patient_form(f)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from ris_app.clock import to_site
 from ris_app.frontdesk.clashes import outcome_of
 from ris_app.model import Order, Patient, ScheduledProcedureStep, Study
+from ris_app.registration.record import record_json
+from ris_app.registration.safety import safety_json
 
 
 def _iso(dt) -> str | None:
@@ -40,6 +42,7 @@ def patient_json(p: Patient) -> dict:
         "notify_sms": p.notify_sms,
         # The survivor's MRN when this record was merged into another (kept for the record).
         "merged_into": p.merged_into.mrn if p.merged_into is not None else None,
+        **record_json(p),  # the clinical record, insurance as data, other identifiers
     }
 
 
@@ -111,5 +114,7 @@ def order_json(o: Order, study: Study | None = None) -> dict:
         # out_of_hours: booked outside the station's opening hours (accepted; the desk sees it)
         "scheduled_procedure_step": step_json(step) | {"out_of_hours": outcome_of(step).out_of_hours},
         "study": study_json(study) if study else None,
+        "safety": safety_json(step),  # the safety check: findings, hold, override
+        "preauth": {"number": o.preauth.number, "status": o.preauth.status} if o.preauth else None,
         "created_at": _iso(o.created_at),
     }

@@ -134,6 +134,9 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.new_patient", "POST"): Audited("patient.create"),
     ("pages.new_order", "POST"): Audited("order.create"),
     ("pages.order_status", "POST"): Audited("step.move"),
+    ("registration_pages.safety_override", "POST"): Audited("safety.override"),
+    ("registration_pages.patient_record", "GET"): Audited("patient.read"),
+    ("registration_pages.patient_record_save", "POST"): Audited("patient.update"),
     ("tracking.inbox_link", "POST"): Audited("study.link"),
     ("tracking.correction_undo", "POST"): Audited("correction.undo"),
     ("tracking.merge_page", "POST"): Audited("patient.merge", detail=_merged_mrn),
@@ -173,6 +176,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),
+    ("registration_api.get_patients_by_identifier", "GET"): Audited("patient.read"),
     ("tracking_api.get_journey", "GET"): Audited("order.read"),
     ("tracking_api.get_studies", "GET"): Audited("study.list"),
     ("tracking_api.get_corrections", "GET"): Audited("correction.read"),

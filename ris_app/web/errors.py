@@ -7,10 +7,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from ris_app.errors import Conflict, DomainError, Gone, Invalid, NotFound, Unavailable, error_body
+from ris_app.errors import Conflict, DomainError, Gone, Invalid, NotFound, Unavailable, Unsafe, error_body
 from ris_app.web import write_conflict
 
-HTTP_STATUS: dict[type[DomainError], int] = {Invalid: 400, NotFound: 404, Conflict: 409, Gone: 410, Unavailable: 503}
+HTTP_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    Unavailable: 503,
+    Unsafe: 422,
+}
 CODE_OF_STATUS = {
     400: "invalid",
     401: "unauthorized",
@@ -18,6 +25,7 @@ CODE_OF_STATUS = {
     404: "not_found",
     409: "conflict",
     410: "gone",
+    422: "unsafe",
     503: "unavailable",
 }
 

@@ -45,10 +45,32 @@ ERRORS = {
     "404": "What the path names does not exist (or no such route)",
     "405": "Method not allowed on this path",
     "409": "Clashes with what is stored (a duplicate, a state that does not allow the move)",
+    "422": "A safety rule blocks this exam for this patient (registration.safety); a radiologist may override it",
     "413": "Request body too large",
     "415": "Unsupported media type",
     "503": "A part the request needs (Orthanc, the database) cannot be reached",
 }
+
+# The record parts of a patient (registration): two objects and four arrays.
+_RECORD_ARRAYS = {
+    "allergies": "Allergy",
+    "implants": "Implant",
+    "lab_results": "LabResult",
+    "other_identifiers": "OtherIdentifier",
+}
+
+
+def _record_parts(notes: dict[str, str], default_note: str) -> dict:
+    parts: dict = {
+        "record": {"$ref": "#/components/schemas/PatientRecord"},
+        "insurance_details": {"$ref": "#/components/schemas/Insurance"},
+    }
+    for name, schema in _RECORD_ARRAYS.items():
+        parts[name] = {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
+        if notes.get(name, default_note):
+            parts[name]["description"] = notes.get(name, default_note)
+    return parts
+
 
 SCHEMAS = {
     "Error": ERROR_SCHEMA,
@@ -72,7 +94,77 @@ SCHEMAS = {
             "notify_email": {"type": "boolean"},
             "notify_sms": {"type": "boolean"},
             "merged_into": {"type": "string", "nullable": True},
+            **_record_parts({}, ""),
+            "possible_duplicates": {
+                "type": "array",
+                "description": "registration only: patients who may be this one, with why",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "mrn": {"type": "string"},
+                        "issuer": {"type": "string"},
+                        "reasons": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
         },
+    },
+    "PatientRecord": {
+        "type": "object",
+        "properties": {
+            "pregnancy_status": {
+                "type": "string",
+                "enum": ["", "not_pregnant", "possibly_pregnant", "pregnant", "unknown"],
+            },
+            "pregnancy_recorded_on": {"type": "string", "format": "date", "nullable": True},
+            "weight_kg": {"type": "number", "nullable": True},
+            "height_m": {"type": "number", "nullable": True},
+            "measured_on": {"type": "string", "format": "date", "nullable": True},
+            "mobility": {"type": "string", "maxLength": 64},
+            "interpreter": {"type": "string", "maxLength": 64, "description": "language needed; empty: none"},
+        },
+    },
+    "Insurance": {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("payer", "plan", "member_number", "group_number", "subscriber")},
+    },
+    "Allergy": {
+        "type": "object",
+        "required": ["agent"],
+        "properties": {
+            "agent": {"type": "string"},
+            "agent_class": {
+                "type": "string",
+                "enum": ["", "iodinated", "gadolinium", "contrast"],
+                "description": "empty: from the agent's words",
+            },
+            "reaction": {"type": "string"},
+            "severity": {"type": "string", "enum": ["mild", "moderate", "severe", "unknown"]},
+        },
+    },
+    "Implant": {
+        "type": "object",
+        "required": ["description"],
+        "properties": {
+            "description": {"type": "string"},
+            "mr_safety": {"type": "string", "enum": ["safe", "conditional", "unsafe", "unknown"]},
+        },
+    },
+    "LabResult": {
+        "type": "object",
+        "required": ["test", "value", "observed_at"],
+        "properties": {
+            "test": {"type": "string", "enum": ["creatinine", "egfr"]},
+            "value": {"type": "number"},
+            "unit": {"type": "string"},
+            "code": {"type": "string", "description": "LOINC"},
+            "observed_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "OtherIdentifier": {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "string"}, "type_code": {"type": "string"}, "authority": {"type": "string"}},
     },
     "PatientInput": {
         "type": "object",
@@ -93,6 +185,7 @@ SCHEMAS = {
             "language": {"type": "string", "maxLength": 8, "description": "messages' language (en, fr, de)"},
             "notify_email": {"type": "boolean", "description": "false: the patient opted out of e-mails"},
             "notify_sms": {"type": "boolean", "description": "false: the patient opted out of SMS"},
+            **_record_parts({"allergies": "the whole list", "implants": "the whole list"}, "added"),
         },
     },
     "Order": {
@@ -103,6 +196,15 @@ SCHEMAS = {
             "status": {"type": "string"},
             "version": {"type": "integer", "description": "the step's version; send it back to move the step"},
             "scheduled_procedure_step": {"type": "object"},
+            "safety": {
+                "type": "object",
+                "description": "the safety check: findings [{rule, action, message, overridden}], hold, hold_reason, override {by, at, reason, rules}",
+            },
+            "preauth": {
+                "type": "object",
+                "nullable": True,
+                "properties": {"number": {"type": "string"}, "status": {"type": "string"}},
+            },
         },
     },
     "Items": {

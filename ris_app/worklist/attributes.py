@@ -25,6 +25,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from ris_app.clock import to_site
 from ris_app.model import Order, Patient, RequestedProcedure
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.registration import alerts
 from ris_app.scheduling.names import patient_pn
 
 
@@ -132,17 +133,17 @@ WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
     A("PatientID", "LO", False, lambda s: _patient(s).mrn, Patient.mrn),
     A("IssuerOfPatientID", "LO", False, lambda s: _patient(s).issuer, Patient.issuer),
     A("IssuerOfPatientIDQualifiersSequence", "SQ", False, matching=False),
-    A("OtherPatientIDsSequence", "SQ", False, matching=False),
+    A("OtherPatientIDsSequence", "SQ", False, matching=False),  # built by items.build_item
     # Patient demographics and medical
     A("PatientBirthDate", "DA", False, lambda s: _date(_patient(s).birth_date)),
     A("PatientSex", "CS", False, lambda s: _patient(s).sex, Patient.sex),
-    A("PatientWeight", "DS", False, matching=False),
-    A("PatientSize", "DS", False, matching=False),
+    A("PatientWeight", "DS", False, lambda s: alerts.weight(_patient(s)), matching=False),
+    A("PatientSize", "DS", False, lambda s: alerts.size(_patient(s)), matching=False),
     A("ConfidentialityConstraintOnPatientDataDescription", "LO", False, matching=False),
-    A("MedicalAlerts", "LO", False, matching=False),
-    A("Allergies", "LO", False, matching=False),
-    A("PregnancyStatus", "US", False, matching=False),
-    A("SpecialNeeds", "LO", False, matching=False),
+    A("MedicalAlerts", "LO", False, alerts.medical_alerts, matching=False),
+    A("Allergies", "LO", False, lambda s: alerts.allergies(_patient(s)), matching=False),
+    A("PregnancyStatus", "US", False, lambda s: alerts.pregnancy_status(_patient(s)), matching=False),
+    A("SpecialNeeds", "LO", False, lambda s: alerts.special_needs(_patient(s)), matching=False),
     A("PatientState", "LO", False, matching=False),
     # Visit
     A("AdmissionID", "LO", False),

@@ -27,6 +27,7 @@ from ris_app.clock import from_site
 from ris_app.errors import DomainError
 from ris_app.frontdesk.booking import ClashPolicy
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.registration.safety import SafetyPolicy
 from ris_app.scheduling.names import pn_components
 from ris_app.scheduling.orders import (
     OrderData,
@@ -277,6 +278,7 @@ def import_item(
             uid_root=uid_root,
             source="import",
             clash_policy=ClashPolicy.FLAG,  # every item keeps its time; overlaps are flagged
+            safety_policy=SafetyPolicy.HOLD,  # like an HL7 order: held for the desk, not lost
         )
     except DomainError as exc:
         raise BadItem(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.registration.alerts import other_ids
 from ris_app.worklist.attributes import (
     SPS_SEQUENCE_TAG,
     WORKLIST_ATTRIBUTES,
@@ -38,8 +39,10 @@ def build_item(step: SPS) -> bytes:
             # Left out when empty: Orthanc 1.10 drops an SPS item whose empty sequence
             # meets a sequence key of the query; a missing one answers empty anyway.
             continue
-        elif attr.value is not None:
-            setattr(target, attr.keyword, attr.value(step) or "")
+        elif attr.value is not None and (value := attr.value(step)) not in (None, ""):
+            setattr(target, attr.keyword, value)
+        elif attr.value is not None and attr.vr != "US":  # a number left empty is None, not ""
+            setattr(target, attr.keyword, "")
         else:
             target.add_new(attr.tag, attr.vr, None)
     rp = step.requested_procedure
@@ -51,9 +54,20 @@ def build_item(step: SPS) -> bytes:
         ds.RequestedProcedureCodeSequence = [code]
         sps.ScheduledProtocolCodeSequence = [code]
     ds.ScheduledProcedureStepSequence = [sps]
+    others = other_ids(rp.order.patient)
+    if others:  # the patient's other identifiers (registration), as PS3.3 C.7.1.1 lists them
+        ds.OtherPatientIDsSequence = [_other_id(*o) for o in others]
     if step.extra_attributes:
         apply_extra(ds, step.extra_attributes)
     return _to_part10(ds)
+
+
+def _other_id(value: str, issuer: str, kind: str) -> Dataset:
+    item = Dataset()
+    item.PatientID = value
+    item.IssuerOfPatientID = issuer
+    item.TypeOfPatientID = kind
+    return item
 
 
 def _is_empty(elem) -> bool:

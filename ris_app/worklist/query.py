@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import pydicom
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from ris_app.clock import site_day_bounds
 from ris_app.model import ScheduledProcedureStep as SPS
-from ris_app.model import Station
+from ris_app.model import Station, StepSafety
 from ris_app.scheduling.schedule import steps_with_order_and_patient
 from ris_app.worklist.attributes import (
     BY_KEYWORD,
@@ -117,8 +117,10 @@ def effective_conditions(session: Session, wq: WorklistQuery, calling_aet: str) 
 def _answered_status(statuses: Sequence[str]):
     """The default status filter, written so that no index serves it: nearly every step
     is SCHEDULED, and SQLite without statistics would otherwise walk the status index
-    (every row) instead of the start time or name index."""
-    return (SPS.status + "").in_(list(statuses))
+    (every row) instead of the start time or name index. A step a safety rule holds
+    (registration.safety) is not offered until a radiologist releases it."""
+    held = select(StepSafety.step_id).where(StepSafety.hold)
+    return and_((SPS.status + "").in_(list(statuses)), SPS.id.not_in(held))
 
 
 def base_statement(conditions: Sequence[Condition], default_statuses: Sequence[str], ordered: bool = True):
