@@ -2,7 +2,8 @@
 up`, site zone Europe/Paris): the day of every room, a week of one room and of all, a
 free slot booked through the order form it opens, a check-in and a no-show from an
 exam's panel, the waiting list's "book" link. Debian's chromium driven by Playwright;
-the day and week screenshots are the ones in docs/screenshots/."""
+the day and week screenshots go to test-output/ (copied to docs/screenshots/ by hand, once
+looked at: a test run must not change the repository)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from ris_app.clock import site_today, zone_named
-from tests.conftest import REPO, start_system, stop_system, wait_for
+from tests.conftest import TEST_OUTPUT, start_system, stop_system, wait_for
 from tests.e2e import test_pages_browser as pages_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -20,7 +21,7 @@ browser, page = pages_browser.browser, pages_browser.page
 _create_user, _log_in = pages_browser._create_user, pages_browser._log_in
 ZONE = "Europe/Paris"
 DAY = site_today(zone_named(ZONE)) + timedelta(days=1)  # tomorrow: every slot still bookable
-DOCS = REPO / "docs" / "screenshots"
+SHOTS = TEST_OUTPUT
 ROOMS = (
     ("CT1", "CT 1", "CT", "Room 3", [("08:00", "12:00"), ("13:00", "17:00")]),
     ("CT2", "CT 2", "CT", "Room 4", [("08:00", "16:00")]),
@@ -107,7 +108,8 @@ def test_clerk_books_checks_in_and_marks_a_no_show_from_the_calendar(system, pag
     expect(ct1.locator(f".cal-exam[data-accession='{acc['overbook']}']")).to_contain_text("overbook")
     expect(page.locator(f".cal-exam[data-accession='{acc['stat']}']")).to_contain_text("out of hours")
     expect(page.locator("section.cal-col[data-station='CT2'] .cal-closed")).to_contain_text("tube check")
-    page.screenshot(path=str(DOCS / "calendar-day.png"), full_page=True)
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "calendar-day.png"), full_page=True)
 
     # A free slot of CT1 for a head CT opens the order form filled in.
     page.select_option("select[name=procedure]", "CTHEAD")
@@ -152,12 +154,12 @@ def test_clerk_books_checks_in_and_marks_a_no_show_from_the_calendar(system, pag
     page.goto(f"{system.ris_url}/calendar/week?date={DAY}&station=CT1")
     expect(page.locator(".cal-colhead")).to_have_count(7)
     expect(page.locator(f".cal-exam[data-accession='{booked}']")).to_be_visible()
-    page.screenshot(path=str(DOCS / "calendar-week.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "calendar-week.png"), full_page=True)
     page.goto(f"{system.ris_url}/calendar/week?date={DAY}")
     rooms = len(_ok(system.api("GET", "/api/stations"))["items"])
     expect(page.locator("#calendar-week tbody tr")).to_have_count(rooms)
     expect(page.locator(f"#calendar-week a[data-accession='{acc['mr']}']")).to_be_visible()
-    page.screenshot(path=str(DOCS / "calendar-week-all.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "calendar-week-all.png"), full_page=True)
 
 
 def test_the_sync_worker_marks_a_missed_appointment_no_show(system):
