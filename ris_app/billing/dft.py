@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import object_session
 
 from ris_app.hl7.ack import hl7_datetime, hl7_now, new_control_id
-from ris_app.hl7.outbound import SegmentWriter, _msh, _queue, _write_patient_order, current_settings
+from ris_app.hl7.outbound import SegmentWriter, current_settings, msh_segment, queue_message, write_patient_order
 from ris_app.hl7.text import escape, name_to_xpn, pn_to_name
 from ris_app.model import Charge, Hl7Outbox, OutboxStatus
 from ris_app.model.billing import CREDIT
@@ -41,7 +41,7 @@ def build(charge: Charge, version: str, control_id: str, dest) -> str:
     w = SegmentWriter(["EVN", "PID", "PV1", "FT1"])
     w.put("EVN-1", "P03")
     w.put("EVN-2", hl7_now())
-    _write_patient_order(w, step, version)  # PID, PV1; the order's segments are not in this message
+    write_patient_order(w, step, version)  # PID, PV1; the order's segments are not in this message
     w.put("FT1-1", "1")
     w.put("FT1-2", str(charge.id))
     w.put("FT1-4", hl7_datetime(charge.performed_at))
@@ -61,7 +61,7 @@ def build(charge: Charge, version: str, control_id: str, dest) -> str:
     w.put("FT1-23", step.requested_procedure.order.filler_order_number)
     w.put("FT1-25", "^".join(escape(v) for v in (charge.code, charge.description, charge.code_system)), escaped=True)
     w.put("FT1-26", charge.modifier)
-    text = w.render(_msh(settings, dest, STRUCTURE[version], control_id, version))
+    text = w.render(msh_segment(settings, dest, STRUCTURE[version], control_id, version))
     dg1 = [f"DG1|{n}||{escape(code)}^^I10||||W" for n, code in enumerate(codes, start=1)]
     return text + "".join(seg + "\r" for seg in dg1)
 
@@ -78,7 +78,7 @@ def queue_charge(charge: Charge) -> str:
     for dest in settings.financial_destinations:
         control_id = new_control_id("F")
         payload = build(charge, settings.financial_version(dest.name), control_id, dest)
-        _queue(session, dest, MESSAGE_TYPE, control_id, payload, charge.accession_number)
+        queue_message(session, dest, MESSAGE_TYPE, control_id, payload, charge.accession_number)
         first = first or control_id
     return first
 

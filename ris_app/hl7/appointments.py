@@ -21,11 +21,11 @@ from sqlalchemy.orm import object_session
 from ris_app.hl7.ack import hl7_datetime, new_control_id
 from ris_app.hl7.outbound import (
     SegmentWriter,
-    _msh,
-    _queue,
-    _write_patient_order,
     build_status_message,
     current_settings,
+    msh_segment,
+    queue_message,
+    write_patient_order,
 )
 from ris_app.hl7.settings import Destination, Hl7Settings
 from ris_app.hl7.text import escape
@@ -64,7 +64,7 @@ def build_siu(
     """(message type, ER7) of an SIU message (HL7 2.5.1) about one step's appointment."""
     message_type = f"SIU^{event.siu}^SIU_S12"
     w = SegmentWriter(["SCH", "TQ1", "PID", "PV1", "RGS", "AIS", "AIL"])
-    _write_patient_order(w, step, "2.5.1")  # PID and PV1; the order fields land nowhere here
+    write_patient_order(w, step, "2.5.1")  # PID and PV1; the order fields land nowhere here
     order = step.requested_procedure.order
     rp = step.requested_procedure
     start = hl7_datetime(step.start_datetime)
@@ -108,7 +108,7 @@ def build_siu(
     w.put("AIL-9", minutes)
     w.put("AIL-10", minutes and "min")
     w.put("AIL-12", event.filler_status)
-    return message_type, w.render(_msh(settings, dest, message_type, control_id, "2.5.1"))
+    return message_type, w.render(msh_segment(settings, dest, message_type, control_id, "2.5.1"))
 
 
 def on_appointment(step: ScheduledProcedureStep, event: str, source: str) -> list[Hl7Outbox]:
@@ -127,11 +127,11 @@ def on_appointment(step: ScheduledProcedureStep, event: str, source: str) -> lis
         for dest in settings.destinations:
             control_id = new_control_id("S")
             message_type, payload = build_status_message(step, dest, settings, control_id, ev.order_control)
-            rows.append(_queue(session, dest, message_type, control_id, payload, accession))
+            rows.append(queue_message(session, dest, message_type, control_id, payload, accession))
     for dest in settings.scheduling_destinations:
         control_id = new_control_id("A")
         message_type, payload = build_siu(step, ev, dest, settings, control_id)
-        rows.append(_queue(session, dest, message_type, control_id, payload, accession))
+        rows.append(queue_message(session, dest, message_type, control_id, payload, accession))
     return rows
 
 

@@ -94,7 +94,7 @@ class SegmentWriter:
         return "\r".join(lines) + "\r"
 
 
-def _msh(settings: Hl7Settings, dest: Destination, message_type: str, control_id: str, version: str) -> str:
+def msh_segment(settings: Hl7Settings, dest: Destination, message_type: str, control_id: str, version: str) -> str:
     return "|".join(
         [
             "MSH",
@@ -119,7 +119,7 @@ def _msh(settings: Hl7Settings, dest: Destination, message_type: str, control_id
     )
 
 
-def _write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family: str) -> None:
+def write_patient_order(w: SegmentWriter, step: ScheduledProcedureStep, family: str) -> None:
     order = step.requested_procedure.order
     rp = step.requested_procedure
     p = order.patient
@@ -171,15 +171,15 @@ def build_status_message(
         family, version, message_type = "2.3.1", "2.3.1", "ORM^O01"
         w = SegmentWriter(["PID", "PV1", "ORC", "OBR", "ZDS"])
     w.put("ORC-1", order_control)
-    _write_patient_order(w, step, family)
+    write_patient_order(w, step, family)
     w.put_key("order_status", family, m.ORDER_STATUS_OUT.get(step.status, "SC"))
     w.put("ORC-9", hl7_datetime(step.status_changed_at))
     if family == "2.5.1":
         w.put("TQ1-1", "1")
-    return message_type, w.render(_msh(settings, dest, message_type, control_id, version))
+    return message_type, w.render(msh_segment(settings, dest, message_type, control_id, version))
 
 
-def _queue(
+def queue_message(
     session: Session, dest: Destination, message_type: str, control_id: str, payload: str, reference: str
 ) -> Hl7Outbox:
     row = Hl7Outbox(
@@ -209,7 +209,9 @@ def on_step_status(step: ScheduledProcedureStep, target: SPSStatus | str, source
         control_id = new_control_id("S")
         message_type, payload = build_status_message(step, dest, settings, control_id)
         rows.append(
-            _queue(session, dest, message_type, control_id, payload, step.requested_procedure.order.accession_number)
+            queue_message(
+                session, dest, message_type, control_id, payload, step.requested_procedure.order.accession_number
+            )
         )
     return rows
 
@@ -237,7 +239,7 @@ def send_report_result(
     for dest in settings.destinations:
         control_id = new_control_id("R")
         w = SegmentWriter(["PID", "PV1", "ORC", "OBR", "OBX"])
-        _write_patient_order(w, step, "2.5.1")
+        write_patient_order(w, step, "2.5.1")
         # ORU carries no IPC: the accession goes where 2.3.1 receivers look too.
         w.put("OBR-18", order.accession_number)
         w.put("OBR-19", step.requested_procedure.requested_procedure_id)
@@ -259,6 +261,6 @@ def send_report_result(
         w.put("OBX-5", escape(report_text), escaped=True)
         w.put("OBX-11", status)
         w.put("OBX-14", when)
-        payload = w.render(_msh(settings, dest, "ORU^R01^ORU_R01", control_id, "2.5.1"))
-        rows.append(_queue(session, dest, "ORU^R01", control_id, payload, order.accession_number))
+        payload = w.render(msh_segment(settings, dest, "ORU^R01^ORU_R01", control_id, "2.5.1"))
+        rows.append(queue_message(session, dest, "ORU^R01", control_id, payload, order.accession_number))
     return rows
