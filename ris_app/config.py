@@ -307,6 +307,11 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "AuditSourceID of the audit messages; empty means this machine's host name.",
     ),
+    Setting(
+        "ORTHANC_RIS_READ_TARGET_MINUTES",
+        "STAT=60,HIGH=240,ROUTINE=2880",
+        "Reading targets per order priority, PRIORITY=minutes comma-separated: the analytics backlog counts unread studies older than their target.",
+    ),
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
@@ -331,6 +336,19 @@ def lead_hours(text: str) -> tuple[int, ...]:
     if any(h < 0 for h in hours):
         raise ValueError("ORTHANC_RIS_REMINDER_LEAD_HOURS: hours before the appointment cannot be negative")
     return tuple(sorted((h for h in hours if h), reverse=True))
+
+
+def read_targets(text: str) -> dict[str, int]:
+    """ORTHANC_RIS_READ_TARGET_MINUTES: "STAT=60,ROUTINE=2880" -> {"STAT": 60, "ROUTINE": 2880}."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, minutes = part.partition("=")
+        if not name.strip() or not minutes.strip().isdigit() or int(minutes) < 1:
+            raise ValueError(
+                "ORTHANC_RIS_READ_TARGET_MINUTES: PRIORITY=minutes separated by commas, such as STAT=60,ROUTINE=2880"
+            )
+        out[name.strip().upper()] = int(minutes)
+    return out
 
 
 def _get(env: dict[str, str], name: str) -> str:
@@ -411,6 +429,7 @@ class Config:
     smtp_username: str = ""
     smtp_password: str = ""
     sms_webhook_url: str = ""
+    read_target_minutes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -511,4 +530,5 @@ class Config:
             smtp_username=_get(env, "ORTHANC_RIS_SMTP_USERNAME"),
             smtp_password=_get(env, "ORTHANC_RIS_SMTP_PASSWORD"),
             sms_webhook_url=_get(env, "ORTHANC_RIS_SMS_WEBHOOK_URL").strip(),
+            read_target_minutes=read_targets(_get(env, "ORTHANC_RIS_READ_TARGET_MINUTES")),
         )

@@ -286,7 +286,7 @@ def _exam(rng, start, now, modality, aet, proc, ids, run, patient_id, summary) -
         history.append(("SCHEDULED", "CANCELED", created + (start - created) * rng.random()))
         summary.cancelled += 1
     else:
-        arrived = start - timedelta(minutes=rng.randint(5, 30))
+        arrived = max(start - timedelta(minutes=rng.randint(5, 30)), created + timedelta(minutes=2))
         started = start + timedelta(minutes=max(0, rng.gauss(6, 8)))
         done = started + timedelta(minutes=max(3, minutes * rng.gauss(1.1, 0.2)))
         history += [("SCHEDULED", "ARRIVED", arrived), ("ARRIVED", "STARTED", started), ("STARTED", "COMPLETED", done)]
