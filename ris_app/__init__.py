@@ -82,6 +82,11 @@ def create_app(config: Config | None = None) -> Flask:
     from ris_app.reminders.plan import set_lead_hours
 
     reminder_pages.register(app)
+    from ris_app.analytics.api import bp as analytics_api_bp
+    from ris_app.analytics.pages import bp as analytics_pages_bp
+
+    app.register_blueprint(analytics_api_bp)
+    app.register_blueprint(analytics_pages_bp)
     set_lead_hours(config.reminder_lead_hours)  # the reminders a booking here plans
 
     install_input_limits(app)
