@@ -4,6 +4,8 @@ and each chart sits beside the table of its numbers."""
 
 from __future__ import annotations
 
+import re
+
 import pygal
 from markupsafe import Markup
 from pygal.style import Style
@@ -37,8 +39,13 @@ BASE = {
 }
 
 
+# pygal always writes its configuration as a <script> for its optional tooltips: the
+# pages run no script, so it goes.
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
+
+
 def _svg(chart) -> Markup:
-    return Markup(chart.render(is_unicode=True))  # pygal escapes the text it draws
+    return Markup(_SCRIPT.sub("", chart.render(is_unicode=True)))  # pygal escapes the text it draws
 
 
 def bars(

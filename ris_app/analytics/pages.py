@@ -33,7 +33,12 @@ def _choices() -> dict:
     return {"stations": [a for a, _ in stations], "modalities": modalities, "priorities": PRIORITIES}
 
 
-@bp.get("/analytics", defaults={"theme": "turnaround"})
+@bp.get("/analytics")
+@login_required("admin")
+def index():
+    return redirect(url_for("analytics.dashboard", theme="turnaround"))
+
+
 @bp.get("/analytics/<theme>")
 @login_required("admin")
 def dashboard(theme: str):
