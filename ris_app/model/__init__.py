@@ -11,10 +11,12 @@
   sharing     second-opinion share links
   resources   station opening hours, blocks, the procedures each station does
   reminders   the outbox of messages to patients about their appointments
+  analytics   the indexes the dashboards read by
 """
 
 from __future__ import annotations
 
+from ris_app.model import analytics as _analytics  # noqa: F401  (registers its indexes)
 from ris_app.model.audit import AuditEvent
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus
 from ris_app.model.reminders import Reminder
