@@ -54,9 +54,10 @@ def turnaround_board(session: Session, f: Filter, _targets) -> Board:
     b = Board()
     b.charts.append(
         charts.bars(
-            "Time spent in each stage (hours)",
+            "Time spent in each stage (hours, log scale)",
             [s["stage"] for s in stages],
             {"median": [_hours(s["median"]) for s in stages], "90th percentile": [_hours(s["p90"]) for s in stages]},
+            logarithmic=True,
         )
     )
     weeks = data["weeks"]

@@ -27,7 +27,7 @@ STYLE = Style(
 BASE = {
     "style": STYLE,
     "width": 720,
-    "height": 300,
+    "height": 380,
     "js": [],  # no script: the page stays static (and nothing is fetched from elsewhere)
     "disable_xml_declaration": True,
     "explicit_size": False,
@@ -35,6 +35,8 @@ BASE = {
     "legend_at_bottom_columns": 4,
     "print_values": False,
     "margin": 12,
+    "margin_bottom": 34,  # room for a second row of legend under rotated labels
+    "show_minor_y_labels": False,
     "truncate_label": -1,
 }
 
@@ -49,10 +51,20 @@ def _svg(chart) -> Markup:
 
 
 def bars(
-    title: str, labels: list[str], series: dict[str, list[float | None]], *, y_title: str = "", stacked=False
+    title: str,
+    labels: list[str],
+    series: dict[str, list[float | None]],
+    *,
+    y_title: str = "",
+    stacked: bool = False,
+    logarithmic: bool = False,
 ) -> Markup:
     chart = (pygal.StackedBar if stacked else pygal.Bar)(
-        title=title, y_title=y_title, x_label_rotation=20 if len(labels) > 6 else 0, **BASE
+        title=title,
+        y_title=y_title,
+        x_label_rotation=30 if len(labels) > 5 else 0,
+        logarithmic=logarithmic,
+        **BASE,
     )
     chart.x_labels = labels
     for name, values in series.items():

@@ -24,6 +24,8 @@ from ris_app.clock import from_site, site_today, utcnow
 from ris_app.model import (
     FINAL,
     PRELIMINARY,
+    Hl7Message,
+    Hl7Outbox,
     Order,
     Patient,
     PerformedProcedureStep,
@@ -57,9 +59,13 @@ PRIORITY_MIX = {
     "ROUTINE": (0.75, (1440, 20160), (120, 4320)),
 }
 NO_SHOW_RATE, CANCEL_RATE, MPPS_RATE = 0.05, 0.04, 0.8
+# Orders that came by HL7 (ORM in, a status message out), and how often each went wrong.
+HL7_SHARE, HL7_IN_ERROR, HL7_OUT_ERROR = 0.6, 0.02, 0.01
 BATCH = 5000
 TABLES = (
     Patient,
+    Hl7Message,
+    Hl7Outbox,
     Order,
     RequestedProcedure,
     ScheduledProcedureStep,
@@ -317,9 +323,49 @@ def _exam(rng, start, now, modality, aet, proc, ids, run, patient_id, summary) -
             StepStatusChange,
             {"id": hid, "step_id": sid, "from_status": before, "to_status": after, "changed_at": at, "source": "demo"},
         )
+    if rng.random() < HL7_SHARE:
+        yield from _hl7(rng, created, accession, ids)
     if status != "COMPLETED":
         return
     yield from _images_and_report(rng, history, now, modality, aet, accession, oid, sid, priority, sign, ids, summary)
+
+
+def _hl7(rng, created, accession, ids):
+    mid, oid = ids["hl7_message"], ids["hl7_outbox"]
+    ids["hl7_message"], ids["hl7_outbox"] = mid + 1, oid + 1
+    failed = rng.random() < HL7_IN_ERROR
+    yield (
+        Hl7Message,
+        {
+            "id": mid,
+            "received_at": created,
+            "sending_application": "DEMO_EHR",
+            "sending_facility": "DEMO",
+            "control_id": f"DEMO{mid}",
+            "message_type": "ORM^O01",
+            "version": "2.5.1",
+            "raw": b"demo",
+            "status": "error" if failed else "processed",
+            "ack_code": "AE" if failed else "AA",
+            "processed_at": created,
+        },
+    )
+    unsent = rng.random() < HL7_OUT_ERROR
+    yield (
+        Hl7Outbox,
+        {
+            "id": oid,
+            "created_at": created,
+            "destination": "EHR",
+            "message_type": "ORM^O01",
+            "control_id": f"DEMO{oid}",
+            "reference": accession,
+            "payload": "demo",
+            "status": "error" if unsent else "sent",
+            "next_attempt_at": created,
+            "sent_at": None if unsent else created,
+        },
+    )
 
 
 def _images_and_report(rng, history, now, modality, aet, accession, oid, sid, priority, sign, ids, summary):
