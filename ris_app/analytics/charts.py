@@ -76,7 +76,13 @@ def lines(
     title: str, labels: list[str], series: dict[str, list[float | None]], *, y_title: str = "", every: int = 1
 ) -> Markup:
     chart = pygal.Line(
-        title=title, y_title=y_title, x_label_rotation=30, show_minor_x_labels=False, dots_size=2.5, **BASE
+        title=title,
+        y_title=y_title,
+        x_label_rotation=30,
+        show_minor_x_labels=False,
+        dots_size=2.5,
+        include_x_axis=True,
+        **BASE,
     )
     chart.x_labels = labels
     chart.x_labels_major = labels[::every]
