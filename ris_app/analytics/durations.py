@@ -38,30 +38,15 @@ def _proposal(p80: float | None, count: int, planned: int) -> int | None:
 
 def durations(session: Session, f: Filter) -> dict:
     t = UtcDateTime
-    mpps = (
-        select(
-            PerformedProcedureStep.step_id.label("step_id"),
-            type_coerce(func.min(PerformedProcedureStep.started_at), t).label("s"),
-            type_coerce(func.max(PerformedProcedureStep.ended_at), t).label("e"),
-        )
-        .join(ScheduledProcedureStep, ScheduledProcedureStep.id == PerformedProcedureStep.step_id)
-        .where(ScheduledProcedureStep.start_datetime >= f.start, ScheduledProcedureStep.start_datetime < f.end)
-        .group_by(PerformedProcedureStep.step_id)
-        .subquery()
-    )
     q = (
         select(
             ProcedureCode.code,
             ScheduledProcedureStep.station_aet,
-            mpps.c.s,
-            mpps.c.e,
-            type_coerce(Study.first_received_at, t),
-            type_coerce(Study.last_received_at, t),
+            ScheduledProcedureStep.id,
+            RequestedProcedure.order_id,
         )
         .join(RequestedProcedure, RequestedProcedure.id == ScheduledProcedureStep.requested_procedure_id)
         .join(ProcedureCode, ProcedureCode.id == RequestedProcedure.procedure_code_id)
-        .outerjoin(mpps, mpps.c.step_id == ScheduledProcedureStep.id)
-        .outerjoin(Study, Study.order_id == RequestedProcedure.order_id)
         .where(
             ScheduledProcedureStep.start_datetime >= f.start,
             ScheduledProcedureStep.start_datetime < f.end,
@@ -72,9 +57,38 @@ def durations(session: Session, f: Filter) -> dict:
         q = q.where(ScheduledProcedureStep.modality == f.modality)
     if f.station_aet:
         q = q.where(ScheduledProcedureStep.station_aet == f.station_aet)
+    steps = session.execute(q).all()
+    # The times of those steps only, each read by its own index (step, order).
+    step_ids = q.with_only_columns(ScheduledProcedureStep.id).scalar_subquery()
+    order_ids = q.with_only_columns(RequestedProcedure.order_id).scalar_subquery()
+    mpps = {
+        r[0]: (r[1], r[2])
+        for r in session.execute(
+            select(
+                PerformedProcedureStep.step_id,
+                type_coerce(func.min(PerformedProcedureStep.started_at), t),
+                type_coerce(func.max(PerformedProcedureStep.ended_at), t),
+            )
+            .where(PerformedProcedureStep.step_id.in_(step_ids))
+            .group_by(PerformedProcedureStep.step_id)
+        )
+    }
+    images = {
+        r[0]: (r[1], r[2])
+        for r in session.execute(
+            select(
+                Study.order_id,
+                type_coerce(func.min(Study.first_received_at), t),
+                type_coerce(func.max(Study.last_received_at), t),
+            )
+            .where(Study.order_id.in_(order_ids))
+            .group_by(Study.order_id)
+        )
+    }
     taken: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for code, aet, s, e, first, last in session.execute(q):
-        d = minutes(s, e) if s is not None and e is not None else minutes(first, last)
+    for code, aet, step_id, order_id in steps:
+        s, e = mpps.get(step_id, (None, None))
+        d = minutes(s, e) if s is not None and e is not None else minutes(*images.get(order_id, (None, None)))
         if d is not None:
             taken[(code, aet)].append(d)
     catalog = {p.code: p for p in session.scalars(select(ProcedureCode))}
