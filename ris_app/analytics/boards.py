@@ -51,13 +51,15 @@ def _hours(x: float | None) -> float | None:
 def turnaround_board(session: Session, f: Filter, _targets) -> Board:
     data = turnaround(session, f)
     stages = data["stages"]
-    b = Board()
+    b = Board(
+        note="Exams not signed yet count only in the stages they reached: the last weeks' totals "
+        "look shorter until their slowest reports are signed."
+    )
     b.charts.append(
         charts.bars(
-            "Time spent in each stage (hours, log scale)",
+            "Time spent in each stage (hours)",
             [s["stage"] for s in stages],
             {"median": [_hours(s["median"]) for s in stages], "90th percentile": [_hours(s["p90"]) for s in stages]},
-            logarithmic=True,
         )
     )
     weeks = data["weeks"]

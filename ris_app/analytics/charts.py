@@ -18,10 +18,10 @@ STYLE = Style(
     foreground_subtle="#d6dde5",
     colors=("#1f5fbf", "#e07a10", "#067647", "#b42318", "#7a5af8", "#5b6b7c", "#0e9384"),
     font_family="DejaVu Sans, sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    legend_font_size=12,
-    title_font_size=14,
+    label_font_size=13,
+    major_label_font_size=13,
+    legend_font_size=14,
+    title_font_size=17,
     value_font_size=10,
 )
 BASE = {
@@ -36,8 +36,8 @@ BASE = {
     "print_values": False,
     "margin": 12,
     "margin_bottom": 34,  # room for a second row of legend under rotated labels
-    "show_minor_y_labels": False,
     "truncate_label": -1,
+    "truncate_legend": -1,
 }
 
 
@@ -57,13 +57,11 @@ def bars(
     *,
     y_title: str = "",
     stacked: bool = False,
-    logarithmic: bool = False,
 ) -> Markup:
     chart = (pygal.StackedBar if stacked else pygal.Bar)(
         title=title,
         y_title=y_title,
         x_label_rotation=30 if len(labels) > 5 else 0,
-        logarithmic=logarithmic,
         **BASE,
     )
     chart.x_labels = labels
