@@ -157,7 +157,8 @@ def generate(
     force: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Summary:
-    """Fill `days` site days up to yesterday. `scale` multiplies the daily volumes (the
+    """Fill `days` site days before today, and today up to now (exams finished by now:
+    nothing in the future, so no step waits for a worklist item). `scale` multiplies the daily volumes (the
     benchmarks use it to reach a million steps). Refuses a database with orders unless
     `force`. The caller commits."""
     if has_orders(conn) and not force:
@@ -186,14 +187,14 @@ def generate(
     summary, now = Summary(days=days), utcnow()
     buffers: dict[type, list[dict]] = {t: [] for t in TABLES[1:]}
     today = site_today()
-    for offset in range(days, 0, -1):
+    for offset in range(days, -1, -1):
         day = today - timedelta(days=offset)
         _day(rng, day, now, scale, stations, catalog, ids, run, first_patient, patients, buffers, summary)
         if sum(len(b) for b in buffers.values()) > BATCH * 4:
             for table, rows in buffers.items():
                 _flush(conn, table, rows)
                 rows.clear()
-        if offset % 30 == 0 or offset == 1:
+        if offset % 30 == 0 or offset == 0:
             progress(f"{day.isoformat()}: {summary.steps} steps so far")
     for table, rows in buffers.items():
         _flush(conn, table, rows)
@@ -232,7 +233,7 @@ def _day(rng, day, now, scale, stations, catalog, ids, run, first_patient, patie
             for _ in range(count):
                 proc = rng.choice(catalog[modality])
                 cursor += timedelta(minutes=rng.choice((0, 0, 0, 5, 10)))
-                if cursor >= hours[1]:
+                if cursor >= hours[1] or cursor + timedelta(minutes=2 * proc[3]) > now:
                     break
                 for row in _exam(
                     rng, cursor, now, modality, aet, proc, ids, run, first_patient + rng.randrange(patients), summary
