@@ -43,7 +43,7 @@ from ris_app.ops import migrate
 from ris_app.scheduling.catalog import seed_default_catalog
 
 TARGETS = {"STAT": 60, "HIGH": 240, "ROUTINE": 2880}
-DEMO_STEPS_PER_DAY = 93  # demo-data at scale 1: five rooms, weekly pattern
+DEMO_STEPS_PER_DAY = 83  # demo-data at scale 1: five rooms, weekly pattern (measured)
 
 
 # --------------------------------------------------------------------------- naive references
