@@ -31,6 +31,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def by_ids(session, ids: list[int], query, chunk: int = 2000) -> dict[int, tuple]:
+    """Run `query(chunk of ids)` over `ids` in chunks (bound parameters stay well under
+    SQLite's limit); {first column: the other columns}."""
+    out: dict[int, tuple] = {}
+    for n in range(0, len(ids), chunk):
+        for row in session.execute(query(ids[n : n + chunk])):
+            out[row[0]] = tuple(row[1:])
+    return out
+
+
 def minutes(start: datetime | None, end: datetime | None) -> float | None:
     """Minutes from start to end; None if either is missing or end comes first."""
     if start is None or end is None or end < start:

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from sqlalchemy import Select, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from ris_app.analytics.stats import Filter, minutes, summary, week_of
+from ris_app.analytics.stats import Filter, by_ids, minutes, summary, week_of
 from ris_app.db import UtcDateTime
 from ris_app.model import (
     Order,
@@ -55,23 +55,6 @@ def step_rows(f: Filter) -> Select:
     return narrow(q, f)
 
 
-def _history(session: Session, f: Filter) -> dict[int, tuple]:
-    """Per step: the first times it was scheduled, arrived and started."""
-    h = StepStatusChange
-    steps = step_rows(f).with_only_columns(ScheduledProcedureStep.id).scalar_subquery()
-    rows = session.execute(
-        select(
-            h.step_id,
-            _first(h.from_status.is_(None), h.changed_at),
-            _first(h.to_status == "ARRIVED", h.changed_at),
-            _first(h.to_status == "STARTED", h.changed_at),
-        )
-        .where(h.step_id.in_(steps))
-        .group_by(h.step_id)
-    )
-    return {r[0]: tuple(r[1:]) for r in rows}
-
-
 def narrow(q: Select, f: Filter) -> Select:
     """The filter's modality, room, priority and referrer (q joins step and order)."""
     if f.modality:
@@ -85,38 +68,45 @@ def narrow(q: Select, f: Filter) -> Select:
     return q
 
 
-def _later_times(session: Session, f: Filter) -> tuple[dict, dict]:
-    """MPPS starts per step; per order: images complete, preliminary, signed."""
-    orders = narrow(
-        select(Order.id)
-        .join(RequestedProcedure, RequestedProcedure.order_id == Order.id)
-        .join(ScheduledProcedureStep, ScheduledProcedureStep.requested_procedure_id == RequestedProcedure.id)
-        .where(Order.created_at >= f.start, Order.created_at < f.end),
-        f,
-    ).subquery()
-    mpps = dict(
-        session.execute(
-            select(ScheduledProcedureStep.id, type_coerce(func.min(PerformedProcedureStep.started_at), UtcDateTime))
-            .join(RequestedProcedure, RequestedProcedure.id == ScheduledProcedureStep.requested_procedure_id)
-            .join(PerformedProcedureStep, PerformedProcedureStep.step_id == ScheduledProcedureStep.id)
-            .where(RequestedProcedure.order_id.in_(select(orders.c.id)))
-            .group_by(ScheduledProcedureStep.id)
-        ).all()
+def _history(ids):
+    """Per step: the first times it was scheduled, arrived and started."""
+    h = StepStatusChange
+    return (
+        select(
+            h.step_id,
+            _first(h.from_status.is_(None), h.changed_at),
+            _first(h.to_status == "ARRIVED", h.changed_at),
+            _first(h.to_status == "STARTED", h.changed_at),
+        )
+        .where(h.step_id.in_(ids))
+        .group_by(h.step_id)
     )
-    images = type_coerce(func.min(func.coalesce(Study.stable_at, Study.last_received_at)), UtcDateTime)
-    rows = session.execute(
+
+
+def _mpps(ids):
+    """Per step: the earliest MPPS start."""
+    p = PerformedProcedureStep
+    return (
+        select(p.step_id, type_coerce(func.min(p.started_at), UtcDateTime))
+        .where(p.step_id.in_(ids))
+        .group_by(p.step_id)
+    )
+
+
+def _later(ids):
+    """Per order: images complete, preliminary, signed."""
+    return (
         select(
             Study.order_id,
-            images,
+            type_coerce(func.min(func.coalesce(Study.stable_at, Study.last_received_at)), UtcDateTime),
             type_coerce(func.min(ReportVersion.preliminary_at), UtcDateTime),
             type_coerce(func.min(ReportVersion.signed_at), UtcDateTime),
         )
         .outerjoin(Report, Report.study_id == Study.id)
         .outerjoin(ReportVersion, and_(ReportVersion.report_id == Report.id, ReportVersion.version == 1))
-        .where(Study.order_id.in_(select(orders.c.id)))
+        .where(Study.order_id.in_(ids))
         .group_by(Study.order_id)
-    ).all()
-    return mpps, {r[0]: r[1:] for r in rows}
+    )
 
 
 @dataclass
@@ -141,12 +131,16 @@ class Journey:
 
 
 def journeys(session: Session, f: Filter) -> list[Journey]:
-    mpps, later = _later_times(session, f)
-    history = _history(session, f)
+    rows = session.execute(step_rows(f)).all()
+    step_ids, order_ids = [r[0] for r in rows], sorted({r[1] for r in rows})
+    # The later times by the ids just read, in chunks: each is an index lookup, whatever
+    # plan a database would choose for the same filter as a subquery.
+    history, mpps = by_ids(session, step_ids, _history), by_ids(session, step_ids, _mpps)
+    later = by_ids(session, order_ids, _later)
     out = []
-    for step_id, order_id, ordered in session.execute(step_rows(f)).all():
+    for step_id, order_id, ordered in rows:
         scheduled, arrived, started = history.get(step_id, (None, None, None))
-        mpps_start = mpps.get(step_id)
+        (mpps_start,) = mpps.get(step_id, (None,))
         if mpps_start is not None and (started is None or mpps_start < started):
             started = mpps_start
         images, prelim, signed = later.get(order_id, (None, None, None))
