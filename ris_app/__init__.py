@@ -100,6 +100,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(billing_api_bp)
     app.register_blueprint(billing_pages_bp)
+    from ris_app.analytics.api import bp as analytics_api_bp
+    from ris_app.analytics.pages import bp as analytics_pages_bp
+
+    app.register_blueprint(analytics_api_bp)
+    app.register_blueprint(analytics_pages_bp)
     set_lead_hours(config.reminder_lead_hours)  # the reminders a booking here plans
 
     install_input_limits(app)

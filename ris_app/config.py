@@ -374,6 +374,11 @@ SETTINGS: tuple[Setting, ...] = (
         "33914-3,62238-1,98979-8",
         "OBX-3 codes (LOINC, comma-separated) of ORU^R01 results stored as eGFR.",
     ),
+    Setting(
+        "ORTHANC_RIS_READ_TARGET_MINUTES",
+        "STAT=60,HIGH=240,ROUTINE=2880",
+        "Reading targets per order priority, PRIORITY=minutes comma-separated: the analytics backlog counts unread studies older than their target.",
+    ),
 )
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
@@ -409,6 +414,19 @@ def _minutes(text: str) -> int:
     if minutes < 0:
         raise ValueError("ORTHANC_RIS_NO_SHOW_GRACE_MINUTES: minutes after the slot cannot be negative")
     return minutes
+
+
+def read_targets(text: str) -> dict[str, int]:
+    """ORTHANC_RIS_READ_TARGET_MINUTES: "STAT=60,ROUTINE=2880" -> {"STAT": 60, "ROUTINE": 2880}."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, minutes = part.partition("=")
+        if not name.strip() or not minutes.strip().isdigit() or int(minutes) < 1:
+            raise ValueError(
+                "ORTHANC_RIS_READ_TARGET_MINUTES: PRIORITY=minutes separated by commas, such as STAT=60,ROUTINE=2880"
+            )
+        out[name.strip().upper()] = int(minutes)
+    return out
 
 
 def _get(env: dict[str, str], name: str) -> str:
@@ -490,6 +508,7 @@ class Config:
     smtp_password: str = ""
     sms_webhook_url: str = ""
     no_show_grace_minutes: int = 30
+    read_target_minutes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, create_secrets: bool = True) -> Config:
@@ -591,4 +610,5 @@ class Config:
             smtp_password=_get(env, "ORTHANC_RIS_SMTP_PASSWORD"),
             sms_webhook_url=_get(env, "ORTHANC_RIS_SMS_WEBHOOK_URL").strip(),
             no_show_grace_minutes=_minutes(_get(env, "ORTHANC_RIS_NO_SHOW_GRACE_MINUTES")),
+            read_target_minutes=read_targets(_get(env, "ORTHANC_RIS_READ_TARGET_MINUTES")),
         )

@@ -20,6 +20,7 @@ DOMAIN_PACKAGES = (
     "reminders",
     "billing",
     "registration",
+    "analytics",
 )
 WEB_MODULES = {"api.py", "pages.py"}  # the only modules of a domain package that speak HTTP
 WEB_SUFFIX = "_pages.py"  # ... besides pages split by who uses them (frontdesk: setup_pages, clash_pages)

@@ -13,10 +13,12 @@
   reminders   the outbox of messages to patients about their appointments
   billing     billable catalog rows, their prices, the charges of performed exams
   registration the clinical record for safe imaging, insurance, other IDs, safety checks
+  analytics   the indexes the dashboards read by
 """
 
 from __future__ import annotations
 
+from ris_app.model import analytics as _analytics  # noqa: F401  (registers its indexes)
 from ris_app.model.audit import AuditEvent
 from ris_app.model.billing import BillingItem, BillingPrice, Charge
 from ris_app.model.hl7 import Hl7Message, Hl7Outbox, InboundStatus, OutboxStatus

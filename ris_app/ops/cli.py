@@ -287,5 +287,37 @@ def audit_verify() -> None:
         raise SystemExit(1)
 
 
+@main.command("demo-data")
+@click.option(
+    "--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="Site days of history, up to yesterday."
+)
+@click.option(
+    "--scale", default=1.0, show_default=True, type=click.FloatRange(0.01, 1000), help="Multiplies the daily volumes."
+)
+@click.option("--seed", default=13, show_default=True, help="The same seed gives the same history.")
+@click.option("--force", is_flag=True, help="Add demo history to a database that already holds orders.")
+def demo_data(days: int, scale: float, seed: int, force: bool) -> None:
+    """Fill the database with a plausible history (orders, bookings, no-shows, exams,
+    reports) so the analytics dashboards show something; synthetic patients only."""
+    from ris_app import clock
+    from ris_app.analytics.demo import Refused, generate
+    from ris_app.db import make_engine
+
+    cfg = Config.from_env()
+    clock.set_site_zone(clock.site_zone(cfg))
+    engine = make_engine(cfg.database_url)
+    try:
+        with engine.begin() as conn:
+            summary = generate(conn, days, scale=scale, seed=seed, force=force, progress=click.echo)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(
+        f"{summary.steps} steps over {summary.days} days: {summary.no_shows} no-shows, "
+        f"{summary.cancelled} cancelled, {summary.reports} reports"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -202,6 +202,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("hl7_api.post_reprocess", "POST"): Audited("hl7.reprocess", handed_over=True),
     ("hl7_api.post_outbox_retry", "POST"): Audited("hl7.retry"),
     ("hl7_api.post_outbox_discard", "POST"): Audited("hl7.discard"),
+    ("analytics.adopt_duration", "POST"): Audited("catalog.update"),
     # the Orthanc plugin, relaying DICOM: the AE is the actor
     ("worklist_admin.post_worklist_find", "POST"): Audited("worklist.query", ae=_header_ae("X-Calling-AET")),
     ("tracking_api.post_study_event", "POST"): Audited(_study_event_action, ae=_study_event_ae),
