@@ -9,20 +9,18 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ris_app.analytics.stats import Filter, minutes, percentile
-from ris_app.db import UtcDateTime
+from ris_app.analytics.stats import Filter, by_ids, minutes, percentile
+from ris_app.analytics.utilisation import image_span, mpps_span
 from ris_app.frontdesk.resources import find_procedure, update_procedure
 from ris_app.model import (
-    PerformedProcedureStep,
     ProcedureCode,
     RequestedProcedure,
     ScheduledProcedureStep,
     Station,
     StationProcedure,
-    Study,
 )
 
 MIN_EXAMS = 10
@@ -37,7 +35,6 @@ def _proposal(p80: float | None, count: int, planned: int) -> int | None:
 
 
 def durations(session: Session, f: Filter) -> dict:
-    t = UtcDateTime
     q = (
         select(
             ProcedureCode.code,
@@ -60,33 +57,9 @@ def durations(session: Session, f: Filter) -> dict:
     if f.station_aet:
         q = q.where(ScheduledProcedureStep.station_aet == f.station_aet)
     steps = [r for r in session.execute(q) if r[4] == "COMPLETED"]
-    # The times of those steps only, each read by its own index (step, order).
-    step_ids = q.with_only_columns(ScheduledProcedureStep.id).scalar_subquery()
-    order_ids = q.with_only_columns(RequestedProcedure.order_id).scalar_subquery()
-    mpps = {
-        r[0]: (r[1], r[2])
-        for r in session.execute(
-            select(
-                PerformedProcedureStep.step_id,
-                type_coerce(func.min(PerformedProcedureStep.started_at), t),
-                type_coerce(func.max(PerformedProcedureStep.ended_at), t),
-            )
-            .where(PerformedProcedureStep.step_id.in_(step_ids))
-            .group_by(PerformedProcedureStep.step_id)
-        )
-    }
-    images = {
-        r[0]: (r[1], r[2])
-        for r in session.execute(
-            select(
-                Study.order_id,
-                type_coerce(func.min(Study.first_received_at), t),
-                type_coerce(func.max(Study.last_received_at), t),
-            )
-            .where(Study.order_id.in_(order_ids))
-            .group_by(Study.order_id)
-        )
-    }
+    # Their MPPS and images by the ids just read (index lookups, as in turnaround).
+    mpps = by_ids(session, [r[2] for r in steps], mpps_span)
+    images = by_ids(session, sorted({r[3] for r in steps}), image_span)
     taken: dict[tuple[str, str], list[float]] = defaultdict(list)
     for code, aet, step_id, order_id, _ in steps:
         s, e = mpps.get(step_id, (None, None))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from ris_app.analytics.stats import Filter
+from ris_app.analytics.stats import Filter, by_ids
 from ris_app.clock import from_site, to_site
 from ris_app.db import UtcDateTime
 from ris_app.model import (
@@ -100,17 +100,31 @@ def _stations(session: Session, f: Filter) -> list[Station]:
     return list(session.scalars(q))
 
 
-def _steps(session: Session, aets: list[str], f: Filter):
-    steps = (
-        select(ScheduledProcedureStep.id)
-        .where(
-            ScheduledProcedureStep.station_aet.in_(aets),
-            ScheduledProcedureStep.start_datetime >= f.start,
-            ScheduledProcedureStep.start_datetime < f.end,
-            ScheduledProcedureStep.status != "CANCELED",
-        )
-        .scalar_subquery()
+def mpps_span(ids):
+    """Per step: its MPPS start and end."""
+    p, t = PerformedProcedureStep, UtcDateTime
+    return (
+        select(p.step_id, type_coerce(func.min(p.started_at), t), type_coerce(func.max(p.ended_at), t))
+        .where(p.step_id.in_(ids))
+        .group_by(p.step_id)
     )
+
+
+def image_span(ids):
+    """Per order: its first and last image."""
+    t = UtcDateTime
+    return (
+        select(
+            Study.order_id,
+            type_coerce(func.min(Study.first_received_at), t),
+            type_coerce(func.max(Study.last_received_at), t),
+        )
+        .where(Study.order_id.in_(ids))
+        .group_by(Study.order_id)
+    )
+
+
+def _steps(session: Session, aets: list[str], f: Filter):
     rows = session.execute(
         select(
             ScheduledProcedureStep.id,
@@ -120,42 +134,16 @@ def _steps(session: Session, aets: list[str], f: Filter):
             RequestedProcedure.order_id,
         )
         .join(RequestedProcedure, RequestedProcedure.id == ScheduledProcedureStep.requested_procedure_id)
-        .where(ScheduledProcedureStep.id.in_(steps))
-    ).all()
-    t = UtcDateTime
-    mpps = {
-        r[0]: (r[1], r[2])
-        for r in session.execute(
-            select(
-                PerformedProcedureStep.step_id,
-                type_coerce(func.min(PerformedProcedureStep.started_at), t),
-                type_coerce(func.max(PerformedProcedureStep.ended_at), t),
-            )
-            .where(PerformedProcedureStep.step_id.in_(steps))
-            .group_by(PerformedProcedureStep.step_id)
+        .where(
+            ScheduledProcedureStep.station_aet.in_(aets),
+            ScheduledProcedureStep.start_datetime >= f.start,
+            ScheduledProcedureStep.start_datetime < f.end,
+            ScheduledProcedureStep.status != "CANCELED",
         )
-    }
-    order_ids = {r[4] for r in rows}
-    images = {}
-    if order_ids:
-        images = {
-            r[0]: (r[1], r[2])
-            for r in session.execute(
-                select(
-                    Study.order_id,
-                    type_coerce(func.min(Study.first_received_at), t),
-                    type_coerce(func.max(Study.last_received_at), t),
-                )
-                .where(
-                    Study.order_id.in_(
-                        select(RequestedProcedure.order_id)
-                        .join(ScheduledProcedureStep)
-                        .where(ScheduledProcedureStep.id.in_(steps))
-                    )
-                )
-                .group_by(Study.order_id)
-            )
-        }
+    ).all()
+    # Their MPPS and images by the ids just read (index lookups, as in turnaround).
+    mpps = by_ids(session, [r[0] for r in rows], mpps_span)
+    images = by_ids(session, sorted({r[4] for r in rows}), image_span)
     return rows, mpps, images
 
 
