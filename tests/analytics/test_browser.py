@@ -1,6 +1,7 @@
 """Each dashboard in Debian's chromium over 120 days of demo history: the charts are
-drawn, the tables are beside them, and a screenshot of each goes to docs/screenshots/
-(analytics-<theme>.png) to be looked at."""
+drawn, the tables are beside them, and a screenshot of each goes to test-output/
+(analytics-<theme>.png) to be looked at, then copied to docs/screenshots/ by hand: a test
+run must not change the repository."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from ris_app.analytics.boards import THEMES
 from ris_app.analytics.demo import generate
 from ris_app.db import transaction
 from ris_app.web.auth import create_user
-from tests.conftest import free_port
+from tests.conftest import TEST_OUTPUT, free_port
 from tests.e2e.test_pages_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = TEST_OUTPUT
 PASSWORD = "manager of the dept 1"
 
 
