@@ -140,6 +140,14 @@ def get_billing_items():
     return jsonify(items=[item_json(i) for i in items])
 
 
+def _priced(item, body: dict):
+    """Give `item` the price the request body names from its day on; the answer: the row."""
+    amount = parse_amount(v.text(body, "amount", required=True, max_len=16) or "")
+    catalog.set_price(db(), item, amount, v.iso_date(body, "valid_from", required=True), actor())  # type: ignore[arg-type]
+    commit()
+    return jsonify(item_json(item)), 201
+
+
 @bp.post("/billing/items")
 @api_roles(*ADMIN)
 def post_billing_item():
@@ -173,15 +181,7 @@ def post_billing_item():
         quantity=quantity,
         performed_code=v.text(body, "performed_code", max_len=16) or "",
     )
-    catalog.set_price(
-        db(),
-        item,
-        parse_amount(v.text(body, "amount", required=True, max_len=16) or ""),
-        v.iso_date(body, "valid_from", required=True),  # type: ignore[arg-type]
-        actor(),
-    )
-    commit()
-    return jsonify(item_json(item)), 201
+    return _priced(item, body)
 
 
 @bp.post("/billing/items/<int:item_id>/prices")
@@ -201,12 +201,4 @@ def post_billing_price(item_id: int):
     """
     body = v.json_body(request)
     item = catalog.find_item(db(), item_id)
-    catalog.set_price(
-        db(),
-        item,
-        parse_amount(v.text(body, "amount", required=True, max_len=16) or ""),
-        v.iso_date(body, "valid_from", required=True),  # type: ignore[arg-type]
-        actor(),
-    )
-    commit()
-    return jsonify(item_json(item)), 201
+    return _priced(item, body)
