@@ -307,3 +307,14 @@ def test_the_rules_run_again_when_an_exam_is_moved(client, auth):
     later = (site_now() + timedelta(days=2)).strftime("%Y-%m-%dT11:00")
     r = client.post("/api/orders/MOVE1/reschedule", json={"scheduled_start": later}, headers=auth)
     assert r.status_code == 422 and r.json["error"]["code"] == "unsafe"
+
+
+def test_an_adt_registration_of_a_likely_duplicate_is_accepted_with_a_warning_err(app):
+    """The EHR's identity is authoritative (AA), and its interface engine gets an ERR it can
+    route to a person (severity W, pointing at PID-3), not only MSA-3 text."""
+    processor = InboundProcessor(app.extensions["ris_sessions"], Hl7Settings(), app.config["RIS"])
+    processor.receive(H.build(H.ADT_A04, mrn="ERR-DUP1", family="Jürgens", given="Zoë", birth="19700101"))
+    outcome = processor.receive(H.build(H.ADT_A04, mrn="ERR-DUP2", family="JURGENS", given="zoe", birth="19700101"))
+    assert outcome.ack_code == "AA" and "possible duplicate of MRN ERR-DUP1" in outcome.text
+    [err] = [seg for seg in outcome.ack.decode().split("\r") if seg.startswith("ERR")]
+    assert err.startswith("ERR|PID^1^3^^0&Message accepted&HL70357"), err  # ADT_A04 is 2.3.1: ERR-1 only
