@@ -121,13 +121,18 @@ def step_changed(
 
 
 def patient_changed(patient: Patient) -> None:
-    """Told that a patient's demographics changed, or that orders moved to this patient.
-    Each step is locked first: another writer moving one of them meanwhile is waited for,
-    not overwritten (nor answered with a stale-version error)."""
+    """Told that a patient's demographics or record changed, or that orders moved to this
+    patient. Each step is locked first: another writer moving one of them meanwhile is
+    waited for, not overwritten (nor answered with a stale-version error). Exams not yet
+    started are checked against the safety rules again: a new low eGFR or allergy holds a
+    booked contrast exam (kept out of the worklist) at once, not only at check-in; a
+    better result releases it."""
     for order in patient.orders:
         for rp in order.requested_procedures:
             for step in rp.steps:
                 lock_step(step)
+                if step.status in STARTABLE:
+                    safety_check(step, "record", SafetyPolicy.HOLD)
                 step_changed(step)
 
 
