@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from ris_app.frontdesk.api import clash_policy
-from ris_app.frontdesk.resources import add_procedure
+from ris_app.frontdesk.resources import add_procedure, add_station
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -22,7 +22,6 @@ from ris_app.model import (
 from ris_app.orthanc.modalities import publish_station
 from ris_app.registration.duplicates import possible_duplicates
 from ris_app.registration.record import apply_json, set_preauth
-from ris_app.scheduling.fields import check_modality
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -367,18 +366,16 @@ def post_station():
         201: {description: Added, content: {application/json: {schema: {type: object}}}}
     """
     body = v.json_body(request)
-    st = Station(
-        aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
-        name=v.text(body, "name", max_len=16),
-        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
-        location=v.text(body, "location", max_len=16),
-        worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
-        host=v.ip_host(body, "host"),
+    st = add_station(
+        db(),
+        v.text(body, "aet", required=True),
+        v.text(body, "modality", required=True, max_len=16),
+        name=v.text(body, "name"),
+        location=v.text(body, "location"),
+        host=v.text(body, "host"),
         port=v.tcp_port(body, "port"),
+        own_steps_only=body.get("worklist_own_steps_only") is True,
     )
-    if "\\" in st.aet:
-        raise ApiError(400, "one AE title per station", field="aet")
-    db().add(st)
     commit()
     # The station is Orthanc's allowlist: declare it now, so the scanner can query at once.
     publish_station(settings(), st)

@@ -77,6 +77,12 @@ def _setup_subject() -> str:
     return f"procedure {code}"[:80] if isinstance(code, str) and code else ""
 
 
+def _new_station() -> str:
+    body = request.get_json(silent=True) if request.is_json else request.form
+    aet = body.get("aet") if hasattr(body, "get") else None
+    return f"station {aet.strip()}"[:80] if isinstance(aet, str) and aet.strip() else ""
+
+
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
@@ -159,6 +165,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("clashes.clashes_page", "GET"): Audited("worklist.read"),
     ("clashes.reschedule", "POST"): Audited("step.reschedule"),
     ("clashes.keep", "POST"): Audited("booking.keep"),
+    ("setup.stations", "POST"): Audited("station.create", detail=_new_station),
+    ("api.post_station", "POST"): Audited("station.create", detail=_new_station),
     ("setup.station", "POST"): Audited("station.update", detail=_setup_subject),
     ("setup.hours", "POST"): Audited("station.update", detail=_setup_subject),
     ("setup.add_block", "POST"): Audited("station.update", detail=_setup_subject),
