@@ -39,6 +39,7 @@ from ris_app.reporting.lifecycle import (
 from ris_app.reporting.outbox import LABELS, retry_now, task_json, tasks_of
 from ris_app.reporting.reading_list import UNREAD, ReadingFilters, priors_of, radiologists, reading_worklist
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
+from ris_app.viewer.routes import EXPLORER_ROLES, VIEWER_ROLES
 from ris_app.web import db, login_guard, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
 
@@ -248,14 +249,37 @@ def republish(version_id: int):
     )
 
 
+# The viewers a study opens in, and who may use each: the viewer part's own role sets
+# (viewer/routes.py), so a link is shown exactly when the viewer would let its user in.
+# OHIF is read-only for everyone (its proxy forwards DICOMweb reads only); Explorer reads
+# everything in Orthanc, so it is for fewer roles.
+VIEWERS: dict[str, tuple[str, frozenset[str]]] = {
+    "ohif": ("Open in OHIF", VIEWER_ROLES),
+    "explorer": ("Orthanc Explorer", EXPLORER_ROLES),
+}
+
+
+@bp.app_template_global()
+def viewer_links(study: Study) -> list[dict[str, str]]:
+    """The viewer links of `study` the logged-in user may follow (every page's viewer
+    links come from here and go through open_viewer, never straight to Orthanc)."""
+    user = current_user()
+    role = user.role if user is not None else None
+    return [
+        {"viewer": name, "label": label, "href": url_for("reading.open_viewer", study_id=study.id, viewer=name)}
+        for name, (label, roles) in VIEWERS.items()
+        if role in roles
+    ]
+
+
 @bp.get("/studies/<int:study_id>/open/<viewer>")
 @login_required("radiologist", "technologist")
 def open_viewer(study_id: int, viewer: str):
     """Hand the logged-in user over to the viewer part, on this study."""
     study, cfg = _study(study_id), settings()
-    if viewer not in ("ohif", "explorer"):
+    if viewer not in VIEWERS:
         abort(404)
-    if viewer == "explorer" and current_user().role not in ("radiologist", "admin"):
+    if current_user().role not in VIEWERS[viewer][1]:
         abort(403)
     if cfg.ohif_url:  # Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's login
         if viewer == "ohif":
