@@ -44,6 +44,7 @@ from ris_app.reporting.sharing import state as share_state
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_base_url, viewer_login_url
 from ris_app.web import db, login_guard, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
+from ris_app.web.live import live_page
 
 bp = Blueprint("reading", __name__, url_prefix="/reading")
 bp.before_request(check_csrf)  # every form here carries the session's token
@@ -72,6 +73,7 @@ def _date_arg(name: str) -> date | None:
 
 @bp.get("")
 @login_required(*READERS)
+@live_page
 def worklist():
     s = db()
     mine = request.args.get("radiologist", "")

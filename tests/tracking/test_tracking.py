@@ -261,6 +261,7 @@ def test_journey_and_sync_summary(client, auth):
         "arrived",
         "started",
         "images_complete",
+        "completed",
         "reported",
         "signed",
     ]
