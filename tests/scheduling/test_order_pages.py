@@ -242,3 +242,14 @@ def test_live_pages_answer_304_when_nothing_changed(app, client, path):
     _post(client, f"/orders/{acc}/status", token, {"action": "arrive"})
     changed = client.get(url, headers={"If-None-Match": first.headers["ETag"]})
     assert changed.status_code == 200 or path == "/reading"  # the reading list shows studies only
+
+
+def test_the_api_cancel_takes_a_reason_and_shows_who(app, client, auth):
+    from tests.tracking.test_tracking import _order, _patient
+
+    _patient(client, auth)
+    acc = _order(client, auth)["accession_number"]
+    r = client.post(f"/api/orders/{acc}/status", json={"action": "cancel", "reason": "EHR: duplicate"}, headers=auth)
+    assert r.status_code == 200
+    last = r.json["scheduled_procedure_step"]["history"][-1]
+    assert (last["to"], last["actor"], last["reason"]) == ("CANCELED", "api:ORTHANC_RIS_API_TOKEN", "EHR: duplicate")

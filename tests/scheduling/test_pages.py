@@ -454,8 +454,9 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
     )
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert "images complete" in html and "not yet" not in html
-    history = re.findall(r"<td>([^<]+)</td><td>(\w+)</td><td>(\w+)</td></tr>", html)
-    assert history == [("—", "scheduled", "page"), ("scheduled", "started", "images")]  # with their cause
+    history = re.findall(r"<td>([^<]+)</td><td>(\w+)</td><td class=\"actor\">([^<]+)</td><td>(\w+)</td>", html)
+    # with who (the clerk; the sync's own write names its part) and the cause
+    assert history == [("—", "scheduled", "clerk1", "page"), ("scheduled", "started", "images", "images")]
 
 
 def test_studies_page_flags_unmatched(app, client, clerk):
