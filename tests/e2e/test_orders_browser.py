@@ -78,6 +78,11 @@ def test_order_page_edits_follows_images_live_and_cancel_asks_why(system, page, 
     expect(page.locator("#live-status")).to_contain_text("Updated")
     expect(page.locator("#edit-order-link")).to_have_count(0)  # started: no more edits
     _shot(page, "live-images")
+    page.click("text=Exam journey")
+    events = page.locator("#journey-events")
+    expect(events).to_contain_text("first image received")
+    expect(events).to_contain_text("plugin")
+    _shot(page, "journey")
 
     # Cancel from the schedule: a page that asks why, then back to the schedule.
     page.goto(system.ris_url + "/")
