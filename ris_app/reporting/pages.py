@@ -50,6 +50,7 @@ from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_logi
 from ris_app.viewer.routes import EXPLORER_ROLES, VIEWER_ROLES
 from ris_app.web import db, login_guard, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
+from ris_app.web.live import live_page
 
 bp = Blueprint("reading", __name__, url_prefix="/reading")
 bp.before_request(check_csrf)  # every form here carries the session's token
@@ -74,6 +75,7 @@ def report_for_order(order: Order) -> Report | None:
 
 @bp.get("")
 @login_required(*READERS)
+@live_page
 def worklist():
     s = db()
     filters = ReadingFilters.from_args(request.args)

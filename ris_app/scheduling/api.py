@@ -249,6 +249,7 @@ def post_order_status(accession: str):
               properties:
                 action: {type: string}
                 version: {type: integer, description: "the order's version as read; a newer one answers 409"}
+                reason: {type: string, maxLength: 255, description: "why (a cancel's): kept in the history, sent in ORC-16"}
       responses:
         200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
         409: {description: The move is not allowed now, or the step changed since the version sent}
@@ -257,7 +258,8 @@ def post_order_status(accession: str):
     action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
     expected = v.expected_version(body, request)
     order = find_order(db(), accession)
-    apply_action(primary_step(order), action, source="api", expected_version=expected)
+    reason = v.text(body, "reason", max_len=255, forbid="")
+    apply_action(primary_step(order), action, source="api", expected_version=expected, reason=reason)
     commit()
     return jsonify(order_json(order, _order_study(order)))
 

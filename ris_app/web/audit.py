@@ -96,6 +96,13 @@ def _report_action() -> str:
     return _REPORT_ACTIONS.get(request.form.get("action", ""), "report.save")
 
 
+def _cancel_detail() -> str:
+    """The listed reason of a cancel (its free text may name people: not in the trail)."""
+    from ris_app.scheduling.edit import CANCEL_REASONS
+
+    return f"cancel: {CANCEL_REASONS.get(request.form.get('reason', ''), 'no reason given')}"
+
+
 def _charge_action() -> str:
     """charge.review, charge.send or charge.correct: the route's action."""
     return f"charge.{(request.view_args or {}).get('action', 'change')}"
@@ -140,6 +147,10 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.new_patient", "POST"): Audited("patient.create"),
     ("pages.new_order", "POST"): Audited("order.create"),
     ("pages.order_status", "POST"): Audited("step.move"),
+    ("order_pages.edit_page", "GET"): Audited("order.read"),
+    ("order_pages.edit_page", "POST"): Audited("order.update"),
+    ("order_pages.cancel_page", "GET"): Audited("order.read"),
+    ("order_pages.cancel_page", "POST"): Audited("step.move", detail=_cancel_detail),
     ("registration_pages.safety_override", "POST"): Audited("safety.override"),
     ("registration_pages.patient_record", "GET"): Audited("patient.read"),
     ("registration_pages.patient_record_save", "POST"): Audited("patient.update"),
@@ -344,7 +355,7 @@ def _outcome(audited: Audited | None, status: int) -> str | None:
     """The outcome of a request no commit recorded; None: nothing to record."""
     if status in (401, 403):
         return REFUSED
-    if audited is None:
+    if audited is None or status == 304:  # 304: a live page's refresh that sent nothing (web/live.py)
         return None
     if status >= 400:
         return FAILED
