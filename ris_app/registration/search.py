@@ -124,8 +124,7 @@ def search_patients(session: Session, query: str, limit: int = LIMIT) -> list[Pa
         .order_by(
             Patient.merged_into_id.is_not(None),
             rank,
-            Patient.family_name,
-            Patient.given_name,
+            Patient.name_key,  # folded: the same order on SQLite and PostgreSQL, whatever the collation
             Patient.birth_date,
             Patient.id,
         )
