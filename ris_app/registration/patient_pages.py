@@ -11,7 +11,7 @@ from sqlalchemy import select
 from ris_app.errors import DomainError
 from ris_app.model import Patient, Study
 from ris_app.registration.duplicates import possible_duplicates
-from ris_app.registration.search import LIMIT, search_patients
+from ris_app.registration.search import LIMIT, names_mrn, search_patients
 from ris_app.reporting.lifecycle import report_of
 from ris_app.scheduling.orders import find_patient, primary_step
 from ris_app.scheduling.pages import SEX_LABELS, _read_patient, patient_fields_context
@@ -77,7 +77,7 @@ def _render(p: Patient, f: Form, status: int = 200):
     orders = sorted(p.orders, key=lambda o: o.created_at, reverse=True)
     linked = patient_studies(s, p)
     unlinked = s.scalars(
-        select(Study).where(Study.order_id.is_(None), Study.patient_mrn == p.mrn, Study.deleted_at.is_(None))
+        select(Study).where(Study.order_id.is_(None), names_mrn(Study.patient_mrn, p.mrn), Study.deleted_at.is_(None))
     ).all()
     studies = sorted([*linked, *unlinked], key=lambda st: st.first_received_at, reverse=True)
     page = render_template(

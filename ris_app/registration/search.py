@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from datetime import date
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ris_app.model import Patient
@@ -34,6 +34,12 @@ def mrn_clause(mrn: str):
     """The SQL condition "this patient has MRN `mrn`", as ORTHANC_RIS_MRN_CASE_INSENSITIVE
     says: by the key (p2001 = P2001) or exactly. The one comparison of MRNs."""
     return Patient.mrn_key == mrn_key(mrn) if case_insensitive() else Patient.mrn == mrn
+
+
+def names_mrn(column, mrn: str):
+    """The SQL condition "`column` (a PatientID kept elsewhere, e.g. a study's) is `mrn`",
+    compared as mrn_clause (upper() is portable; the key is upper-cased MRN)."""
+    return func.upper(column) == mrn_key(mrn) if case_insensitive() else column == mrn
 
 
 def mrn_in(mrns: Iterable[str]):

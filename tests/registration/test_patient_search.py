@@ -19,6 +19,7 @@ from tests.clock.test_site_zone import _insert, empty_database_url  # noqa: F401
 from tests.fixtures import hl7_messages as H
 from tests.fixtures.web import login
 from tests.registration.test_registration import _hl7
+from tests.tracking.test_tracking import _study
 from tests.worklist.test_worklist_rules import _order, accessions, find, query
 
 pytestmark = pytest.mark.db
@@ -143,6 +144,7 @@ def test_search_page_lookup_json_and_patient_page(app, client, auth, people):
     accession = _order(client, auth, "P2001")["accession_number"]
     twin = {"mrn": "D1", "family_name": "MULLER", "given_name": "hans", "birth_date": "1970-01-02"}
     assert client.post("/api/patients", json=twin, headers=auth).status_code == 201
+    _study(client, auth, uid="9.9.9.1", oid="o-unlinked", pid="p2001", name="MULLER^HANS")  # no accession: unlinked
     login(app, client, "technologist", "tom")
     page = client.get("/patients?q=muller").get_data(as_text=True)
     assert 'id="patient-results"' in page and "/patients/P2001" in page and "Zoë" in page
@@ -159,6 +161,7 @@ def test_search_page_lookup_json_and_patient_page(app, client, auth, people):
     }
     page = client.get("/patients/p2001").get_data(as_text=True)  # any case
     assert "MRN P2001" in page and accession in page and "/patients/P2001/record" in page
+    assert 'id="patient-studies"' in page and "2026-11-28" in page  # its images sent under p2001
     assert "Likely duplicates" in page and "/patients/D1" in page  # same birth date, name folded alike
     assert 'id="patient-edit"' not in page  # technologists read, the desk corrects
     assert client.post("/patients/P2001", data={"family_name": "X"}).status_code in (400, 403)
