@@ -83,6 +83,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(registration_api_bp)
     app.register_blueprint(registration_pages_bp)
+    from ris_app.registration.patient_pages import bp as patient_pages_bp
+
+    app.register_blueprint(patient_pages_bp)  # finding a patient, the patient page
     from ris_app.frontdesk.api import bp as frontdesk_api_bp
 
     app.register_blueprint(frontdesk_api_bp)

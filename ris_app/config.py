@@ -365,6 +365,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Assigning authority (PID-3.4) the MRN must carry when several repetitions are typed MR; empty accepts any.",
     ),
     Setting(
+        "ORTHANC_RIS_MRN_CASE_INSENSITIVE",
+        "true",
+        "Compare MRNs without case (p2001 and P2001 are one patient) in every lookup: pages, API, HL7, worklist, import; the MRN is kept as first written.",
+    ),
+    Setting(
         "ORTHANC_RIS_HL7_CREATININE_CODES",
         "2160-0",
         "OBX-3 codes (LOINC, comma-separated) of ORU^R01 results stored as serum creatinine.",

@@ -13,6 +13,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    event,
     func,
 )
 from sqlalchemy import (
@@ -37,7 +38,7 @@ class Patient(Base):
     middle_name: Mapped[str] = mapped_column(String(128), default="")
     name_prefix: Mapped[str] = mapped_column(String(64), default="")
     name_suffix: Mapped[str] = mapped_column(String(64), default="")
-    birth_date: Mapped[date | None] = mapped_column(Date)
+    birth_date: Mapped[date | None] = mapped_column(Date, index=True)
     sex: Mapped[str] = mapped_column(String(1), default="U")  # M F O U
     phone: Mapped[str] = mapped_column(String(64), default="")
     email: Mapped[str] = mapped_column(String(255), default="")
@@ -52,9 +53,24 @@ class Patient(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     # Set when this record was merged into another (the survivor keeps orders and studies).
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
+    # Search keys (ris_app/registration/keys.py), set before every write by _fill_keys:
+    # the names folded without accents or case, the MRN as compared, the phone's digits.
+    name_key: Mapped[str] = mapped_column(String(400), default="", server_default="", index=True)
+    mrn_key: Mapped[str] = mapped_column(String(64), default="", server_default="", index=True)
+    phone_digits: Mapped[str] = mapped_column(String(64), default="", server_default="", index=True)
 
     orders: Mapped[list[Order]] = relationship(back_populates="patient")
     merged_into: Mapped[Patient | None] = relationship(remote_side=[id])
+
+
+@event.listens_for(Patient, "before_insert")
+@event.listens_for(Patient, "before_update")
+def _fill_keys(_mapper, _connection, patient: Patient) -> None:
+    """Every write of a patient (pages, API, HL7 ADT, import, merge) refreshes its search
+    keys: one place, so no path can leave them stale."""
+    from ris_app.registration.keys import fill  # a plain module; imported late to keep the model first
+
+    fill(patient)
 
 
 class ProcedureCode(Base):

@@ -5,25 +5,12 @@ A warning only: twins share birth dates and families share phones."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ris_app.model import Patient
-
-
-def fold(name: str) -> str:
-    """A name without accents, case, spaces, hyphens or apostrophes: Müller and MULLER
-    fold alike, as do O'Brien and Obrien."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return re.sub(r"[\s\-'.]", "", bare.casefold())
-
-
-def _digits(phone: str) -> str:
-    return re.sub(r"\D", "", phone or "")
+from ris_app.registration.keys import fold
+from ris_app.registration.keys import phone_digits as _digits
 
 
 def reasons(patient: Patient, other: Patient) -> list[str]:
@@ -48,7 +35,7 @@ def possible_duplicates(session: Session, patient: Patient, limit: int = 5) -> l
     if patient.birth_date is not None:
         clauses.append(Patient.birth_date == patient.birth_date)
     if len(_digits(patient.phone)) >= 6:
-        clauses.append(Patient.phone != "")  # phones are written many ways: compared below
+        clauses.append(Patient.phone_digits == _digits(patient.phone))  # the digits, however written
     if not clauses:
         return []
     stmt = select(Patient).where(or_(*clauses), Patient.id != patient.id, Patient.merged_into_id.is_(None))

@@ -23,6 +23,7 @@ class RegistrationSettings:
     mrn_authority: str = ""
     creatinine_codes: tuple[str, ...] = ("2160-0",)
     egfr_codes: tuple[str, ...] = ("33914-3", "62238-1", "98979-8")
+    mrn_case_insensitive: bool = True  # p2001 and P2001 are one patient
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RegistrationSettings:
@@ -43,6 +44,7 @@ class RegistrationSettings:
             mrn_authority=get("ORTHANC_RIS_HL7_MRN_AUTHORITY"),
             creatinine_codes=_codes(get("ORTHANC_RIS_HL7_CREATININE_CODES")),
             egfr_codes=_codes(get("ORTHANC_RIS_HL7_EGFR_CODES")),
+            mrn_case_insensitive=get("ORTHANC_RIS_MRN_CASE_INSENSITIVE").lower() in ("1", "true", "yes"),
         )
 
 

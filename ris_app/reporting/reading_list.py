@@ -21,6 +21,7 @@ from ris_app.model import (
     Study,
     User,
 )
+from ris_app.registration.search import mrn_in
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def priors_by_patient(session: Session, studies: list[Study]) -> dict[str, list[
     mrns = {patient_mrn(s) for s in studies} - {""}
     if not mrns:
         return {}
-    patient_ids = list(session.scalars(select(Patient.id).where(Patient.mrn.in_(mrns))).all())
+    patient_ids = list(session.scalars(select(Patient.id).where(mrn_in(mrns))).all())
     stmt = (
         select(Study, Report)
         .outerjoin(Report, Report.study_id == Study.id)

@@ -40,6 +40,7 @@ from ris_app.model import (
 )
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
+from ris_app.registration.search import mrn_clause
 from ris_app.reminders.plan import plan as plan_messages
 from ris_app.scheduling.fields import check_order, check_patient
 from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
@@ -85,7 +86,10 @@ class PatientData:
 
 
 def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patient | None:
-    stmt = select(Patient).where(Patient.mrn == mrn)
+    """The patient with this MRN (and issuer, when given): the one lookup by MRN of pages,
+    API, HL7, the worklist import and merges, comparing MRNs as the site says
+    (ORTHANC_RIS_MRN_CASE_INSENSITIVE, registration.search.mrn_clause)."""
+    stmt = select(Patient).where(mrn_clause(mrn))
     if issuer is not None:
         stmt = stmt.where(Patient.issuer == issuer)
     return session.scalars(stmt.order_by(Patient.id)).first()

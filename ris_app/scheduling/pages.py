@@ -164,16 +164,18 @@ def new_patient():
     return _patient_form(f)
 
 
+def patient_fields_context() -> dict:
+    """What templates/_patient_fields.html needs beside the form (registration, the patient page)."""
+    return {
+        "labels": PATIENT_LABELS,
+        "sexes": SEX_LABELS,
+        "today_iso": site_today().isoformat(),
+        "languages": [("", "site default"), *((code, code) for code in MESSAGE_LANGUAGES)],
+    }
+
+
 def _patient_form(f: Form) -> str:
-    return render_template(
-        "patient_new.html",
-        form=f.data,
-        errors=f.errors,
-        labels=PATIENT_LABELS,
-        sexes=SEX_LABELS,
-        today_iso=site_today().isoformat(),
-        languages=[("", "site default"), *((code, code) for code in MESSAGE_LANGUAGES)],
-    )
+    return render_template("patient_new.html", form=f.data, errors=f.errors, **patient_fields_context())
 
 
 @bp.route("/orders/new", methods=["GET", "POST"])

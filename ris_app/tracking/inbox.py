@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ris_app.clock import site_day_bounds, to_site
 from ris_app.model import Order, Patient, RequestedProcedure, Study
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.registration.search import mrn_clause, same_mrn
 from ris_app.scheduling.states import SPSStatus
 
 WEIGHTS = {
@@ -55,7 +56,7 @@ def _study_day(study: Study) -> date | None:
 def score(study: Study, order: Order, step: SPS) -> tuple[int, list[str]]:
     p = order.patient
     reasons = []
-    if study.patient_mrn and study.patient_mrn == p.mrn:
+    if same_mrn(study.patient_mrn, p.mrn):
         reasons.append("patient_id")
     parts = (study.patient_name or "").split("^")
     if parts[0] and _fold(parts[0]) == _fold(p.family_name):
@@ -79,7 +80,7 @@ def candidates(session: Session, study: Study, limit: int = 5) -> list[dict]:
     patient ID or family name, or scheduled within WINDOW_DAYS of the study date, that
     have no study yet and were not canceled."""
     family = (study.patient_name or "").split("^")[0]
-    conditions = [Patient.mrn == study.patient_mrn]
+    conditions = [mrn_clause(study.patient_mrn or "")]
     if family:
         conditions.append(Patient.family_name.ilike(family))
     day = _study_day(study)

@@ -58,6 +58,9 @@ class WorklistAttribute:
     column: Any = None  # SQL column for the prefilter
     matching: bool = True  # a query value on it restricts the answers
     prefilter: Callable[[str], Any] | None = None  # SQL superset clause where no plain column fits
+    # Compared as the site compares MRNs (ORTHANC_RIS_MRN_CASE_INSENSITIVE): query and value
+    # through registration.search.mrn_folded, the SQL on its mrn_column.
+    as_mrn: bool = False
 
     @property
     def tag(self) -> int:
@@ -130,7 +133,7 @@ A = WorklistAttribute
 WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
     # Patient identification
     A("PatientName", "PN", False, _patient_name, prefilter=_name_prefilter),
-    A("PatientID", "LO", False, lambda s: _patient(s).mrn, Patient.mrn),
+    A("PatientID", "LO", False, lambda s: _patient(s).mrn, Patient.mrn, as_mrn=True),
     A("IssuerOfPatientID", "LO", False, lambda s: _patient(s).issuer, Patient.issuer),
     A("IssuerOfPatientIDQualifiersSequence", "SQ", False, matching=False),
     A("OtherPatientIDsSequence", "SQ", False, matching=False),  # built by items.build_item

@@ -20,6 +20,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from ris_app.model import ScheduledProcedureStep as SPS
+from ris_app.registration.search import mrn_folded
 from ris_app.worklist.attributes import (
     BY_KEYWORD,
     DATE_TIME_VRS,
@@ -258,6 +259,8 @@ def condition_matches(view: StepView, cond: Condition, conditions: Sequence[Cond
         if pair is not None:
             date_c, time_c = (cond, pair) if attr is START_DATE else (pair, cond)
             return combined_start_matches(date_c.value, time_c.value, view.value(START_DATE), view.value(START_TIME))
+    if attr.as_mrn:
+        return value_matches(mrn_folded(cond.value), attr.vr, mrn_folded(view.value(attr)), attr.multi_valued)
     return value_matches(cond.value, attr.vr, view.value(attr), attr.multi_valued)
 
 

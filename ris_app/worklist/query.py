@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ris_app.clock import site_day_bounds
 from ris_app.model import ScheduledProcedureStep as SPS
 from ris_app.model import Station, StepSafety
+from ris_app.registration.search import mrn_column, mrn_folded
 from ris_app.scheduling.schedule import steps_with_order_and_patient
 from ris_app.worklist.attributes import (
     BY_KEYWORD,
@@ -54,6 +55,8 @@ def _sql_filter(cond: Condition):
     if col is None or cond.attr.vr == "SQ":
         return None
     values = cond.value.split("\\")
+    if cond.attr.as_mrn:
+        col, values = mrn_column(), [mrn_folded(v) for v in values]
     if cond.attr.vr in ("AE", "CS"):
         # Several values may be stored as a\b: prefilter with LIKE on each value (a
         # superset, also where LIKE ignores case); Python finishes exactly.

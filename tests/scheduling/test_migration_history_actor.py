@@ -25,7 +25,7 @@ def test_history_actor_columns_both_ways(empty_database_url):  # noqa: F811
     engine = create_engine(empty_database_url)
     assert {"actor", "reason"} <= _columns(engine, "step_status_change")
     assert "notes" in _columns(engine, "imaging_order")
-    migrate.downgrade(empty_database_url, "0017_analytics")
+    migrate.downgrade(empty_database_url, "0018_patient_search")
     assert not {"actor", "reason"} & _columns(engine, "step_status_change")
     assert "notes" not in _columns(engine, "imaging_order")
     migrate.upgrade(empty_database_url, "0019_history_actor")

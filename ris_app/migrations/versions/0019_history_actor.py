@@ -2,7 +2,7 @@
 a part of the system) and, for a cancel, why; an order's notes (the order page's edit)
 
 Revision ID: 0019_history_actor
-Revises: 0017_analytics
+Revises: 0018_patient_search
 Create Date: 2026-11-30 21:20:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019_history_actor"
-down_revision = "0017_analytics"
+down_revision = "0018_patient_search"
 branch_labels = None
 depends_on = None
 
