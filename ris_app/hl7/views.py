@@ -250,7 +250,7 @@ def post_outbox_discard(outbox_id: int):
 
 
 @pages.get("/hl7")
-@login_required("clerk")
+@login_required("admin")
 def messages_page():
     try:
         rows = _messages()
@@ -269,7 +269,7 @@ def messages_page():
 
 
 @pages.get("/hl7/messages/<int:message_id>")
-@login_required("clerk")
+@login_required("admin")
 def message_page(message_id: int):
     """One received message as it arrived, a segment a line, with its outcome."""
     row = get_or_404(Hl7Message, message_id, "HL7 message")
@@ -277,7 +277,7 @@ def message_page(message_id: int):
 
 
 @pages.post("/hl7/messages/<int:message_id>/reprocess")
-@login_required("clerk")
+@login_required("admin")
 def reprocess_page(message_id: int):
     try:
         result = reprocess(message_id)

@@ -39,7 +39,7 @@ def _commit_or_flash(change, ok: str, failed: str, *, with_field: bool = False) 
 
 
 @bp.get("/patients/<mrn>/record")
-@login_required()
+@login_required("clerk", "technologist", "radiologist")
 def patient_record(mrn: str):
     patient = find_patient(db(), mrn, request.args.get("issuer"))
     if patient is None:

@@ -293,7 +293,7 @@ def _on_station(step: SPS, station: Station) -> bool:
 
 
 @bp.get("/")
-@login_required()
+@login_required("clerk", "technologist", "radiologist")
 @live_page
 def today():
     s = db()
@@ -388,7 +388,7 @@ def order_detail(accession: str):
 
 
 @bp.get("/studies")
-@login_required()
+@login_required("clerk", "technologist", "radiologist")
 def studies():
     only_unmatched = request.args.get("unmatched") in ("1", "true")
     stmt = unmatched_studies() if only_unmatched else select(Study).where(Study.deleted_at.is_(None))

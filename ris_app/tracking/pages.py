@@ -33,7 +33,7 @@ def _user() -> str:
 
 
 @bp.get("/inbox")
-@login_required("clerk", "technologist")
+@login_required("technologist")
 def inbox():
     studies = db().scalars(unmatched_studies().order_by(Study.last_received_at.desc()).limit(100)).all()
     rows = [(s, candidates(db(), s)) for s in studies]
@@ -42,7 +42,7 @@ def inbox():
 
 
 @bp.post("/inbox/link")
-@login_required("clerk", "technologist")
+@login_required("technologist")
 def inbox_link():
     try:
         study = db().scalar(select(Study).where(Study.study_instance_uid == request.form.get("study_instance_uid", "")))
@@ -59,7 +59,7 @@ def inbox_link():
 
 
 @bp.post("/corrections/<int:correction_id>/undo")
-@login_required("clerk", "technologist")
+@login_required("technologist")
 def correction_undo(correction_id: int):
     try:
         correction = get_or_404(StudyCorrection, correction_id, "correction", field="correction")
@@ -73,7 +73,7 @@ def correction_undo(correction_id: int):
 
 
 @bp.get("/sync")
-@login_required()
+@login_required("technologist")
 def sync_page():
     session, last_change = db(), orthanc_last_change()
     summary = sync_state.summary(session, last_change)
@@ -89,7 +89,7 @@ def sync_page():
 
 
 @bp.route("/patients/merge", methods=["GET", "POST"])
-@login_required("clerk")
+@login_required("admin")
 def merge_page():
     if request.method == "POST":
         try:

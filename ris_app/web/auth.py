@@ -175,7 +175,12 @@ def _template_helpers():
 @read_mostly
 @open_route
 def login():
-    target = safe_next(request.args.get("next"), url_for("pages.today"))
+    from ris_app.web.navigation import home_endpoint  # the bar's module imports this one
+
+    def target(user: User) -> str:
+        # Without a page to return to, each role lands on its own first page.
+        return safe_next(request.args.get("next"), url_for(home_endpoint(user)))
+
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
@@ -215,7 +220,7 @@ def login():
             session.permanent = True
             session["sid"] = sid
             log.info("user %s logged in", user.username)
-            return redirect(target)
+            return redirect(target(user))
         login_guard.record_failure(s, username, ip)
         audit.note(s, "login.failed", actor, outcome=REFUSED, detail="unknown user name or wrong password")
         commit()
@@ -223,7 +228,7 @@ def login():
         flash("Unknown user name or wrong password.", "error")
         return render_template("login.html", username=username), 401
     if current_user() is not None:
-        return redirect(target)
+        return redirect(target(current_user()))
     return render_template("login.html", username="")
 
 

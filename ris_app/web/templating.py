@@ -9,13 +9,21 @@ from flask import Flask
 from ris_app.clock import site_zone, to_site, zone_name
 from ris_app.scheduling.names import readable
 from ris_app.web.auth import current_user
+from ris_app.web.navigation import home_endpoint, nav_for
 
 
 def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def _inject():
         # zone_label: the site's zone as pages name it next to the times they show
-        return {"user": current_user(), "zone_label": zone_name(site_zone())}
+        # nav: the bar's groups as this user sees them (web/navigation.py)
+        user = current_user()
+        return {
+            "user": user,
+            "zone_label": zone_name(site_zone()),
+            "nav": nav_for(user) if user else [],
+            "home": home_endpoint(user) if user else "auth.login",
+        }
 
     @app.template_filter("local")
     def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

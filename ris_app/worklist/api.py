@@ -199,13 +199,13 @@ def patch_station(aet: str):
 
 # ------------------------------------------------------------------ pages
 @bp.get("/worklist/queries")
-@login_required()
+@login_required("technologist")
 def worklist_queries_page():
     return render_template("worklist_queries.html", entries=_recent(200, request.args.get("calling_aet", "")))
 
 
 @bp.get("/worklist/queries/<int:query_id>")
-@login_required()
+@login_required("technologist")
 def worklist_query_page(query_id: int):
     return render_template("worklist_explain.html", x=_explain(query_id))
 

@@ -206,7 +206,7 @@ def test_corrections_name_the_patient_and_order(app):
     (merged,) = events(app, action="patient.merge")
     assert (merged.patient_mrn, merged.detail) == ("A100", "merged MRN A200 into this one")
     pages = app.test_client()
-    csrf = login(app, pages, "clerk", "clara")
+    csrf = login(app, pages, "admin", "clara")
     r = pages.post("/patients/merge", data={"survivor_mrn": "A100", "merged_mrn": "NOBODY", "csrf_token": csrf})
     assert r.status_code == 400
     failed = events(app, action="patient.merge")[-1]

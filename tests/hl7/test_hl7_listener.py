@@ -399,7 +399,7 @@ def test_messages_api_and_reprocess_after_fixing_data(hl7, client, auth):
 def test_messages_page_lists_and_reprocesses(hl7, client, app):
     from tests.scheduling.test_pages import _login, _post
 
-    token = _login(app, client, "clerk")
+    token = _login(app, client, "admin")
     code, _, _, ctl = ack_of(hl7, H.ORM_O01_NW, mrn="PAGE-1", acc="PAGE-ACC", code="PAGECODE", modality="")
     assert code == "AE"
     page = client.get("/hl7?status=error")

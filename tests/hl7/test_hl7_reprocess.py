@@ -135,7 +135,7 @@ def test_only_failed_messages_are_reprocessed(hl7, client, auth, app):
     assert _orders(hl7, "RP-OK") == 1
     assert _status(hl7, received_id) == InboundStatus.RECEIVED
 
-    token = _login(app, client, "clerk")
+    token = _login(app, client, "admin")
     page = client.get("/hl7").data.decode()
     for message_id in (processed_id, received_id):
         assert f"/hl7/messages/{message_id}/reprocess" not in page
@@ -152,7 +152,7 @@ def test_a_failed_message_is_red_and_its_raw_text_is_one_click_away(hl7, client,
     from tests.scheduling.test_pages import _login
 
     failed_id, message = _failed_new_order(hl7, "RP-RAW", "RPRAW")
-    _login(app, client, "clerk")
+    _login(app, client, "admin")
     listing = client.get("/hl7").data.decode()
     assert f'href="/hl7/messages/{failed_id}"' in listing
     assert '<span class="badge error">error</span>' in listing

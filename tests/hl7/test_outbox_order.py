@@ -53,7 +53,7 @@ def test_a_refused_message_holds_back_its_order_until_retried(hl7, client, auth,
 
     from tests.scheduling.test_pages import _login
 
-    _login(client.application, client, "clerk")
+    _login(client.application, client, "admin")
     page = client.get("/hl7").data.decode()
     assert page.count(f"held behind message {first.id}") == 2
 

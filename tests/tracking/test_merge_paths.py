@@ -86,7 +86,7 @@ def test_page_merge_and_a40_leave_the_same_database(hl7, app, client):  # noqa: 
 
     _two_patients(hl7, "PG", 1)
     _two_patients(hl7, "HL", 2)
-    token = _login(app, client, "clerk")
+    token = _login(app, client, "admin")
     assert _post(client, "/patients/merge", token, {"survivor_mrn": "PGNEW", "merged_mrn": "PGOLD"}).status_code == 302
     assert ack_of(hl7, H.ADT_A40, mrn="HLNEW", family="Kept", prior="HLOLD")[0] == "AA"
 

@@ -283,7 +283,7 @@ def test_pages_need_a_login_and_render(app, client, auth):
 
     for url in ("/inbox", "/sync", "/patients/merge"):
         assert client.get(url).status_code in (302, 401)
-    token = _login(app, client, "clerk")
+    token = _login(app, client, "admin")
     _patient(client, auth)
     order = _order(client, auth)
     _study(client, auth, pid="TMP", acc="WRONG")
@@ -402,7 +402,7 @@ def test_every_view_of_the_unmatched_studies_agrees(app, client, auth):
 
     from tests.scheduling.test_pages import _login
 
-    _login(app, client, "clerk")
+    _login(app, client, "technologist")
     _patient(client, auth)
     order = _order(client, auth)
     _study(client, auth, uid="1.2.3.1", oid="o1", acc=order["accession_number"], pid="T1")
