@@ -20,6 +20,9 @@ from ris_app.web import db
 from ris_app.web.auth import check_csrf, current_user, login_required
 from ris_app.web.forms import Form, commit_or_fail
 
+# Who finds and reads patients: the clinical roles (billing reads charges, not records).
+SEES_PATIENTS = ("clerk", "technologist", "radiologist")
+
 bp = Blueprint("patients", __name__)
 bp.before_request(check_csrf)
 
@@ -47,7 +50,7 @@ def brief(p: Patient) -> dict:
 
 
 @bp.get("/patients")
-@login_required()
+@login_required(*SEES_PATIENTS)
 def patients_page():
     """The search page: works without JavaScript (a plain GET form)."""
     q = _query()
@@ -56,7 +59,7 @@ def patients_page():
 
 
 @bp.get("/patients/lookup")
-@login_required()
+@login_required(*SEES_PATIENTS)
 def lookup():
     """The type-ahead's answer (a page session, not the API): the best few matches."""
     return jsonify({"items": [brief(p) for p in search_patients(db(), _query(), TYPE_AHEAD_LIMIT)]})
@@ -95,7 +98,7 @@ def _render(p: Patient, f: Form, status: int = 200):
 
 
 @bp.get("/patients/<mrn>")
-@login_required()
+@login_required(*SEES_PATIENTS)
 def patient_page(mrn: str):
     patient = find_patient(db(), mrn, request.args.get("issuer"))
     if patient is None:

@@ -72,6 +72,7 @@ REACHED_FROM: dict[str, str] = {
     "calendar.week_page": "calendar.day_page",
     "calendar.waiting_page": "calendar.day_page",
     "setup.catalog": "setup.stations",
+    "patients.lookup": "patients.patients_page",  # the type-ahead's JSON, used by the page's script
 }
 
 
