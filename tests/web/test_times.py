@@ -19,7 +19,7 @@ pytestmark = pytest.mark.db
 
 TIME_TAG = re.compile(r'<time(?: datetime="([^"]*)")?>([^<]*)</time>')
 LABELLED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})? ([A-Z]{2,5}|[+-]\d{2,4})")
-RANGE_START = re.compile(r"[A-Z]{2,5}</time>\s*[-–]\s*$")
+RANGE_START = re.compile(r"[A-Z]{2,5}</time>\s*(?:-|\u2013)\s*$")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TIME_OF_DAY = re.compile(r"\d{2}:\d{2}(?::\d{2})?")
 # What must not be seen outside a <time> element.
@@ -81,7 +81,13 @@ def _pages(app, berlin) -> list[str]:  # noqa: F811
             paths.add(rule.rule)
         for name in names:  # one row per name is enough; themes are many
             for v in values[name]:
-                paths.add(re.sub(r"<(?:\w+:)?(\w+)>", lambda m, n=name, v=v: v if m.group(1) == n else values[m.group(1)][0], rule.rule))
+                paths.add(
+                    re.sub(
+                        r"<(?:\w+:)?(\w+)>",
+                        lambda m, n=name, v=v: v if m.group(1) == n else values[m.group(1)][0],
+                        rule.rule,
+                    )
+                )
     return sorted(paths)
 
 
