@@ -56,6 +56,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(pages_bp)
+    from ris_app.scheduling.order_pages import bp as order_pages_bp
+
+    app.register_blueprint(order_pages_bp)  # the order page's edit and cancel-with-reason
     app.register_blueprint(reading_bp)
     app.register_blueprint(report_api_bp)
     from ris_app.hl7.views import api as hl7_api_bp

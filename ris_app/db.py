@@ -190,16 +190,23 @@ def set_actor(session: Session, actor: str | Callable[[], str]) -> Session:
     return session
 
 
-@event.listens_for(Session, "before_flush")
-def _stamp_changed_by(session: Session, _context, _instances) -> None:
+def current_actor(session: Session) -> str:
+    """Who the session writes for (set_actor), "" when nobody said."""
     actor = session.info.get(ACTOR)
     if actor is None:
+        return ""
+    return (actor() if callable(actor) else actor)[:64]
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_changed_by(session: Session, _context, _instances) -> None:
+    if session.info.get(ACTOR) is None:
         return
     name = None
     for obj in (*session.new, *session.dirty):
         if hasattr(obj, "changed_by") and (obj in session.new or session.is_modified(obj)):
             if name is None:
-                name = (actor() if callable(actor) else actor)[:64]
+                name = current_actor(session)
             obj.changed_by = name
 
 

@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from ris_app.billing.dft import queue_charge, release
+from ris_app.billing.dft import all_acknowledged, charge_control_id, queue_charge, release
 from ris_app.clock import utcnow
 from ris_app.db import lock_row
 from ris_app.errors import Conflict, Invalid, NotFound, Unavailable
@@ -93,12 +93,15 @@ def send(charge: Charge) -> Charge:
 
 
 def on_answer(session: Session, control_id: str, code: str, text: str) -> Charge | None:
-    """The billing system's ACK to a DFT^P03 (called by the HL7 outbox sender): AA/CA
-    acknowledges the charge, AE/AR rejects it with the reason."""
-    charge = session.scalar(select(Charge).where(Charge.control_id == control_id))
+    """A billing system's ACK to a DFT^P03 (called by the HL7 outbox sender): AA/CA from
+    every destination acknowledges the charge, AE/AR from any rejects it with the reason."""
+    ids = {control_id, charge_control_id(control_id)}  # older charges kept their DFT's own ID
+    charge = session.scalar(select(Charge).where(Charge.control_id.in_(ids)))
     if charge is None or charge.status != SENT:
         return None
     if code in ("AA", "CA"):
+        if not all_acknowledged(charge):
+            return charge  # another billing system has not answered yet
         move(charge, "acknowledge")
     else:
         move(charge, "reject", f"billing system answered {code}: {text}" if text else f"billing system answered {code}")

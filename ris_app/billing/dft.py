@@ -10,7 +10,7 @@ diagnosis code. docs/hl7-conformance.md lists the FT1 fields.
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import object_session
 
 from ris_app.hl7.ack import hl7_datetime, hl7_now, new_control_id
@@ -66,31 +66,57 @@ def build(charge: Charge, version: str, control_id: str, dest) -> str:
     return text + "".join(seg + "\r" for seg in dg1)
 
 
+# The DFTs of one charge to several billing systems share a control ID but for the last
+# character (one per destination, in order): any answer finds the charge, and the charge
+# waits for every destination's.
+DESTINATION_MARKS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def charge_control_id(control_id: str) -> str:
+    """The control ID the charge keeps (the first destination's) for any of its DFTs."""
+    return control_id[:-1] + DESTINATION_MARKS[0] if control_id else ""
+
+
+def sibling_pattern(charge: Charge) -> str:
+    """A LIKE pattern for the outbox rows of all the charge's DFTs (control IDs are
+    letters and digits only: nothing to escape)."""
+    return charge.control_id[:-1] + "_"
+
+
 def queue_charge(charge: Charge) -> str:
     """Queue the charge's DFT^P03 to every financial destination; returns the control ID
-    whose answer moves the charge (the first destination's), "" when none is configured."""
+    the charge keeps (charge_control_id of each), "" when none is configured."""
     settings = current_settings()
     session = object_session(charge)
     if session is None or not settings.financial_destinations:
         return ""
+    if len(settings.financial_destinations) > len(DESTINATION_MARKS):
+        raise ValueError(f"at most {len(DESTINATION_MARKS)} financial destinations")
     session.flush()  # the charge's id and times go into FT1
-    first = ""
-    for dest in settings.financial_destinations:
-        control_id = new_control_id("F")
+    base = new_control_id("F")[:-1]
+    for mark, dest in zip(DESTINATION_MARKS, settings.financial_destinations, strict=False):
+        control_id = base + mark
         payload = build(charge, settings.financial_version(dest.name), control_id, dest)
         queue_message(session, dest, MESSAGE_TYPE, control_id, payload, charge.accession_number)
-        first = first or control_id
-    return first
+    return base + DESTINATION_MARKS[0]
+
+
+def all_acknowledged(charge: Charge) -> bool:
+    """Whether every billing system the charge went to has answered AA/CA."""
+    session = object_session(charge)
+    assert session is not None
+    states = session.scalars(select(Hl7Outbox.status).where(Hl7Outbox.control_id.like(sibling_pattern(charge)))).all()
+    return all(state == OutboxStatus.SENT for state in states)
 
 
 def release(charge: Charge) -> None:
-    """Discard the refused message of a rejected charge: an undelivered message holds back
+    """Discard the refused messages of a rejected charge: an undelivered message holds back
     the later ones of its accession, and the correction must reach the billing system."""
     session = object_session(charge)
     if session is None or not charge.control_id:
         return
     session.execute(
         update(Hl7Outbox)
-        .where(Hl7Outbox.control_id == charge.control_id, Hl7Outbox.status == OutboxStatus.ERROR)
+        .where(Hl7Outbox.control_id.like(sibling_pattern(charge)), Hl7Outbox.status == OutboxStatus.ERROR)
         .values(status=OutboxStatus.DISCARDED)
     )

@@ -5,6 +5,7 @@ for the API and the admin pages alike."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
@@ -16,7 +17,7 @@ from ris_app.clock import site_day_bounds
 from ris_app.errors import Conflict, Invalid, NotFound
 from ris_app.frontdesk.booking import MAX_MINUTES
 from ris_app.model import BLOCK_KINDS, ProcedureCode, Station, StationBlock, StationHours, StationProcedure
-from ris_app.scheduling.fields import LO, SH, check_modality, check_text
+from ris_app.scheduling.fields import LO, SH, check_aet, check_modality, check_text
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 MAX_BLOCK_DAYS = 366
@@ -42,6 +43,40 @@ def find_procedure(session: Session, code: str, field: str = "procedure_code") -
     if procedure is None:
         raise NotFound("not in the procedure catalog", field=field)
     return procedure
+
+
+def add_station(
+    session: Session,
+    aet: str,
+    modality: str,
+    *,
+    name: str = "",
+    location: str = "",
+    host: str = "",
+    port: int | None = None,
+    own_steps_only: bool = False,
+) -> Station:
+    """A new station (scanner or room) with its AE title; host and port when the RIS or
+    Orthanc must reach it (Orthanc compares a caller's address with the host as text, so
+    it is an IP address, not a name)."""
+    aet = aet.strip()
+    if "\\" in aet:
+        raise Invalid("one AE title per station", field="aet")
+    check_aet(aet, "aet")
+    if session.scalar(select(Station.id).where(Station.aet == aet)) is not None:
+        raise Conflict(f"station {aet} exists already", field="aet", code="exists")
+    host = host.strip()
+    if host:
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise Invalid("must be an IP address (e.g. 10.0.0.21), not a host name", field="host") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise Invalid("must be a whole number from 1 to 65535", field="port")
+    station = Station(aet=aet, host=host, port=port, worklist_own_steps_only=own_steps_only)
+    update_station(station, name=name, location=location, modality=modality)
+    session.add(station)
+    return station
 
 
 def update_station(

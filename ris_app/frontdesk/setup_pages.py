@@ -11,13 +11,14 @@ import functools
 import re
 from datetime import datetime, time, timedelta
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
 
 from ris_app.clock import from_site, site_today, site_zone, to_site, zone_name
 from ris_app.errors import DomainError
 from ris_app.frontdesk import resources as r
 from ris_app.model import BLOCK_KINDS, ProcedureCode, Station
+from ris_app.orthanc.modalities import publish_station
 from ris_app.web import actor, db
 from ris_app.web import validation as v
 from ris_app.web.auth import check_csrf, login_required
@@ -65,14 +66,51 @@ def _fail(f: Form, err: DomainError, fields: dict[str, str], default: str) -> No
 
 
 # ------------------------------------------------------------------ stations
-@bp.get("/stations")
+NEW_STATION_LABELS = {
+    "aet": "AE title",
+    "name": "Station name",
+    "modality": "Modality",
+    "location": "Room",
+    "host": "IP address",
+    "port": "DICOM port",
+}
+
+
+@bp.route("/stations", methods=["GET", "POST"])
 @login_required("admin")
 def stations():
+    """The stations, and a form that adds one (as POST /api/stations does)."""
+    f = Form(request.form if request.method == "POST" else {})
+    if request.method == "POST":
+        port = f.data.get("port", "").strip()
+        if port and not port.isdigit():
+            f.fail("port", "must be a whole number from 1 to 65535")
+        else:
+            try:
+                st = r.add_station(
+                    db(),
+                    f.data.get("aet", ""),
+                    f.data.get("modality", ""),
+                    name=f.data.get("name", ""),
+                    location=f.data.get("location", ""),
+                    host=f.data.get("host", ""),
+                    port=int(port) if port else None,
+                )
+            except DomainError as err:
+                db().rollback()
+                _fail(f, err, {"station_aet": "aet"}, "aet")
+        if not f.errors and commit_or_fail(f, "aet"):
+            publish_station(current_app.config["RIS"], st)  # Orthanc's allowlist: the scanner may query at once
+            flash(f"Station {st.aet} added: set its opening hours to follow the booking rules.", "ok")
+            return redirect(url_for("setup.station", aet=st.aet))
     rows = db().scalars(select(Station).order_by(Station.aet)).all()
     return render_template(
         "setup_stations.html",
         stations=[(st, _hours_text(st), len(r.procedures_of(db(), st))) for st in rows],
-    )
+        form=f.data,
+        errors=f.errors,
+        labels=NEW_STATION_LABELS,
+    ), (400 if f.errors else 200)
 
 
 def _hours_text(station: Station) -> dict[str, str]:

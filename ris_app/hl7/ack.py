@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from ris_app.clock import to_site, utc_offset, utcnow
@@ -56,8 +57,9 @@ def _location_er7(loc: str, d: Delimiters) -> list[str]:
 
 
 def err_segment(error: Hl7Error, version: str, d: Delimiters = DEFAULT) -> str:
-    """ERR for AE/AR: HL7 2.5+ puts location in ERR-2 and the code in ERR-3; earlier
-    versions have one ERR-1 (location with the code as its 4th component)."""
+    """ERR for AE/AR (and warnings beside an AA): HL7 2.5+ puts location in ERR-2, the code
+    in ERR-3, the severity in ERR-4 and the text in ERR-8; earlier versions have one ERR-1
+    (location with the code as its 4th component) and no severity."""
     code_text = ERROR_TEXT.get(error.error_code, "Error")
     loc = _location_er7(error.location, d)
     f, c, s = d.field, d.component, d.subcomponent
@@ -65,7 +67,7 @@ def err_segment(error: Hl7Error, version: str, d: Delimiters = DEFAULT) -> str:
         loc4 = ([*loc, "", "", "", ""])[:4]
         cm = s.join([str(error.error_code), escape(code_text, d), "HL70357"])
         return "ERR" + f + c.join([*loc4, cm]).rstrip(c)
-    severity = "E"
+    severity = error.severity
     return (
         f"ERR{f}{f}{c.join(loc)}{f}{error.error_code}{c}{escape(code_text, d)}{c}HL70357"
         f"{f}{severity}{f}{f}{f}{f}{escape(error.text[:250], d)}"
@@ -78,10 +80,12 @@ def build_ack(
     text: str = "",
     error: Hl7Error | None = None,
     *,
+    warnings: Sequence[Hl7Error] = (),
     application: str = "ORTHANC_RIS",
     facility: str = "RADIOLOGY",
 ) -> str:
-    """An ACK to `source` (a parsed message, or the envelope of one we could not parse)."""
+    """An ACK to `source` (a parsed message, or the envelope of one we could not parse):
+    one ERR for a refusal, one per warning of an accepted message."""
     if isinstance(source, Message):
         env = Envelope(
             control_id=source.control_id,
@@ -124,8 +128,8 @@ def build_ack(
     ).rstrip(f)
     msa = f.join(["MSA", code, escape(env.control_id, d), escape(text[:80], d)]).rstrip(f)
     segments = [msh, msa]
-    if error is not None:
-        segments.append(err_segment(error, version, d))
+    for problem in ([error] if error is not None else []) + list(warnings):
+        segments.append(err_segment(problem, version, d))
     return "\r".join(segments) + "\r"
 
 

@@ -14,6 +14,7 @@ from ris_app.hl7.parse import (
     Message,
     content_error,
     reject,
+    warning,
 )
 from ris_app.hl7.reading import (
     Context,
@@ -48,7 +49,9 @@ def adt_register(ctx: Context, msg: Message) -> str:
     dups = possible_duplicates(ctx.session, patient)
     if dups:
         first = dups[0]
-        return f"patient registered; possible duplicate of MRN {first['mrn']}: {first['reasons'][0]}"
+        note = f"possible duplicate of MRN {first['mrn']}: {first['reasons'][0]}"
+        ctx.warnings.append(warning(f"patient registered; {note}", "PID-3"))
+        return f"patient registered; {note}"
     return "patient registered"
 
 

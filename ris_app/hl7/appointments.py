@@ -44,6 +44,8 @@ class AppointmentEvent:
 EVENTS: dict[str, AppointmentEvent] = {
     "booked": AppointmentEvent("S12", "Appointment booked", "Booked", "A", ""),
     "rescheduled": AppointmentEvent("S13", "Appointment rescheduled", "Booked", "U", "XX"),
+    # The order page's edit (procedure, priority, referrer, reason, room): same time, changed.
+    "changed": AppointmentEvent("S14", "Appointment modified", "Booked", "U", "XX"),
     # The status move itself sends ORC-5 CA to the status destinations (outbound.NOTIFY).
     "canceled": AppointmentEvent("S15", "Appointment canceled", "Cancelled", "D", ""),
     "no_show": AppointmentEvent("S26", "Patient did not show up", "Noshow", "U", ""),

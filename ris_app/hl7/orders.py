@@ -26,6 +26,7 @@ from ris_app.hl7.parse import (
     Segment,
     content_error,
     reject,
+    warning,
 )
 from ris_app.hl7.reading import (
     NAME_FORBID,
@@ -210,9 +211,25 @@ def order_new(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> st
         step.sps_id = sps_id or step.sps_id
         step.requested_procedure.requested_procedure_id = rp_id or step.requested_procedure.requested_procedure_id
         step_changed(step)
+    clash = _booking_warning(ctx, step, fam)
     if held:  # accepted (AA): the EHR learns why the desk holds it
-        return f"order {order.accession_number} created, on hold: {step.safety.hold_reason}"  # type: ignore[attr-defined]
-    return f"order {order.accession_number} created"
+        hold = f"on hold: {step.safety.hold_reason}"  # type: ignore[attr-defined]
+        ctx.warnings.append(warning(f"order {order.accession_number} {hold}", "ORC-1"))
+        return f"order {order.accession_number} created, {hold}{clash}"
+    return f"order {order.accession_number} created{clash}"
+
+
+def _booking_warning(ctx: Context, step: ScheduledProcedureStep, fam: str) -> str:
+    """A booking the EHR sent onto taken time is accepted and flagged for the desk
+    (ClashPolicy.FLAG); the AA carries it as a warning naming the start-time field (ERR,
+    severity W) and in its text ("; " + the note, "" without a clash) for 2.3.1 senders,
+    whose ERR has no place for it."""
+    if step.booking_flag != "clash":
+        return ""
+    taken_by = f"order {step.booking_clash_with}" if step.booking_clash_with else "blocked time"
+    text = f"time clashes with {taken_by}: flagged for the desk"
+    ctx.warnings.append(warning(text, m.locations("scheduled_start", fam)[0]))
+    return f"; {text}"
 
 
 def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) -> str:
@@ -257,9 +274,12 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
         book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)
         safety_check(step, "book", SafetyPolicy.HOLD)
+        clash = _booking_warning(ctx, step, fam)
+    else:
+        clash = ""
     moved = (step.start_datetime, step.station_aet) != booked_at
     step_changed(step, appointment=("rescheduled", SOURCE) if moved else None)
-    return f"order {order.accession_number} changed"
+    return f"order {order.accession_number} changed{clash}"
 
 
 def _move(step: ScheduledProcedureStep, action: str) -> None:

@@ -174,6 +174,9 @@ def build_status_message(
     write_patient_order(w, step, family)
     w.put_key("order_status", family, m.ORDER_STATUS_OUT.get(step.status, "SC"))
     w.put("ORC-9", hl7_datetime(step.status_changed_at))
+    last = step.history[-1] if step.history else None
+    if last is not None and last.reason and last.to_status == step.status:
+        w.put("ORC-16.2", last.reason)  # order control code reason (CE text): why it was canceled
     if family == "2.5.1":
         w.put("TQ1-1", "1")
     return message_type, w.render(msh_segment(settings, dest, message_type, control_id, version))

@@ -16,6 +16,7 @@ from functools import lru_cache
 from ris_app.hl7.text import DEFAULT, Delimiters, UnknownCharset, codec_for, sniff_msh18, unescape
 
 # HL7 table 0357 (message error condition codes) used in ERR segments.
+MESSAGE_ACCEPTED = 0
 SEGMENT_SEQUENCE_ERROR = 100
 REQUIRED_FIELD_MISSING = 101
 DATA_TYPE_ERROR = 102
@@ -39,6 +40,7 @@ DOMAIN_ERROR_CODES = {
 }
 
 ERROR_TEXT = {
+    MESSAGE_ACCEPTED: "Message accepted",
     SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
     REQUIRED_FIELD_MISSING: "Required field missing",
     DATA_TYPE_ERROR: "Data type error",
@@ -57,12 +59,21 @@ class Hl7Error(Exception):
     """A message we refuse. ack_code: AE (content: fix the data and resend) or AR (the
     message itself cannot be handled). location: 'PID-3' or 'PID-3.1' or ''."""
 
-    def __init__(self, ack_code: str, error_code: int, text: str, location: str = "") -> None:
+    def __init__(self, ack_code: str, error_code: int, text: str, location: str = "", severity: str = "E") -> None:
         super().__init__(text)
         self.ack_code = ack_code
         self.error_code = error_code
         self.text = text
         self.location = location
+        self.severity = severity  # ERR-4 (HL7 table 0516): E error, W warning
+
+
+def warning(text: str, location: str = "") -> Hl7Error:
+    """Something the desk must look at in a message that was accepted (AA): a flagged
+    booking clash, a held order, a likely duplicate patient. It travels as an ERR with
+    severity W (code 0, "message accepted") beside the AA, so the sender's interface engine
+    can route it to a person instead of parsing MSA-3 text."""
+    return Hl7Error("AA", MESSAGE_ACCEPTED, text, location, severity="W")
 
 
 def reject(error_code: int, text: str, location: str = "") -> Hl7Error:

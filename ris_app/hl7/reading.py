@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
@@ -52,6 +52,8 @@ class Context:
     settings: Hl7Settings
     accession_prefix: str = "RIS"
     uid_root: str = ""
+    # What the desk must look at in an accepted message: ERR segments (severity W) of the AA.
+    warnings: list[Hl7Error] = field(default_factory=list)
 
 
 def family_of(msg: Message) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -128,9 +129,23 @@ class InboundProcessor:
             s.commit()
             return row.id
 
-    def _ack(self, source: Message | Envelope, code: str, text: str, error: Hl7Error | None, codec: str) -> bytes:
+    def _ack(
+        self,
+        source: Message | Envelope,
+        code: str,
+        text: str,
+        error: Hl7Error | None,
+        codec: str,
+        warnings: Sequence[Hl7Error] = (),
+    ) -> bytes:
         ack = build_ack(
-            source, code, text, error, application=self.settings.application, facility=self.settings.facility
+            source,
+            code,
+            text,
+            error,
+            warnings=warnings,
+            application=self.settings.application,
+            facility=self.settings.facility,
         )
         try:
             return ack.encode(codec or "utf-8")
@@ -225,9 +240,8 @@ class InboundProcessor:
             message_id,
             summary if log.isEnabledFor(logging.DEBUG) else summary.split(" ")[0],
         )
-        return Outcome(
-            message_id, "AA", self._ack(msg, "AA", summary, None, msg.charset), InboundStatus.PROCESSED, summary
-        )
+        ack = self._ack(msg, "AA", summary, None, msg.charset, ctx.warnings)
+        return Outcome(message_id, "AA", ack, InboundStatus.PROCESSED, summary)
 
     def _finish_error(self, message_id: int, env: Envelope, msg: Message | None, error: Hl7Error) -> Outcome:
         status = InboundStatus.REJECTED if error.ack_code == "AR" else InboundStatus.ERROR

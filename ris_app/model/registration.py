@@ -146,7 +146,7 @@ class StepSafety(Base):
     )
     findings: Mapped[list] = mapped_column(JSON, default=list)  # [{rule, action, message}]
     checked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    checked_on: Mapped[str] = mapped_column(String(16), default="")  # order, book, arrive
+    checked_on: Mapped[str] = mapped_column(String(16), default="")  # order, book, arrive, record, override
     hold: Mapped[bool] = mapped_column(default=False, index=True)
     hold_reason: Mapped[str] = mapped_column(String(512), default="")
     override_rules: Mapped[str] = mapped_column(String(255), default="")  # rule ids, comma-separated

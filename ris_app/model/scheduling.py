@@ -110,6 +110,8 @@ class Order(Base):
     # Reason-for-exam diagnosis codes (ICD), "~"-separated as HL7 repeats them (DG1-3,
     # OBR-31.1): billed with the exam's charges.
     diagnosis_codes: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # The desk's notes for the exam (transport, interpreter, ...): edited on the order page.
+    notes: Mapped[str] = mapped_column(String(1024), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -193,6 +195,10 @@ class StepStatusChange(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api, page, images, hl7, mpps
+    # Who: a user name, "api:<token>", or a part of the system ("plugin", "hl7:<sending
+    # application>", "mpps:<AE>", "no-show sweep"): scheduling.orders.record_change.
+    actor: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reason: Mapped[str] = mapped_column(String(255), default="", server_default="")  # why (a cancel's)
 
     step: Mapped[ScheduledProcedureStep] = relationship(back_populates="history")
 

@@ -1,7 +1,8 @@
 """What to tell the patient, decided where every change of a step passes
 (`scheduling.orders.step_changed`), in the same transaction: a booking queues its
 confirmation and its reminders, a move drops what was queued for the old time and queues
-the reschedule message with new reminders, a cancellation drops what was queued and
+the reschedule message (a confirmation if the patient was not told the old time yet) with
+new reminders, a cancellation drops what was queued and
 queues the cancellation message.
 
 The plan compares the step with the messages already queued for it (their
@@ -80,7 +81,10 @@ def plan(step: ScheduledProcedureStep) -> None:
         return
     if last.kind != "canceled" and last.appointment_at != start and start > now:
         _drop(pending, "the appointment was moved")
-        _queue(session, step, "rescheduled", now)
+        # A patient never told the old time (the confirmation still queued, or not
+        # delivered) gets a confirmation of the new one, not "your appointment was moved".
+        told = any(r.kind in ("confirmation", "rescheduled") and r.state == "sent" for r in queued)
+        _queue(session, step, "rescheduled" if told else "confirmation", now)
 
 
 def _imported(step: ScheduledProcedureStep) -> bool:

@@ -1,11 +1,11 @@
 """Pages for radiologists: the reading worklist, the report page (template, draft,
 preliminary, sign, addenda, critical results, priors), report PDFs, the hand-over
-to the viewers (OHIF, Orthanc Explorer) behind the RIS login, and second-opinion share
-links (created and revoked from the report page; opened in the viewer part)."""
+to the viewers (OHIF, Orthanc Explorer) behind the RIS login. The second-opinion share
+links' routes are on the same blueprint, in reporting/share_pages.py."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
@@ -22,9 +22,9 @@ from ris_app.model import (
     Order,
     Report,
     ReportVersion,
-    ShareLink,
     Study,
 )
+from ris_app.reporting.flags import FLAGS, check_acknowledged, flags_of
 from ris_app.reporting.lifecycle import (
     current_version,
     record_critical_result,
@@ -38,12 +38,19 @@ from ris_app.reporting.lifecycle import (
     template_for,
 )
 from ris_app.reporting.outbox import LABELS, retry_now, task_json, tasks_of
-from ris_app.reporting.reading_list import UNREAD, ReadingFilters, priors_of, radiologists, reading_worklist
-from ris_app.reporting.sharing import DEFAULT_DAYS, create_share, revoke, shares_of, signed_version
-from ris_app.reporting.sharing import state as share_state
-from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_base_url, viewer_login_url
+from ris_app.reporting.reading_list import (
+    UNREAD,
+    ReadingFilters,
+    next_unread,
+    priors_of,
+    radiologists,
+    reading_worklist,
+)
+from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
+from ris_app.viewer.routes import EXPLORER_ROLES, VIEWER_ROLES
 from ris_app.web import db, login_guard, settings
 from ris_app.web.auth import check_csrf, current_user, login_required
+from ris_app.web.live import live_page
 
 bp = Blueprint("reading", __name__, url_prefix="/reading")
 bp.before_request(check_csrf)  # every form here carries the session's token
@@ -57,39 +64,31 @@ def image_modalities(modalities: str) -> str:
     return ", ".join(m for m in (modalities or "").split("\\") if m and m not in ("DOC", "SR")) or "—"
 
 
+bp.add_app_template_global(flags_of, "reading_flags")
+
+
 @bp.app_template_global()
 def report_for_order(order: Order) -> Report | None:
     """For the order page's report box (templates/report_summary.html)."""
     return report_of_order(db(), order)
 
 
-def _date_arg(name: str) -> date | None:
-    try:
-        return date.fromisoformat(request.args[name]) if request.args.get(name) else None
-    except ValueError:
-        return None
-
-
 @bp.get("")
 @login_required(*READERS)
+@live_page
 def worklist():
     s = db()
-    mine = request.args.get("radiologist", "")
-    filters = ReadingFilters(
-        modality=request.args.get("modality", "").strip()[:16],
-        date_from=_date_arg("from"),
-        date_to=_date_arg("to"),
-        status=request.args.get("status", "") if request.args.get("status") in (UNREAD, DRAFT, PRELIMINARY) else "",
-        radiologist_id=int(mine) if mine.isdigit() else None,
-    )
+    filters = ReadingFilters.from_args(request.args)
     rows = reading_worklist(s, filters)
     return render_template(
         "reading_worklist.html",
         rows=rows,
         filters=filters,
+        filter_args=filters.as_args(),
         args=request.args,
         radiologists=radiologists(s),
         statuses=(UNREAD, DRAFT, PRELIMINARY),
+        signed_note=_signed_note(request.args.get("signed", "")),
     )
 
 
@@ -141,43 +140,90 @@ def report_page(study_id: int):
         FINAL=FINAL,
         can_write=current_user().role in (*READERS, "admin"),
         now=site_now().strftime("%Y-%m-%dT%H:%M"),
+        flags=flags_of(study),
+        filter_args=ReadingFilters.from_args(request.args).as_args(),
+        signed_note=_signed_note(request.args.get("signed", "")),
+    )
+
+
+def _signed_note(study_id: str) -> dict | None:
+    """What "Sign and next" just signed, for the note on the page it lands on (the id
+    comes in the address, so no patient data travels in the session cookie)."""
+    study = db().get(Study, int(study_id)) if study_id.isdigit() else None
+    report = report_of(db(), study) if study is not None else None
+    if report is None or report.status != FINAL:
+        return None
+    return {"study": study, "procedure": study_procedure(study)[1]}
+
+
+def _confirm_page(study: Study, fields: dict[str, str], action: str):
+    """The signing step without JavaScript (with it, the report page's dialog shows the
+    same): who and what is about to be signed, the study's warnings, the text carried
+    along in hidden fields so nothing typed is lost."""
+    return render_template(
+        "reading_confirm.html",
+        study=study,
+        procedure=study_procedure(study)[1],
+        flags=flags_of(study),
+        fields=fields,
+        version=request.form.get("version", ""),
+        action=action,
+        filter_args=ReadingFilters.from_args(request.args).as_args(),
     )
 
 
 @bp.post("/studies/<int:study_id>/report")
 @login_required(*READERS)
 def save(study_id: int):
+    """Save or sign. A signature is final, so it takes two steps: "Sign" shows who and
+    what is signed (the report page's dialog, or the confirm page without JavaScript) and
+    only the confirmed form (confirmed=1, each flag's acknowledgement) signs. "Sign and
+    next" then opens the next unread study of the worklist the reader came from."""
     s = db()
     study = _study(study_id)
     user = current_user()
-    action = request.form.get("action", "draft")
+    requested = request.form.get("action", "draft")
+    action = "sign" if requested == "sign_next" else requested
+    fields = {k: request.form[k] for k in (*SECTIONS, "addendum") if k in request.form}
+    filter_args = ReadingFilters.from_args(request.args).as_args()
+    here = url_for("reading.report_page", study_id=study_id, **filter_args)
+    if action == "sign" and request.form.get("confirmed") != "1":
+        return _confirm_page(study, fields, requested)
     try:
+        if action == "sign":
+            check_acknowledged(study, [f.code for f in FLAGS if request.form.get(f"ack_{f.code}") == "1"])
         report = start_report(s, study, user)
-        fields = {k: request.form[k] for k in (*SECTIONS, "addendum") if k in request.form}
         sent = request.form.get("version", "")
         version = save_report(s, report, user, fields, action, expected_version=int(sent) if sent.isdigit() else None)
         s.commit()
     except StaleDataError:
         s.rollback()
         flash("Someone else saved or signed this report meanwhile: your text was not saved. Here is theirs.", "error")
-        return redirect(url_for("reading.report_page", study_id=study_id))
+        return redirect(here)
     except StaleVersion as err:
         s.rollback()
         flash(f"Your text was not saved: {err.message}. Here is theirs.", "error")
-        return redirect(url_for("reading.report_page", study_id=study_id))
+        return redirect(here)
     except DomainError as err:
         s.rollback()
         flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
-        return redirect(url_for("reading.report_page", study_id=study_id))
-    if version.status == FINAL:
-        flash(
-            ("Report signed." if version.version == 1 else f"Addendum {version.version - 1} signed.")
-            + " Its PDF, its copies in the PACS and the result message are on their way (below).",
-            "ok",
-        )
-    else:
+        if (err.field or "").startswith("ack_"):  # back to the signing step, the text kept
+            return _confirm_page(study, fields, requested)
+        return redirect(here)
+    if version.status != FINAL:
         flash(f"Saved as {version.status.lower()}.", "ok")
-    return redirect(url_for("reading.report_page", study_id=study_id))
+        return redirect(here)
+    if requested == "sign_next":
+        nxt = next_unread(s, ReadingFilters.from_args(request.args), besides=study_id)
+        if nxt is None:
+            return redirect(url_for("reading.worklist", signed=study_id, **filter_args))
+        return redirect(url_for("reading.report_page", study_id=nxt.id, signed=study_id, **filter_args))
+    flash(
+        ("Report signed." if version.version == 1 else f"Addendum {version.version - 1} signed.")
+        + " Its PDF, its copies in the PACS and the result message are on their way (below).",
+        "ok",
+    )
+    return redirect(here)
 
 
 @bp.post("/studies/<int:study_id>/addendum")
@@ -251,14 +297,37 @@ def republish(version_id: int):
     )
 
 
+# The viewers a study opens in, and who may use each: the viewer part's own role sets
+# (viewer/routes.py), so a link is shown exactly when the viewer would let its user in.
+# OHIF is read-only for everyone (its proxy forwards DICOMweb reads only); Explorer reads
+# everything in Orthanc, so it is for fewer roles.
+VIEWERS: dict[str, tuple[str, frozenset[str]]] = {
+    "ohif": ("Open in OHIF", VIEWER_ROLES),
+    "explorer": ("Orthanc Explorer", EXPLORER_ROLES),
+}
+
+
+@bp.app_template_global()
+def viewer_links(study: Study) -> list[dict[str, str]]:
+    """The viewer links of `study` the logged-in user may follow (every page's viewer
+    links come from here and go through open_viewer, never straight to Orthanc)."""
+    user = current_user()
+    role = user.role if user is not None else None
+    return [
+        {"viewer": name, "label": label, "href": url_for("reading.open_viewer", study_id=study.id, viewer=name)}
+        for name, (label, roles) in VIEWERS.items()
+        if role in roles
+    ]
+
+
 @bp.get("/studies/<int:study_id>/open/<viewer>")
 @login_required("radiologist", "technologist")
 def open_viewer(study_id: int, viewer: str):
     """Hand the logged-in user over to the viewer part, on this study."""
     study, cfg = _study(study_id), settings()
-    if viewer not in ("ohif", "explorer"):
+    if viewer not in VIEWERS:
         abort(404)
-    if viewer == "explorer" and current_user().role not in ("radiologist", "admin"):
+    if current_user().role not in VIEWERS[viewer][1]:
         abort(403)
     if cfg.ohif_url:  # Docker: Orthanc's own OHIF plugin and Explorer, behind Orthanc's login
         if viewer == "ohif":
@@ -278,60 +347,5 @@ def by_uid(study_instance_uid: str):
     return redirect(url_for("reading.report_page", study_id=study.id))
 
 
-# --------------------------------------------------------------- second-opinion share links
-@bp.app_template_global()
-def study_shares(study: Study) -> dict:
-    """For the report page's "Second opinion" box (templates/_shares.html)."""
-    s = db()
-    return {
-        "links": [(link, share_state(link)) for link in shares_of(s, study)],
-        "can_share": current_user().role in (*READERS, "admin"),
-        "signed": signed_version(s, study) is not None,
-        "default_days": DEFAULT_DAYS,
-        "max_days": settings().share_max_days,
-    }
-
-
-@bp.post("/studies/<int:study_id>/shares")
-@login_required(*READERS)
-def share(study_id: int):
-    """Create a link: the page shows its address and code once (only hashes are kept)."""
-    s, study, cfg = db(), _study(study_id), settings()
-    days = request.form.get("days", str(DEFAULT_DAYS)).strip()
-    try:
-        link, token, code = create_share(
-            s,
-            study,
-            current_user(),
-            recipient=request.form.get("recipient", ""),
-            days=int(days) if days.isdigit() else 0,
-            include_report=request.form.get("include_report") == "1",
-            max_days=cfg.share_max_days,
-            address=request.remote_addr or "",
-        )
-        s.commit()
-    except DomainError as err:
-        s.rollback()
-        flash(f"{err.field}: {err.message}" if err.field else err.message, "error")
-        return redirect(url_for("reading.report_page", study_id=study_id, _anchor="shares"))
-    html = render_template(
-        "share_created.html",
-        study=study,
-        link=link,
-        url=f"{viewer_base_url(cfg, request.host_url)}/share/{token}",
-        code=code,
-    )
-    return Response(html, headers={"Cache-Control": "no-store"})
-
-
-@bp.post("/shares/<int:link_id>/revoke")
-@login_required(*READERS)
-def revoke_share(link_id: int):
-    s = db()
-    link = s.get(ShareLink, link_id)
-    if link is None:
-        abort(404)
-    revoke(s, link, current_user(), request.remote_addr or "")
-    s.commit()
-    flash(f"The link shared with {link.recipient} is revoked.", "ok")
-    return redirect(url_for("reading.report_page", study_id=link.study_id, _anchor="shares"))
+# The second-opinion share links' routes live in their own module, on this blueprint.
+from ris_app.reporting import share_pages  # noqa: E402, F401  (registers them)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -35,6 +36,39 @@ class ReadingFilters:
     status: str = ""  # "", UNREAD, DRAFT, PRELIMINARY
     radiologist_id: int | None = None
 
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> ReadingFilters:
+        """The filters of the worklist's query string (its form's field names); what does
+        not parse is ignored, as the form would."""
+        mine = args.get("radiologist", "")
+        status = args.get("status", "")
+        return cls(
+            modality=args.get("modality", "").strip()[:16],
+            date_from=_day(args.get("from", "")),
+            date_to=_day(args.get("to", "")),
+            status=status if status in (UNREAD, DRAFT, PRELIMINARY) else "",
+            radiologist_id=int(mine) if mine.isdigit() else None,
+        )
+
+    def as_args(self) -> dict[str, str]:
+        """The query string that gives these filters back (only the ones set), so the
+        report pages and "Sign and next" keep the worklist the reader chose."""
+        args = {
+            "modality": self.modality,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "status": self.status,
+            "radiologist": str(self.radiologist_id or ""),
+        }
+        return {k: v for k, v in args.items() if v}
+
+
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
 
 @dataclass
 class ReadingRow:
@@ -47,6 +81,25 @@ class ReadingRow:
 def reading_worklist(session: Session, filters: ReadingFilters, limit: int = 200) -> list[ReadingRow]:
     """Studies with images and no signed report: STAT, then HIGH (urgent), then the rest;
     oldest first within each."""
+    rows = [
+        ReadingRow(study=s, report=r, priority=s.order.priority if s.order else "ROUTINE")
+        for s, r in session.execute(_worklist_query(filters).limit(limit)).unique().all()
+    ]
+    priors = priors_by_patient(session, [row.study for row in rows])
+    for row in rows:
+        row.priors = [p for p in priors.get(patient_mrn(row.study), []) if p[0].id != row.study.id]
+    return rows
+
+
+def next_unread(session: Session, filters: ReadingFilters, *, besides: int) -> Study | None:
+    """The first study of the worklist under `filters` (same order) with no report yet,
+    other than study `besides`: where "Sign and next" goes."""
+    stmt = _worklist_query(filters).where(Report.id.is_(None), Study.id != besides).limit(1)
+    row = session.execute(stmt).unique().first()
+    return row[0] if row else None
+
+
+def _worklist_query(filters: ReadingFilters):
     stmt = (
         select(Study, Report)
         .outerjoin(Report, Report.study_id == Study.id)
@@ -54,7 +107,6 @@ def reading_worklist(session: Session, filters: ReadingFilters, limit: int = 200
         .options(joinedload(Study.order))
         .where(Study.deleted_at.is_(None), Study.instance_count > 0, or_(Report.id.is_(None), Report.status != FINAL))
         .order_by(PRIORITY_RANK, Study.first_received_at, Study.id)
-        .limit(limit)
     )
     if filters.modality:
         stmt = stmt.where(Study.modalities.contains(filters.modality.upper()))
@@ -69,14 +121,7 @@ def reading_worklist(session: Session, filters: ReadingFilters, limit: int = 200
         stmt = stmt.where(Report.status == filters.status)
     if filters.radiologist_id:
         stmt = stmt.where(Report.author_id == filters.radiologist_id)
-    rows = [
-        ReadingRow(study=s, report=r, priority=s.order.priority if s.order else "ROUTINE")
-        for s, r in session.execute(stmt).unique().all()
-    ]
-    priors = priors_by_patient(session, [row.study for row in rows])
-    for row in rows:
-        row.priors = [p for p in priors.get(patient_mrn(row.study), []) if p[0].id != row.study.id]
-    return rows
+    return stmt
 
 
 def patient_mrn(study: Study) -> str:

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from ris_app.frontdesk.api import clash_policy
-from ris_app.frontdesk.resources import add_procedure
+from ris_app.frontdesk.resources import add_procedure, add_station
 from ris_app.model import (
     PRIORITIES,
     SEXES,
@@ -22,7 +22,6 @@ from ris_app.model import (
 from ris_app.orthanc.modalities import publish_station
 from ris_app.registration.duplicates import possible_duplicates
 from ris_app.registration.record import apply_json, set_preauth
-from ris_app.scheduling.fields import check_modality
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -250,6 +249,7 @@ def post_order_status(accession: str):
               properties:
                 action: {type: string}
                 version: {type: integer, description: "the order's version as read; a newer one answers 409"}
+                reason: {type: string, maxLength: 255, description: "why (a cancel's): kept in the history, sent in ORC-16"}
       responses:
         200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
         409: {description: The move is not allowed now, or the step changed since the version sent}
@@ -258,7 +258,8 @@ def post_order_status(accession: str):
     action = v.choice(body, "action", [a.upper() for a in TRANSITIONS]).lower()
     expected = v.expected_version(body, request)
     order = find_order(db(), accession)
-    apply_action(primary_step(order), action, source="api", expected_version=expected)
+    reason = v.text(body, "reason", max_len=255, forbid="")
+    apply_action(primary_step(order), action, source="api", expected_version=expected, reason=reason)
     commit()
     return jsonify(order_json(order, _order_study(order)))
 
@@ -367,18 +368,16 @@ def post_station():
         201: {description: Added, content: {application/json: {schema: {type: object}}}}
     """
     body = v.json_body(request)
-    st = Station(
-        aet=v.aet_list(body, "aet") or v.text(body, "aet", required=True),
-        name=v.text(body, "name", max_len=16),
-        modality=check_modality(v.text(body, "modality", required=True, max_len=16).upper()),
-        location=v.text(body, "location", max_len=16),
-        worklist_own_steps_only=body.get("worklist_own_steps_only") is True,
-        host=v.ip_host(body, "host"),
+    st = add_station(
+        db(),
+        v.text(body, "aet", required=True),
+        v.text(body, "modality", required=True, max_len=16),
+        name=v.text(body, "name"),
+        location=v.text(body, "location"),
+        host=v.text(body, "host"),
         port=v.tcp_port(body, "port"),
+        own_steps_only=body.get("worklist_own_steps_only") is True,
     )
-    if "\\" in st.aet:
-        raise ApiError(400, "one AE title per station", field="aet")
-    db().add(st)
     commit()
     # The station is Orthanc's allowlist: declare it now, so the scanner can query at once.
     publish_station(settings(), st)

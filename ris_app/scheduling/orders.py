@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, object_session
 
 from ris_app.billing.capture import capture as capture_charges
 from ris_app.clock import utcnow
-from ris_app.db import begin_write, is_sqlite, lock_row
+from ris_app.db import begin_write, current_actor, is_sqlite, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
 from ris_app.frontdesk.booking import ClashPolicy, book, primary_aet
 from ris_app.hl7.appointments import on_appointment
@@ -121,13 +121,18 @@ def step_changed(
 
 
 def patient_changed(patient: Patient) -> None:
-    """Told that a patient's demographics changed, or that orders moved to this patient.
-    Each step is locked first: another writer moving one of them meanwhile is waited for,
-    not overwritten (nor answered with a stale-version error)."""
+    """Told that a patient's demographics or record changed, or that orders moved to this
+    patient. Each step is locked first: another writer moving one of them meanwhile is
+    waited for, not overwritten (nor answered with a stale-version error). Exams not yet
+    started are checked against the safety rules again: a new low eGFR or allergy holds a
+    booked contrast exam (kept out of the worklist) at once, not only at check-in; a
+    better result releases it."""
     for order in patient.orders:
         for rp in order.requested_procedures:
             for step in rp.steps:
                 lock_step(step)
+                if step.status in STARTABLE:
+                    safety_check(step, "record", SafetyPolicy.HOLD)
                 step_changed(step)
 
 
@@ -225,7 +230,7 @@ def create_order(
         status=SPSStatus.SCHEDULED,
         extra_attributes=data.extra_attributes,
     )
-    step.history.append(StepStatusChange(from_status=None, to_status=SPSStatus.SCHEDULED, source=source))
+    record_change(session, step, None, SPSStatus.SCHEDULED, source)
     rp.steps.append(step)
     order.requested_procedures.append(rp)
     session.add(order)
@@ -261,9 +266,42 @@ def set_step_status(
     return True
 
 
-def _move(step: ScheduledProcedureStep, target: SPSStatus, source: str) -> None:
+# Actor contexts (db.set_actor) that a history row names otherwise than as they read.
+HISTORY_ACTORS = {"system:no-show": "no-show sweep", "api:orthanc-plugin": "plugin"}
+
+
+def history_actor(context: str, source: str) -> str:
+    """Who a history row names: the page user's name, "api:<token>", or the part of the
+    system ("plugin", "hl7:EHR", "mpps:CT1", "no-show sweep"); a writer that set no actor
+    (the sync worker's reconciliation) is named by its source."""
+    if context in HISTORY_ACTORS:
+        return HISTORY_ACTORS[context]
+    kind, _, name = context.partition(":")
+    if kind == "page" and name:
+        return name
+    return context or source
+
+
+def record_change(
+    session: Session, step: ScheduledProcedureStep, before: str | None, target: SPSStatus, source: str, reason: str = ""
+) -> StepStatusChange:
+    """The one place a history row is written: what moved, through what, who and why."""
+    row = StepStatusChange(
+        from_status=before,
+        to_status=target,
+        source=source,
+        actor=history_actor(current_actor(session), source)[:64],
+        reason=reason[:255],
+    )
+    step.history.append(row)
+    return row
+
+
+def _move(step: ScheduledProcedureStep, target: SPSStatus, source: str, reason: str = "") -> None:
     """The move itself, on a step the caller has locked and checked."""
-    step.history.append(StepStatusChange(from_status=step.status, to_status=target, source=source))
+    session = object_session(step)
+    assert session is not None
+    record_change(session, step, step.status, target, source, reason)
     step.status = target
     step.status_changed_at = utcnow()
     step_changed(step, status_source=source)
@@ -279,6 +317,15 @@ def lock_step(step: ScheduledProcedureStep, expected_version: int | None = None)
     if expected_version is not None and expected_version != step.lock_version:
         raise StaleVersion("step", step.changed_by)
     return step
+
+
+def put_on_station(session: Session, step: ScheduledProcedureStep, station_aet: str) -> Station | None:
+    """Point the step at another station (its name and room follow); the caller books it."""
+    station = session.scalar(select(Station).where(Station.aet == primary_aet(station_aet)))
+    step.station_aet = station_aet
+    step.station_name = station.name if station else ""
+    step.location = station.location if station else ""
+    return station
 
 
 def reschedule_step(
@@ -299,10 +346,7 @@ def reschedule_step(
     session = object_session(step)
     assert session is not None
     if station_aet and station_aet != step.station_aet:
-        station = session.scalar(select(Station).where(Station.aet == primary_aet(station_aet)))
-        step.station_aet = station_aet
-        step.station_name = station.name if station else ""
-        step.location = station.location if station else ""
+        put_on_station(session, step, station_aet)
     step.start_datetime = start
     book(session, step, step.requested_procedure.procedure_code, clash_policy)
     safety_check(step, "book", safety_policy)
@@ -312,14 +356,20 @@ def reschedule_step(
 
 
 def apply_action(
-    step: ScheduledProcedureStep, action: str, source: str = "api", *, expected_version: int | None = None
+    step: ScheduledProcedureStep,
+    action: str,
+    source: str = "api",
+    *,
+    expected_version: int | None = None,
+    reason: str = "",
 ) -> SPSStatus:
-    """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...)."""
+    """Move a step by a named action (arrive, start, complete, cancel, discontinue, ...);
+    `reason` (a cancel's) goes to the history and the EHR's status message (ORC-16)."""
     lock_step(step, expected_version)
     target = next_status(step.status, action)
     if action == "arrive" and step.status != target:  # check-in: the rules again, on today's record
         safety_check(step, "arrive", SafetyPolicy.REFUSE)
     if step.status != target:
-        _move(step, target, source)  # locked and checked above: no second lock
+        _move(step, target, source, reason)  # locked and checked above: no second lock
     log.info("step %s -> %s (%s)", step.sps_id, target, source)
     return target

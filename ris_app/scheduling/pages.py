@@ -7,6 +7,7 @@ who may do what is declared once, on the views (login_required) and in STEP_ACTI
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -15,13 +16,7 @@ from sqlalchemy import select
 
 from ris_app.clock import from_site, site_today
 from ris_app.errors import Conflict, DomainError
-from ris_app.model import (
-    PRIORITIES,
-    SEXES,
-    ProcedureCode,
-    Station,
-    Study,
-)
+from ris_app.model import PRIORITIES, SEXES, ProcedureCode, Station, Study
 from ris_app.model import (
     ScheduledProcedureStep as SPS,
 )
@@ -39,8 +34,8 @@ from ris_app.scheduling.orders import (
     find_patient,
     primary_step,
 )
-from ris_app.scheduling.schedule import day_steps
-from ris_app.scheduling.states import TRANSITIONS, SPSStatus
+from ris_app.scheduling.schedule import day_steps, reported_orders, shown_status
+from ris_app.scheduling.states import TRANSITIONS
 from ris_app.tracking.inbox import unmatched_studies
 from ris_app.web import commit, db, settings
 from ris_app.web import validation as v
@@ -53,6 +48,7 @@ from ris_app.web.auth import (
     safe_next,
 )
 from ris_app.web.forms import Form, commit_or_fail
+from ris_app.web.live import live_page
 
 bp = Blueprint("pages", __name__)
 bp.before_request(check_csrf)
@@ -259,6 +255,7 @@ class StepAction:
     roles: tuple[str, ...]
     on_schedule: bool = True  # the schedule offers the everyday moves; the rest are on the order page
     danger: bool = False
+    asks_reason: bool = False  # a confirmation page asks why first (order_pages.cancel_page)
 
 
 # Clerks check patients in (and cancel); technologists run the exam (overview.md, "Who uses it").
@@ -268,7 +265,7 @@ STEP_ACTIONS: tuple[StepAction, ...] = (
     StepAction("start", "Start exam", ("technologist",)),
     StepAction("depart", "Patient left", ("technologist",), on_schedule=False),
     StepAction("complete", "Complete", ("technologist",)),
-    StepAction("cancel", "Cancel", ("clerk", "technologist"), on_schedule=False, danger=True),
+    StepAction("cancel", "Cancel", ("clerk", "technologist"), danger=True, asks_reason=True),
     StepAction("discontinue", "Discontinue", ("technologist",), on_schedule=False, danger=True),
     StepAction("no_show", "No-show", ("clerk",), danger=True),  # the sync worker marks the rest
 )
@@ -295,6 +292,7 @@ def _on_station(step: SPS, station: Station) -> bool:
 
 @bp.get("/")
 @login_required()
+@live_page
 def today():
     s = db()
     today = site_today()
@@ -309,7 +307,8 @@ def today():
     steps = day_steps(s, day)
     if station is not None:  # in Python: AE titles are a backslash list, awkward in LIKE
         steps = [st for st in steps if _on_station(st, station)]
-    counts = {status: sum(1 for st in steps if st.status == status) for status in SPSStatus}
+    reported = reported_orders(s, [st.requested_procedure.order_id for st in steps])
+    shown = {st.id: shown_status(st, reported) for st in steps}  # the state each row shows
     return render_template(
         "today.html",
         steps=steps,
@@ -317,7 +316,8 @@ def today():
         is_today=day == today,
         stations=stations,
         station=station,
-        counts={k: n for k, n in counts.items() if n},
+        counts=Counter(shown.values()),
+        shown=shown,
         prev_day=day - timedelta(days=1),
         next_day=day + timedelta(days=1),
     )
@@ -333,6 +333,8 @@ def order_status(accession: str):
         return redirect(back)
     if not has_role(current_user(), step_action.roles):
         return forbidden(f"Your role ({current_user().role}) may not {step_action.label.lower()} an exam.")
+    if step_action.asks_reason:  # never one click: the confirmation page asks why
+        return redirect(url_for("order_pages.cancel_page", accession=accession, next=back))
     try:
         order = find_order(db(), accession)
     except DomainError:
@@ -360,6 +362,7 @@ def _no_such_order(accession: str):
 
 @bp.get("/orders/<accession>")
 @login_required()
+@live_page
 def order_detail(accession: str):
     try:
         order = find_order(db(), accession)
@@ -375,6 +378,7 @@ def order_detail(accession: str):
         order=order,
         rp=order.requested_procedures[0],
         step=primary_step(order),
+        shown=shown_status(primary_step(order), reported_orders(db(), [order.id])),
         studies=studies,
         sexes=SEX_LABELS,
         link_methods=LINK_METHODS,

@@ -64,7 +64,15 @@ def step_json(s: ScheduledProcedureStep) -> dict:
         "version": s.lock_version,
         "changed_by": s.changed_by,
         "history": [
-            {"from": h.from_status, "to": h.to_status, "at": _iso(h.changed_at), "source": h.source} for h in s.history
+            {
+                "from": h.from_status,
+                "to": h.to_status,
+                "at": _iso(h.changed_at),
+                "source": h.source,
+                "actor": h.actor,  # who: a user, api:<token>, plugin, hl7:<app>, mpps:<AE>, no-show sweep
+                "reason": h.reason,
+            }
+            for h in s.history
         ],
     }
 

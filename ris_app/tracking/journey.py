@@ -1,6 +1,10 @@
 """The exam's journey per order: when it was ordered, scheduled, the patient arrived, the
 exam started (first image or MPPS), images were complete (stable study or MPPS completed),
-reported (preliminary or final text) and signed (the original report); with counts and a flag when MPPS reports more images than Orthanc has.
+the exam was completed, reported (preliminary or final text) and signed (the original
+report); with counts and a flag when MPPS reports more images than Orthanc has. `events`
+is the whole story in time order for the page: every status change (who, through what,
+why), the images, each signed version (the report and its addenda) and each critical
+result communicated.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from ris_app.scheduling.orders import primary_step
 from ris_app.scheduling.serializers import site_iso
 from ris_app.scheduling.states import SPSStatus
 
-MILESTONES = ("ordered", "scheduled", "arrived", "started", "images_complete", "reported", "signed")
+MILESTONES = ("ordered", "scheduled", "arrived", "started", "images_complete", "completed", "reported", "signed")
 
 
 def _first(times) -> datetime | None:
@@ -23,14 +27,41 @@ def _first(times) -> datetime | None:
     return min(times) if times else None
 
 
-def _original_report(session: Session, study: Study | None):
-    """Version 1 of the study's report (addenda come later and do not move the milestones)."""
+def _report(session: Session, study: Study | None):
     if study is None:
         return None
     from ris_app.model import Report  # the reporting module's tables
 
-    report = session.scalar(select(Report).where(Report.study_id == study.id))
-    return report.versions[0] if report is not None and report.versions else None
+    return session.scalar(select(Report).where(Report.study_id == study.id))
+
+
+def _events(step, study: Study | None, report) -> list[dict]:
+    """Everything that happened to the exam, oldest first (ties: in the order written)."""
+    events = [
+        {
+            "at": h.changed_at,
+            "what": f"{(h.from_status or 'new').lower()} → {h.to_status.lower()}",
+            "through": h.source,
+            "who": h.actor,
+            "reason": h.reason,
+        }
+        for h in step.history
+    ]
+    if study is not None:
+        events.append({"at": study.first_received_at, "what": "first image received", "through": "images"})
+        if study.stable_at:
+            events.append({"at": study.stable_at, "what": "images complete", "through": "images"})
+    for v in report.versions if report is not None else ():
+        if v.signed_at:
+            what = "report signed" if v.version == 1 else f"addendum {v.version - 1} signed"
+            who = v.signed_by.username if v.signed_by else ""
+            events.append({"at": v.signed_at, "what": what, "through": "reading", "who": who})
+    for c in report.critical_results if report is not None else ():
+        who = c.recorded_by.username if c.recorded_by else ""
+        what = f"critical result told to {c.communicated_to} ({c.method})"
+        events.append({"at": c.communicated_at, "what": what, "through": "reading", "who": who})
+    events.sort(key=lambda e: e["at"])  # stable: same-time rows keep their order
+    return [{"who": "", "reason": "", **e, "at": e["at"].isoformat()} for e in events]
 
 
 def journey(session: Session, order: Order) -> dict:
@@ -50,7 +81,8 @@ def journey(session: Session, order: Order) -> dict:
         return _first(h.changed_at for h in step.history if h.to_status == status)
 
     completed_mpps = [m for m in mpps if m.status == "COMPLETED"]
-    original = _original_report(session, study)
+    report = _report(session, study)
+    original = report.versions[0] if report is not None and report.versions else None
     at = {
         "ordered": order.created_at,
         "scheduled": reached(SPSStatus.SCHEDULED),
@@ -59,6 +91,7 @@ def journey(session: Session, order: Order) -> dict:
             [reached(SPSStatus.STARTED), study.first_received_at if study else None, *[m.started_at for m in mpps]]
         ),
         "images_complete": _first([study.stable_at if study else None, *[m.ended_at for m in completed_mpps]]),
+        "completed": reached(SPSStatus.COMPLETED),
         # Reported: the first (preliminary or final) text; signed: the original report's signature.
         "reported": (original.preliminary_at or original.signed_at) if original else None,
         "signed": original.signed_at if original else None,
@@ -84,4 +117,5 @@ def journey(session: Session, order: Order) -> dict:
         ],
         "mpps_instances": mpps_instances,
         "missing_images": bool(mpps_instances and mpps_instances > held),
+        "events": _events(step, study, report),
     }

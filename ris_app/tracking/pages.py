@@ -10,6 +10,7 @@ from ris_app.errors import DomainError
 from ris_app.model import Study, StudyCorrection
 from ris_app.ops.parts import Facts, parts_health
 from ris_app.scheduling.orders import find_order, find_patient
+from ris_app.tracking import correction_view
 from ris_app.tracking import state as sync_state
 from ris_app.tracking.api import orthanc_last_change
 from ris_app.tracking.corrections import link_study, merge_patients, undo
@@ -21,6 +22,9 @@ from ris_app.web.errors import ApiError
 
 bp = Blueprint("tracking", __name__)
 bp.before_request(check_csrf)
+# the inbox's corrections, readable: labelled fields, old -> new (tracking/correction_view.py)
+bp.add_app_template_global(correction_view.changes, "correction_changes")
+bp.add_app_template_global(correction_view.action_text, "correction_action")
 
 
 def _user() -> str:

@@ -77,6 +77,12 @@ def _setup_subject() -> str:
     return f"procedure {code}"[:80] if isinstance(code, str) and code else ""
 
 
+def _new_station() -> str:
+    body = request.get_json(silent=True) if request.is_json else request.form
+    aet = body.get("aet") if hasattr(body, "get") else None
+    return f"station {aet.strip()}"[:80] if isinstance(aet, str) and aet.strip() else ""
+
+
 _REPORT_ACTIONS = {"sign": "report.sign", "preliminary": "report.preliminary"}
 
 
@@ -88,6 +94,13 @@ def _user_detail() -> str:
 
 def _report_action() -> str:
     return _REPORT_ACTIONS.get(request.form.get("action", ""), "report.save")
+
+
+def _cancel_detail() -> str:
+    """The listed reason of a cancel (its free text may name people: not in the trail)."""
+    from ris_app.scheduling.edit import CANCEL_REASONS
+
+    return f"cancel: {CANCEL_REASONS.get(request.form.get('reason', ''), 'no reason given')}"
 
 
 def _charge_action() -> str:
@@ -134,6 +147,10 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("pages.new_patient", "POST"): Audited("patient.create"),
     ("pages.new_order", "POST"): Audited("order.create"),
     ("pages.order_status", "POST"): Audited("step.move"),
+    ("order_pages.edit_page", "GET"): Audited("order.read"),
+    ("order_pages.edit_page", "POST"): Audited("order.update"),
+    ("order_pages.cancel_page", "GET"): Audited("order.read"),
+    ("order_pages.cancel_page", "POST"): Audited("step.move", detail=_cancel_detail),
     ("registration_pages.safety_override", "POST"): Audited("safety.override"),
     ("registration_pages.patient_record", "GET"): Audited("patient.read"),
     ("registration_pages.patient_record_save", "POST"): Audited("patient.update"),
@@ -159,6 +176,8 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("clashes.clashes_page", "GET"): Audited("worklist.read"),
     ("clashes.reschedule", "POST"): Audited("step.reschedule"),
     ("clashes.keep", "POST"): Audited("booking.keep"),
+    ("setup.stations", "POST"): Audited("station.create", detail=_new_station),
+    ("api.post_station", "POST"): Audited("station.create", detail=_new_station),
     ("setup.station", "POST"): Audited("station.update", detail=_setup_subject),
     ("setup.hours", "POST"): Audited("station.update", detail=_setup_subject),
     ("setup.add_block", "POST"): Audited("station.update", detail=_setup_subject),
@@ -336,7 +355,7 @@ def _outcome(audited: Audited | None, status: int) -> str | None:
     """The outcome of a request no commit recorded; None: nothing to record."""
     if status in (401, 403):
         return REFUSED
-    if audited is None:
+    if audited is None or status == 304:  # 304: a live page's refresh that sent nothing (web/live.py)
         return None
     if status >= 400:
         return FAILED

@@ -350,3 +350,43 @@ def test_the_database_refuses_a_second_line_with_the_same_capture_key(app, clien
         s.add(copy)
         with pytest.raises(IntegrityError):
             s.commit()
+
+
+def test_two_billing_systems_each_get_the_charge_and_both_answers_count(app, client, auth, billing_peer):
+    """The charge is acknowledged only once every billing system answered AA, and a refusal
+    from any of them rejects it (not only the first destination's answer counts)."""
+    peer, _ = billing_peer
+    second = Receiver()
+    try:
+        hl7 = Hl7Settings(
+            financial_destinations=(
+                Destination("BILLING", "127.0.0.1", peer.port),
+                Destination("INSURER", "127.0.0.1", second.port),
+            ),
+            financial_versions=(("BILLING", "2.5.1"), ("INSURER", "2.3.1")),
+            retry_seconds=0.05,
+        )
+        set_hl7_settings(hl7)
+        rule(send="auto")
+        acc = order(client, auth, "BILL-20", code="XRCHEST", modality="CR")
+        act(client, auth, acc, "start", "complete")
+        second.answer = "AE"
+        deliver(app, hl7)
+        [ours], [theirs] = peer.messages("DFT"), second.messages("DFT")
+        assert fields(ours, "MSH")[10][:-1] == fields(theirs, "MSH")[10][:-1]  # one charge, two IDs
+        (charge,) = charges_of(client, auth, acc)
+        assert charge["status"] == "rejected" and "AE" in charge["status_reason"], charge
+
+        acc = order(client, auth, "BILL-21", code="XRCHEST", modality="CR")
+        second.answer = "WRONG_ID"  # an answer out of step: retried later, the charge waits
+        act(client, auth, acc, "start", "complete")
+        deliver(app, hl7)
+        assert charges_of(client, auth, acc)[0]["status"] == "sent"  # BILLING said AA, INSURER not yet
+        second.answer = "AA"
+        for _ in range(50):
+            deliver(app, hl7)
+            if charges_of(client, auth, acc)[0]["status"] != "sent":
+                break
+        assert charges_of(client, auth, acc)[0]["status"] == "acknowledged"
+    finally:
+        second.stop()

@@ -125,7 +125,10 @@ def _sign_over_http(system, user, study_uid, **sections):
     assert s.post(login.url, data={"username": user, "password": PASSWORD, "csrf_token": _csrf(login.text)}).ok
     page = s.get(f"{system.ris_url}/reading/by-uid/{study_uid}")
     assert page.ok
-    r = s.post(page.url.rstrip("/") + "/report", data={**sections, "action": "sign", "csrf_token": _csrf(page.text)})
+    r = s.post(
+        page.url.rstrip("/") + "/report",
+        data={**sections, "action": "sign", "confirmed": "1", "csrf_token": _csrf(page.text)},
+    )
     assert r.ok and "Report signed." in r.text
 
 
@@ -253,7 +256,8 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     # Write from the template, sign.
     page.fill("textarea[name=findings]", "Brain parenchyma: normal.\nHaemorrhage: none.")
     page.fill("textarea[name=impression]", "No acute intracranial abnormality.")
-    page.click("#sign")
+    page.click("#sign")  # the signing dialog asks first (test_e2e_reading_safeguards.py)
+    page.click("#confirm-sign")
     page.wait_for_selector("#add-addendum")
     assert page.inner_text("#report-status") == "FINAL"
     assert "Signed by Dr Ada Reader" in page.inner_text("#version-1")
@@ -266,6 +270,7 @@ def test_read_sign_and_amend_in_the_browser(system, browser, radiologist, ct_ord
     page.click("#add-addendum")
     page.fill("textarea[name=addendum]", "On review: small left parietal scalp haematoma.")
     page.click("#sign")
+    page.click("#confirm-sign")
     page.wait_for_selector("#version-2")
     assert "No acute intracranial abnormality." in page.inner_text("#version-1")
     assert "scalp haematoma" in page.inner_text("#version-2")

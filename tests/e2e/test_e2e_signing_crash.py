@@ -73,7 +73,12 @@ def _signed(system, uid: str) -> bool:
 def _sign(system, http: requests.Session, uid: str) -> None:
     page = http.get(f"{system.ris_url}/reading/by-uid/{uid}", timeout=10)
     page.raise_for_status()
-    data = {"impression": f"Impression of {uid[-6:]}.", "action": "sign", "csrf_token": _csrf(page.text)}
+    data = {
+        "impression": f"Impression of {uid[-6:]}.",
+        "action": "sign",
+        "confirmed": "1",
+        "csrf_token": _csrf(page.text),
+    }
     http.post(page.url.rstrip("/") + "/report", data=data, timeout=10).raise_for_status()
 
 

@@ -112,11 +112,16 @@ def test_an_hl7_order_that_clashes_is_accepted_and_flagged_never_doubled_silentl
     assert outcome.ack_code == "AA", outcome.text
     step = _step(app, "HL7CLASH1")
     assert (step.booking_flag, step.booking_clash_with) == ("clash", taken)
+    # The AA says so: in MSA-3 and as a warning ERR (2.3.1: ERR-1 names the start field, code 0).
+    assert f"time clashes with order {taken}: flagged for the desk" in outcome.text
+    [err] = [seg for seg in outcome.ack.decode().split("\r") if seg.startswith("ERR")]
+    assert err.startswith("ERR|") and "0&Message accepted&HL70357" in err, err
     outcome = processor.receive(
         H.build(H.ORM_O01_NW, mrn="FD-HL7", acc="HL7FREE1", station="CT1", start="20270104091500")
     )
     assert outcome.ack_code == "AA", outcome.text
     assert _step(app, "HL7FREE1").booking_flag == ""
+    assert b"ERR" not in outcome.ack  # nothing to look at: no warning
 
 
 def test_import_keeps_overlapping_items_at_their_time_and_flags_them(app, client):

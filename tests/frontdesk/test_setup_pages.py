@@ -74,6 +74,40 @@ def test_station_details_are_saved_and_bad_ones_shown_on_their_fields(app, clien
     ]
 
 
+def test_a_station_is_added_on_the_page_with_its_errors_on_their_fields(app, client, admin):
+    r = client.post(
+        "/setup/stations",
+        data={"csrf_token": admin, "aet": "CT1", "modality": "XX", "host": "scanner.local", "port": "7x"},
+    )
+    assert r.status_code == 400
+    assert "whole number" in _field_error(r, "port")
+    r = client.post("/setup/stations", data={"csrf_token": admin, "aet": "CT1", "modality": "CT", "host": "scanner"})
+    assert r.status_code == 400 and "exists already" in _field_error(r, "aet")
+    r = client.post("/setup/stations", data={"csrf_token": admin, "aet": "MR9", "modality": "mr", "host": "scanner"})
+    assert r.status_code == 400 and "not a host name" in _field_error(r, "host")
+    assert 'value="MR9"' in _html(r)  # what was typed comes back
+    r = client.post(
+        "/setup/stations",
+        data={"csrf_token": admin, "aet": "MR9", "modality": "mr", "name": "MR 9", "location": "Room 9",
+              "host": "10.0.0.9", "port": "104"},
+    )  # fmt: skip
+    assert r.status_code == 302 and r.headers["Location"].endswith("/setup/stations/MR9")
+    (st,) = [s for s in client.get("/api/stations", headers=ADMIN).json["items"] if s["aet"] == "MR9"]
+    assert (st["name"], st["modality"], st["location"], st["host"], st["port"]) == (
+        "MR 9",
+        "MR",
+        "Room 9",
+        "10.0.0.9",
+        104,
+    )
+    assert [(e.actor, e.detail, e.outcome) for e in _events(app, "station.create")] == [
+        ("ada", "station CT1", "failed"),
+        ("ada", "station CT1", "failed"),
+        ("ada", "station MR9", "failed"),
+        ("ada", "station MR9", "success"),
+    ]
+
+
 def test_opening_hours_several_periods_a_day(client, admin):
     form = {"csrf_token": admin, "hours_mon": "08:00-12:00, 13:00-17:30", "hours_sat": "9:00-11:00"}
     assert client.post("/setup/stations/CT2/hours", data=form).status_code == 302

@@ -9,7 +9,7 @@ import pytest
 
 from ris_app.hl7 import mapping
 from ris_app.hl7.ack import build_ack, read_ack
-from ris_app.hl7.parse import Hl7Error, parse, read_envelope
+from ris_app.hl7.parse import Hl7Error, parse, read_envelope, warning
 from ris_app.hl7.text import codec_for, escape, pn_to_xpn, unescape, xpn_to_pn
 from tests.fixtures import hl7_messages as H
 
@@ -108,6 +108,16 @@ def test_ack_echoes_control_id_and_names_field():
     v25 = parse(H.build(H.OMI_O23_NW, ctl="CTL-43", acc="A1"))
     ack25 = build_ack(v25, "AE", "x", Hl7Error("AE", 103, "unknown", "IPC-5"))
     assert "ERR||IPC^1^5|103^Table value not found^HL70357|E" in ack25
+
+
+def test_an_accepted_message_carries_its_warnings_as_err_with_severity_w():
+    """A flagged clash or a likely duplicate is accepted (AA) and said in an ERR the sender's
+    interface engine can route: 2.5+ severity W with the text in ERR-8; none without one."""
+    v25 = parse(H.build(H.OMI_O23_NW, ctl="CTL-44", acc="A2"))
+    ack = build_ack(v25, "AA", "order A2 created", warnings=[warning("time clashes with order B: look", "TQ1-7")])
+    assert read_ack(ack.encode()) == ("AA", "CTL-44", "order A2 created")
+    assert "\rERR||TQ1^1^7|0^Message accepted^HL70357|W||||time clashes with order B: look\r" in ack
+    assert "ERR" not in build_ack(v25, "AA", "order A2 created")
 
 
 def test_envelope_of_broken_message():

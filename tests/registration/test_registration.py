@@ -204,6 +204,23 @@ def test_an_old_egfr_only_warns_and_a_good_one_passes(app, client, auth):
     assert r.status_code == 201 and r.json["safety"]["findings"] == []
 
 
+def test_a_new_low_egfr_holds_an_exam_already_booked_and_a_good_one_releases_it(app, client, auth):
+    """The record is checked again when it changes, not only at order, move and check-in: a
+    low result arriving after the booking takes the exam out of the worklist at once."""
+    _patient(client, auth, "EGFR-3")
+    _egfr(app, "EGFR-3", "80", days_ago=2)
+    assert _order(client, auth, "EGFR-3", "CTCHEST", accession_number="BOOKED1").status_code == 201
+    assert _order(client, auth, "EGFR-3", "CTHEAD", accession_number="BOOKED2").status_code == 201
+    code, _ = _egfr(app, "EGFR-3", "22")
+    assert code == "AA"
+    safety = client.get("/api/orders/BOOKED1", headers=auth).json["safety"]
+    assert safety["hold"] and safety["checked_on"] == "record" and safety["hold_reason"].startswith("eGFR 22")
+    assert "ON HOLD: eGFR 22" in str(_item(app, "BOOKED1").MedicalAlerts)
+    assert not client.get("/api/orders/BOOKED2", headers=auth).json["safety"]["hold"]  # no contrast
+    _egfr(app, "EGFR-3", "75", days_ago=0)
+    assert not client.get("/api/orders/BOOKED1", headers=auth).json["safety"]["hold"]
+
+
 def test_adt_contrast_allergy_shows_on_the_order_and_in_the_worklist_item(app, client, auth):
     assert _hl7(app, H.ADT_A04_SAFETY, mrn="ALG-1")[0] == "AA"
     _egfr(app, "ALG-1", "90")
@@ -307,3 +324,14 @@ def test_the_rules_run_again_when_an_exam_is_moved(client, auth):
     later = (site_now() + timedelta(days=2)).strftime("%Y-%m-%dT11:00")
     r = client.post("/api/orders/MOVE1/reschedule", json={"scheduled_start": later}, headers=auth)
     assert r.status_code == 422 and r.json["error"]["code"] == "unsafe"
+
+
+def test_an_adt_registration_of_a_likely_duplicate_is_accepted_with_a_warning_err(app):
+    """The EHR's identity is authoritative (AA), and its interface engine gets an ERR it can
+    route to a person (severity W, pointing at PID-3), not only MSA-3 text."""
+    processor = InboundProcessor(app.extensions["ris_sessions"], Hl7Settings(), app.config["RIS"])
+    processor.receive(H.build(H.ADT_A04, mrn="ERR-DUP1", family="Jürgens", given="Zoë", birth="19700101"))
+    outcome = processor.receive(H.build(H.ADT_A04, mrn="ERR-DUP2", family="JURGENS", given="zoe", birth="19700101"))
+    assert outcome.ack_code == "AA" and "possible duplicate of MRN ERR-DUP1" in outcome.text
+    [err] = [seg for seg in outcome.ack.decode().split("\r") if seg.startswith("ERR")]
+    assert err.startswith("ERR|PID^1^3^^0&Message accepted&HL70357"), err  # ADT_A04 is 2.3.1: ERR-1 only

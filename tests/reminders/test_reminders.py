@@ -299,3 +299,22 @@ def test_a_move_drops_the_old_reminders_and_tells_the_new_time(rapp, smtp):
     assert sorted((r.kind, r.lead_hours) for r in new) == [("reminder", 2), ("reminder", 48), ("rescheduled", None)]
     assert send_due(sessions, cfg) == 1
     assert "has been moved to" in smtp[1].mails[-1][1] and "10:30" in smtp[1].mails[-1][1]
+
+
+def test_a_move_before_the_confirmation_went_out_confirms_the_new_time(rapp, smtp):
+    """The patient never heard of the first time: one confirmation of the new time, not a
+    "moved" message about a time they were never told."""
+    from ris_app.scheduling.orders import lock_step, step_changed
+
+    _book(rapp, phone="")
+    sessions, cfg = _sessions(rapp), _cfg(rapp)
+    with transaction(sessions) as s:  # moved before the outbox ran
+        step = lock_step(s.scalars(select(ScheduledProcedureStep)).one())
+        old_start = step.start_datetime
+        step.start_datetime = old_start + timedelta(days=2, hours=1)
+        step_changed(step)
+    assert [r.state for r in _rows(rapp, appointment_at=old_start, kind="confirmation")] == ["dropped"]
+    new = _rows(rapp, appointment_at=old_start + timedelta(days=2, hours=1))
+    assert sorted((r.kind, r.lead_hours) for r in new) == [("confirmation", None), ("reminder", 2), ("reminder", 48)]
+    assert send_due(sessions, cfg) == 1
+    assert "has been moved" not in smtp[1].mails[-1][1] and "10:30" in smtp[1].mails[-1][1]

@@ -64,17 +64,19 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app, config):
     assert "STAT" in page and "Müller" in page and f"/reading/studies/{study_id}" in page
     page = client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
     assert "CT head without contrast" in page and "Haemorrhage" in page and "headache" in page
+    text = {"indication": "headache", "technique": "t", "findings": "No bleed.", "impression": "Normal."}
+    # "Sign" first asks: who and what is signed, the text carried along; nothing signed yet.
+    r = _post(client, f"/reading/studies/{study_id}/report", token, {**text, "action": "sign"})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "Sign this report?" in page and "The signed report is final." in page
+    assert 'data-field="patient">Müller, Anna<' in page and 'data-field="mrn">P1<' in page
+    assert 'data-field="procedure">CT head without contrast<' in page and 'value="No bleed."' in page
+    assert "Signed by" not in client.get(f"/reading/studies/{study_id}").get_data(as_text=True)
     r = _post(
         client,
         f"/reading/studies/{study_id}/report",
         token,
-        {
-            "indication": "headache",
-            "technique": "t",
-            "findings": "No bleed.",
-            "impression": "Normal.",
-            "action": "sign",
-        },
+        {**text, "action": "sign", "confirmed": "1"},
         follow_redirects=True,
     )
     page = r.get_data(as_text=True)
@@ -87,7 +89,7 @@ def test_write_sign_and_amend_through_the_pages(client, study_id, app, config):
         client,
         f"/reading/studies/{study_id}/report",
         token,
-        {"addendum": "Also a sinusitis.", "action": "sign"},
+        {"addendum": "Also a sinusitis.", "action": "sign", "confirmed": "1"},
         follow_redirects=True,
     )
     page = r.get_data(as_text=True)
@@ -154,7 +156,12 @@ def test_report_api_reads_signed_reports(client, study_id, app, auth, config):
     r = client.get(f"/api/studies/{uid}/report", headers=auth)
     assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
     token = _login(client, "rad")
-    _post(client, f"/reading/studies/{study_id}/report", token, {"impression": "Normal.", "action": "sign"})
+    _post(
+        client,
+        f"/reading/studies/{study_id}/report",
+        token,
+        {"impression": "Normal.", "action": "sign", "confirmed": "1"},
+    )
     _post(client, "/logout", token)
     pending = client.get(f"/api/orders/{accession}/report", headers=auth).json["versions"][0]
     assert pending["pdf"] is None and {t["state"] for t in pending["tasks"]} == {"pending"}

@@ -210,7 +210,7 @@ def test_navigation_shows_only_what_the_role_may_open(app, client):
         ("clerk", "start", False),
         ("technologist", "start", True),
         ("admin", "start", True),
-        ("clerk", "cancel", True),
+        ("clerk", "complete", False),
     ],
 )
 def test_status_moves_follow_roles(app, client, role, action, allowed):
@@ -234,7 +234,9 @@ def test_buttons_offered_match_role_and_status(app, client):
     assert 'value="arrive"' in schedule and 'value="start"' not in schedule
     _post(client, f"/orders/{accession}/status", token, {"action": "arrive"})
     page = client.get(f"/orders/{accession}").get_data(as_text=True)
-    assert 'value="arrive"' not in page and 'value="cancel"' in page
+    # cancel is no one-click button: a link to the page that asks why (test_order_pages.py)
+    assert 'value="arrive"' not in page and 'value="cancel"' not in page
+    assert f'href="/orders/{accession}/cancel?next=' in page
 
 
 # ------------------------------------------------------------------ CSRF
@@ -454,8 +456,9 @@ def test_order_page_shows_the_linked_study(app, client, clerk):
     )
     html = client.get(f"/orders/{accession}").get_data(as_text=True)
     assert "images complete" in html and "not yet" not in html
-    history = re.findall(r"<td>([^<]+)</td><td>(\w+)</td><td>(\w+)</td></tr>", html)
-    assert history == [("—", "scheduled", "page"), ("scheduled", "started", "images")]  # with their cause
+    history = re.findall(r"<td>([^<]+)</td><td>(\w+)</td><td class=\"actor\">([^<]+)</td><td>(\w+)</td>", html)
+    # with who (the clerk; the sync's own write names its part) and the cause
+    assert history == [("—", "scheduled", "clerk1", "page"), ("scheduled", "started", "images", "images")]
 
 
 def test_studies_page_flags_unmatched(app, client, clerk):

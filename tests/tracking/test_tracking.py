@@ -261,6 +261,7 @@ def test_journey_and_sync_summary(client, auth):
         "arrived",
         "started",
         "images_complete",
+        "completed",
         "reported",
         "signed",
     ]
@@ -291,7 +292,13 @@ def test_pages_need_a_login_and_render(app, client, auth):
     link = {"study_instance_uid": "1.2.3.4", "accession_number": order["accession_number"]}
     assert client.post("/inbox/link", data=link).status_code == 400  # no CSRF token
     assert _post(client, "/inbox/link", token, link).status_code == 302
-    assert "Undo" in client.get("/inbox").text
+    inbox = client.get("/inbox").text
+    assert "Undo" in inbox
+    # corrections read as labelled fields, old -> new, not a raw Python dict
+    corrections = inbox.split('id="corrections"')[1]
+    assert "study linked to an order" in corrections and "{'" not in corrections
+    acc = order["accession_number"]
+    assert f'<span class="label">Accession number</span>: <del>WRONG</del> → <ins>{acc}</ins>' in corrections
     assert client.get("/sync").status_code == 200
     assert "Exam journey" in client.get(f"/orders/{order['accession_number']}/journey").text
     _patient(client, auth, mrn="T2")
