@@ -139,7 +139,38 @@ def utc_offset(dt: datetime) -> str:
     return f"{sign}{hours:02d}{mins:02d}"
 
 
+# --------------------------------------------------------------------------- how people read a time
+# The one way the RIS writes a time for a person (pages, PDF, messages to patients): ISO
+# date, 24-hour clock, seconds only where a page needs them. A style names what is shown,
+# so that every page writes the same thing for the same instant.
+TIME_STYLES = {
+    "minutes": "%Y-%m-%d %H:%M",
+    "seconds": "%Y-%m-%d %H:%M:%S",
+    "date": "%Y-%m-%d",
+    "time": "%H:%M",
+    "time_seconds": "%H:%M:%S",
+}
+LABELLED = frozenset({"minutes", "seconds"})  # an instant: its text names the zone
+
+
+def zone_abbreviation(local: datetime) -> str:
+    """The zone as a reader sees it next to a time: CET, CEST, EST, UTC, or the offset
+    (+0530) for a zone without a customary abbreviation."""
+    return local.tzname() or utc_offset(local)
+
+
+def site_text(dt: datetime, style: str = "minutes", zone: tzinfo | None = None) -> str:
+    """A stored time as people read it: "2026-11-30 11:10 CET" (minutes), with seconds
+    ("seconds"), the site date only ("date"), or the time of day only ("time",
+    "time_seconds") where the column or page names the zone."""
+    local = to_site(dt, zone)
+    text = local.strftime(TIME_STYLES[style])
+    return f"{text} {zone_abbreviation(local)}" if style in LABELLED else text
+
+
 __all__ = [
+    "LABELLED",
+    "TIME_STYLES",
     "UTC",
     "as_utc",
     "from_site",
@@ -147,11 +178,13 @@ __all__ = [
     "set_site_zone",
     "site_day_bounds",
     "site_now",
+    "site_text",
     "site_today",
     "site_zone",
     "to_site",
     "utc_offset",
     "utcnow",
+    "zone_abbreviation",
     "zone_name",
     "zone_named",
 ]

@@ -12,7 +12,7 @@ from ris_app.billing import charges
 from ris_app.billing import query as q
 from ris_app.billing.capture import capture
 from ris_app.billing.catalog import parse_amount
-from ris_app.clock import site_today, to_site
+from ris_app.clock import site_today
 from ris_app.errors import DomainError
 from ris_app.model import ScheduledProcedureStep
 from ris_app.web import commit, db
@@ -45,7 +45,6 @@ def billing_page():
         amount=q.amount,
         uncharged=q.uncharged(db(), day),
         can=lambda c, action: c.status in charges.TRANSITIONS[action][0],
-        when=lambda dt: to_site(dt).strftime("%H:%M"),
     )
 
 

@@ -42,13 +42,7 @@ def reminders_page():
     if state in STATES:
         stmt = stmt.where(Reminder.state == state)
     rows = list(db().scalars(stmt))
-    return render_template(
-        "reminders.html", rows=rows, state=state, states=STATES, zone=zone_name(site_zone()), when=_when
-    )
-
-
-def _when(dt) -> str:
-    return to_site(dt).strftime(WHEN) if dt is not None else ""
+    return render_template("reminders.html", rows=rows, state=state, states=STATES, zone=zone_name(site_zone()))
 
 
 @patient.route("/appointment/<any(confirm, cancel):action>/<token>", methods=["GET", "POST"])

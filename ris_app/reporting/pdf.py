@@ -6,7 +6,7 @@ import io
 import logging
 from datetime import datetime
 
-from ris_app.clock import to_site, utc_offset
+from ris_app.clock import site_text
 from ris_app.model import FINAL, Report, ReportVersion
 from ris_app.reporting import fonts
 from ris_app.reporting.header import ReportHeader
@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 def signed_text(when: datetime) -> str:
     """A signing time as a reader of the PDF wants it: the site's time and its zone
     (2026-11-30 14:30 CET; UTC on a site in UTC)."""
-    local = to_site(when)
-    return f"{local.strftime('%Y-%m-%d %H:%M')} {local.tzname() or utc_offset(local)}"
+    return site_text(when)
 
 
 def _para(text: str) -> str:

@@ -15,7 +15,7 @@ import logging
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from ris_app.clock import site_zone, to_site, zone_name
+from ris_app.clock import site_zone, zone_name
 from ris_app.model import ROLES, User, UserSession
 from ris_app.web import commit, db
 from ris_app.web.auth import check_csrf, create_user, current_user, login_required
@@ -40,13 +40,12 @@ def _render(form: Form | None = None, status: int = 200):
     s = db()
     users = list(s.scalars(select(User).order_by(User.active.desc(), User.username)))
     seen = _last_seen(s)
-    shown = {u.id: to_site(seen[u.id]).strftime("%Y-%m-%d %H:%M") if seen.get(u.id) else "never" for u in users}
     return render_template(
         "users.html",
         users=users,
         roles=ROLES,
         role_options=[(r, r) for r in ROLES],
-        last_seen=shown,
+        last_seen=seen,
         zone=zone_name(site_zone()),
         form=(form or Form({})).data,
         errors=(form or Form({})).errors,

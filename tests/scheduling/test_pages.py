@@ -395,7 +395,9 @@ def test_other_days_and_rooms(app, client, clerk):
     _place(client, clerk, scheduled_date="2030-01-02")
 
     def times(query: str) -> list[str]:
-        return re.findall(r'<td class="time">([\d:]+)</td>', client.get(f"/{query}").get_data(as_text=True))
+        return re.findall(
+            r'<td class="time"><time [^>]*>([\d:]+)</time></td>', client.get(f"/{query}").get_data(as_text=True)
+        )
 
     assert times("") == ["08:00", "09:00", "10:00"]
     assert times("?station=CT1") == ["08:00", "10:00"]
