@@ -22,8 +22,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("imaging_order") as batch:
-        batch.drop_column("notes")
-    with op.batch_alter_table("step_status_change") as batch:
-        batch.drop_column("reason")
-        batch.drop_column("actor")
+    # SQLite (3.35+) drops a plain column in place; a batch copy of imaging_order would be
+    # refused by the foreign keys that point at it (as 0018 does for patient).
+    for table, column in (("imaging_order", "notes"), ("step_status_change", "reason"), ("step_status_change", "actor")):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        else:
+            op.drop_column(table, column)
