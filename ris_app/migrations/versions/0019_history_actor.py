@@ -24,7 +24,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     # SQLite (3.35+) drops a plain column in place; a batch copy of imaging_order would be
     # refused by the foreign keys that point at it (as 0018 does for patient).
-    for table, column in (("imaging_order", "notes"), ("step_status_change", "reason"), ("step_status_change", "actor")):
+    for table, column in (
+        ("imaging_order", "notes"),
+        ("step_status_change", "reason"),
+        ("step_status_change", "actor"),
+    ):
         if op.get_bind().dialect.name == "sqlite":
             op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         else:
