@@ -244,6 +244,16 @@ def test_live_pages_answer_304_when_nothing_changed(app, client, path):
     assert changed.status_code == 200 or path == "/reading"  # the reading list shows studies only
 
 
+def test_a_live_refresh_leaves_the_message_for_the_page_a_person_opens(app, client):
+    """Another tab's refresh must not swallow "Order ... placed" meant for this one."""
+    token = _login(app, client, "admin")
+    _register(client, token)
+    acc = _place(client, token)  # flashes "order placed" for the page the redirect opens
+    live = client.get("/", headers={"X-Requested-With": "live.js"})
+    assert live.status_code == 200 and 'class="flash' not in live.get_data(as_text=True)
+    assert acc in client.get(f"/orders/{acc}").get_data(as_text=True).split('class="flash', 1)[1][:200]
+
+
 def test_the_api_cancel_takes_a_reason_and_shows_who(app, client, auth):
     from tests.tracking.test_tracking import _order, _patient
 
