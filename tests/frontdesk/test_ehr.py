@@ -68,12 +68,13 @@ def test_book_move_cancel_reach_both_kinds_of_peer(hl7, peers, client, app):
     [orm] = wait_for(lambda: ehr.messages("ORM"), timeout=10)
     orc = fields(orm, "ORC")
     assert (orc[1], orc[5], orc[7].split("^")[3]) == ("XX", "SC", "20270104090000+0100")
-    # The patient hears of the move, and the reminders follow the new time.
+    # The patient, not yet sent the first time's confirmation, is confirmed the new time
+    # (not told of a move), and the reminders follow the new time.
     with app.extensions["ris_sessions"]() as s:
         step_id = _step(app, acc).id
         rows = s.scalars(select(Reminder).where(Reminder.step_id == step_id).order_by(Reminder.id)).all()
         kinds = [(r.kind, r.state, r.lead_hours) for r in rows]
-        assert ("rescheduled", "pending", None) in kinds
+        assert ("confirmation", "dropped", None) in kinds and ("confirmation", "pending", None) in kinds
         new = [r for r in rows if r.kind == "reminder" and r.state == "pending"]
         assert new and all(r.appointment_at.isoformat().startswith("2027-01-04T08:00") for r in new)  # 09:00 Paris
         assert all(r.state == "dropped" for r in rows if r.kind == "reminder" and r not in new)
