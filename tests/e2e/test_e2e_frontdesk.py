@@ -203,7 +203,7 @@ def test_a_move_at_the_desk_reaches_the_patient_and_both_ehr_peers(system, peers
     def mails_to_patient():
         return [text for to, text in inbox.mails if to == ["moved@example.org"]]
 
-    # Moved once the confirmation left (a move before that drops it: the move's message says it all).
+    # Moved once the confirmation left (a move before that confirms the new time instead).
     wait_for(mails_to_patient, timeout=60)
     r = system.api("POST", f"/api/orders/{accession}/reschedule", json={"scheduled_start": later.isoformat()})
     assert r.status_code == 200, r.text
