@@ -1,4 +1,4 @@
-"""REST API of the front desk: free slots, moving a booked order, and the resources that
+"""REST API of the front desk: free slots, moving or editing a booked order, and the resources that
 make them (opening hours, blocks, procedures per station, durations and preparation).
 Reading is for integrators, editing for admin tokens. See docs/api.md#front-desk."""
 
@@ -7,11 +7,14 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 from flask import Blueprint, jsonify, request
+from sqlalchemy import select
 
 from ris_app.clock import site_today
 from ris_app.frontdesk import resources as r
 from ris_app.frontdesk.availability import MAX_DAYS, free_slots
 from ris_app.frontdesk.booking import ClashPolicy
+from ris_app.model import PRIORITIES, ProcedureCode
+from ris_app.scheduling.edit import update_order
 from ris_app.scheduling.orders import find_order, primary_step, reschedule_step
 from ris_app.scheduling.serializers import order_json, site_iso
 from ris_app.web import actor, commit, db
@@ -90,6 +93,51 @@ def post_reschedule(accession: str):
     expected = v.expected_version(body, request)
     order = find_order(db(), accession)
     reschedule_step(primary_step(order), start, aet, source="api", clash_policy=policy, expected_version=expected)
+    commit()
+    return jsonify(order_json(order))
+
+
+@bp.patch("/orders/<accession>")
+@api_roles(*INTEGRATOR)
+def patch_order(accession: str):
+    """Change what may change before the exam: priority, referring physician, reason for
+    exam, notes, procedure, station (the order page's edit; moving in time is reschedule).
+
+    ---
+    patch:
+      tags: [orders]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {type: object, properties: {priority: {type: string, enum: [STAT, HIGH, ROUTINE, MEDIUM, LOW]}, referring_physician: {type: string}, reason_for_exam: {type: string}, notes: {type: string, maxLength: 1024}, procedure_code: {type: string}, station_aet: {type: string}, overbook: {type: boolean}, version: {type: integer}}}
+      responses:
+        200: {description: The order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+        409: {description: The exam started, the new booking clashes, or the order changed since the version sent}
+    """
+    body = v.json_body(request)
+    changes: dict = {}
+    if "priority" in body:
+        changes["priority"] = v.choice(body, "priority", PRIORITIES)
+    for key, max_len, forbid in (
+        ("referring_physician", 128, "\\="),
+        ("reason_for_exam", 255, "\\"),
+        ("notes", 1024, ""),
+    ):
+        if key in body:
+            changes[key] = v.text(body, key, max_len=max_len, forbid=forbid)
+    if body.get("procedure_code"):
+        code = v.text(body, "procedure_code", max_len=16)
+        procedure = db().scalar(select(ProcedureCode).where(ProcedureCode.code == code))
+        if procedure is None:
+            raise ApiError(400, "not in the procedure catalog", field="procedure_code")
+        changes["procedure"] = procedure
+    if "station_aet" in body:
+        changes["station_aet"] = v.aet_list(body, "station_aet")
+    policy = clash_policy(body)
+    expected = v.expected_version(body, request)
+    order = find_order(db(), accession)
+    update_order(primary_step(order), changes, source="api", clash_policy=policy, expected_version=expected)
     commit()
     return jsonify(order_json(order))
 

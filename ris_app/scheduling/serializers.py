@@ -111,6 +111,7 @@ def order_json(o: Order, study: Study | None = None) -> dict:
         "priority": o.priority,
         "referring_physician": o.referring_physician,
         "reason_for_exam": o.reason_for_exam,
+        "notes": o.notes,  # the desk's notes (the order page's edit, PATCH)
         "diagnosis_codes": o.diagnosis_codes,
         "patient": {"mrn": o.patient.mrn, "issuer": o.patient.issuer},
         "procedure_code": rp.procedure_code.code if rp.procedure_code else None,

@@ -200,6 +200,7 @@ EVENTS: dict[tuple[str, str], Audited] = {
     ("frontdesk_api.patch_procedure_code", "PATCH"): Audited("catalog.update", detail=_setup_subject),
     ("api.post_procedure_code", "POST"): Audited("catalog.create", detail=_setup_subject),
     ("frontdesk_api.post_reschedule", "POST"): Audited("step.reschedule"),
+    ("frontdesk_api.patch_order", "PATCH"): Audited("order.update"),
     # API: reads
     ("api.get_patient", "GET"): Audited("patient.read"),
     ("api.get_order", "GET"): Audited("order.read"),

@@ -263,3 +263,26 @@ def test_the_api_cancel_takes_a_reason_and_shows_who(app, client, auth):
     assert r.status_code == 200
     last = r.json["scheduled_procedure_step"]["history"][-1]
     assert (last["to"], last["actor"], last["reason"]) == ("CANCELED", "api:ORTHANC_RIS_API_TOKEN", "EHR: duplicate")
+
+
+def test_the_api_edits_an_order_as_the_page_does(app, client, auth):
+    """PATCH /api/orders/<accession>: the page's edit for integrators, with its rules."""
+    from tests.tracking.test_tracking import _order, _patient
+
+    _patient(client, auth)
+    order = _order(client, auth)
+    acc, version = order["accession_number"], order["version"]
+    url = f"/api/orders/{acc}"
+    r = client.patch(url, json={"priority": "STAT", "notes": "wheelchair", "reason_for_exam": "fall"}, headers=auth)
+    assert r.status_code == 200, r.json
+    assert (r.json["priority"], r.json["notes"], r.json["reason_for_exam"]) == ("STAT", "wheelchair", "fall")
+    assert client.patch(url, json={"priority": "SOON"}, headers=auth).status_code == 400
+    r = client.patch(url, json={"procedure_code": "NOPE"}, headers=auth)
+    assert r.status_code == 400 and r.json["error"]["field"] == "procedure_code"
+    r = client.patch(url, json={"notes": "x", "version": version}, headers=auth)  # read before the edit
+    assert r.status_code == 409, r.json
+    client.post(f"{url}/status", json={"action": "start"}, headers=auth)
+    r = client.patch(url, json={"priority": "LOW"}, headers=auth)
+    assert r.status_code == 409 and r.json["error"]["code"] == "illegal_transition"
+    events = [(e.action, e.outcome) for e in _audit(app, "order.update")]
+    assert events[0] == ("order.update", "success") and ("order.update", "failed") in events
