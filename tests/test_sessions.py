@@ -49,6 +49,19 @@ def test_an_idle_session_ends(app, client, monkeypatch):
     assert client.get("/").status_code == 302
 
 
+def test_a_live_page_refreshing_itself_does_not_keep_an_unattended_screen_logged_in(app, client, monkeypatch):
+    """The order page left open polls every few seconds (static/live.js): that is no person
+    at the screen, so the idle timeout still ends the session."""
+    login(app, client, "clerk")
+    live = {"X-Requested-With": "live.js"}
+    for minutes in (10, 20, 29):
+        _later(monkeypatch, timedelta(minutes=minutes))
+        assert client.get("/", headers=live).status_code == 200
+    _later(monkeypatch, timedelta(minutes=31))
+    r = client.get("/", headers=live)
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
 def test_a_session_ends_at_its_lifetime_however_active(config, monkeypatch):
     app = create_app(dataclasses.replace(config, session_idle_minutes=100000, session_max_hours=2))
     client = app.test_client()

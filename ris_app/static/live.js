@@ -52,7 +52,13 @@
     if (etag) headers["If-None-Match"] = etag;
     fetch(window.location.href, { headers: headers, credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
-        // 304: nothing new. A redirect (logged out) or an error leaves the page as it is.
+        // Logged out (idle timeout, revoked): leave the page for the login form, so an
+        // unattended screen stops showing patient data.
+        if (r.redirected && new URL(r.url).pathname.endsWith("/login")) {
+          window.location.assign(r.url);
+          return null;
+        }
+        // 304: nothing new. Another redirect or an error leaves the page as it is.
         if (r.status !== 200 || r.redirected) return null;
         etag = r.headers.get("ETag");
         return r.text();

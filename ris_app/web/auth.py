@@ -56,7 +56,12 @@ def current_user() -> User | None:
     """The user of the request's login session, checked against its server-side row."""
     if "user" not in g:
         cfg = settings()
-        g.user = login_guard.session_user(db(), session.get("sid"), idle=timedelta(minutes=cfg.session_idle_minutes))
+        # A live page's own refresh (static/live.js) must not keep an unattended screen
+        # logged in: only what a person does counts against the idle timeout.
+        person = request.headers.get("X-Requested-With") != "live.js"
+        g.user = login_guard.session_user(
+            db(), session.get("sid"), idle=timedelta(minutes=cfg.session_idle_minutes), touch=person
+        )
         if g.user is None and "sid" in session:
             session.clear()  # ended, expired or revoked: the cookie is of no more use
     return g.user

@@ -68,9 +68,10 @@ def start_session(s: Session, user: User, *, lifetime: timedelta, ip: str, user_
     return secret
 
 
-def session_user(s: Session, secret: str | None, *, idle: timedelta) -> User | None:
+def session_user(s: Session, secret: str | None, *, idle: timedelta, touch: bool = True) -> User | None:
     """The active user of the session `secret`, or None when it is unknown, revoked, idle
-    too long, past its lifetime, or its user was deactivated. Touches last_seen_at."""
+    too long, past its lifetime, or its user was deactivated. Touches last_seen_at unless
+    `touch` is false (a page refreshing itself is no sign that a person is there)."""
     if not secret:
         return None
     row = s.get(UserSession, _h(secret))
@@ -79,7 +80,7 @@ def session_user(s: Session, secret: str | None, *, idle: timedelta) -> User | N
         return None
     if not row.user.active:
         return None
-    if now - row.last_seen_at > TOUCH_EVERY:
+    if touch and now - row.last_seen_at > TOUCH_EVERY:
         row.last_seen_at = now
         s.commit()
     return row.user

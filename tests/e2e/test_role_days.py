@@ -12,8 +12,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import create_engine, update
 
-from ris_app.clock import site_today
+from ris_app.clock import site_today, utcnow
+from ris_app.config import Config
+from ris_app.model import UserSession
 from tests.conftest import TEST_OUTPUT
 from tests.e2e.test_pages_browser import PASSWORD, _create_user, browser  # noqa: F401  (fixture)
 from tests.fixtures.dicom_factory import write_series
@@ -159,6 +162,14 @@ def test_a_clerks_day(system, browser, day, width):  # noqa: F811
     # A clerk cannot reach the admin and technologist pages, even by address.
     for path in ("/hl7", "/inbox", "/sync", "/patients/merge"):
         assert page.goto(f"{system.ris_url}{path}").status == 403, path
+    # The session ends (revoked here, as an idle timeout or a disabled user does): the open
+    # order page's next refresh leaves for the login form instead of showing the patient on.
+    page.goto(f"{system.ris_url}/orders/{acc}")
+    engine = create_engine(Config.from_env(system.env).database_url)
+    with engine.begin() as c:
+        c.execute(update(UserSession).values(revoked_at=utcnow()))
+    engine.dispose()
+    expect(page).to_have_url(re.compile(r"/login"), timeout=20_000)
     ctx.close()
 
 
