@@ -86,8 +86,10 @@ def database_url(tmp_path) -> str:
 TOKEN = "test-token-0123456789"
 
 
-@pytest.fixture
-def config(tmp_path, database_url):
+def make_config(tmp_path, database_url: str, zone: str = ""):
+    """The RIS configuration of one test: its own home and database, the suite's token,
+    nothing listening on Orthanc's port ("unreachable"), the site zone `zone` ("" is the
+    server's)."""
     from ris_app.config import Config
 
     return Config.from_env(
@@ -96,23 +98,34 @@ def config(tmp_path, database_url):
             "ORTHANC_RIS_DATABASE_URL": database_url,
             "ORTHANC_RIS_API_TOKEN": TOKEN,
             "ORTHANC_RIS_SECRET_KEY": "test-secret",
-            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),  # nothing listens: "unreachable"
-            # The whole suite runs in another site zone with ORTHANC_RIS_TIMEZONE=... pytest.
-            "ORTHANC_RIS_TIMEZONE": os.environ.get("ORTHANC_RIS_TIMEZONE", ""),
+            "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
+            "ORTHANC_RIS_TIMEZONE": zone,
         }
     )
 
 
-@pytest.fixture
-def app(config):
+def make_app(cfg):
+    """The RIS app of `cfg` in testing mode, its procedure catalog seeded."""
     from ris_app import create_app
     from ris_app.db import transaction
     from ris_app.scheduling.catalog import seed_default_catalog
 
-    app = create_app(config)
+    app = create_app(cfg)
     app.config["TESTING"] = True
     with transaction(app.extensions["ris_sessions"]) as s:
         seed_default_catalog(s)
+    return app
+
+
+@pytest.fixture
+def config(tmp_path, database_url):
+    # The whole suite runs in another site zone with ORTHANC_RIS_TIMEZONE=... pytest.
+    return make_config(tmp_path, database_url, os.environ.get("ORTHANC_RIS_TIMEZONE", ""))
+
+
+@pytest.fixture
+def app(config):
+    app = make_app(config)
     yield app
     app.extensions["ris_engine"].dispose()
 
@@ -162,6 +175,14 @@ class System:
             return
         r = self.api("POST", "/api/stations", json={"aet": aet, "modality": modality, **fields})
         assert r.status_code == 201, r.text
+
+    def place_order(self, mrn: str, start: str, **fields) -> str:
+        """Order a CT head for `mrn` at `start` (site time, "YYYY-MM-DDTHH:MM") through the
+        API; `fields` add to or override the body. Returns the accession number."""
+        body = {"mrn": mrn, "procedure_code": "CTHEAD", "scheduled_start": start, **fields}
+        r = self.api("POST", "/api/orders", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["accession_number"]
 
     @property
     def orthanc_auth(self) -> tuple[str, str]:

@@ -174,7 +174,8 @@ WORKLIST_ATTRIBUTES: tuple[WorklistAttribute, ...] = (
         lambda s: _order(s).filler_order_number,
         Order.filler_order_number,
     ),
-    A("ImagingServiceRequestComments", "LT", False, matching=False),
+    # The desk's notes on the order (transport, interpreter, claustrophobia): for the technologist.
+    A("ImagingServiceRequestComments", "LT", False, lambda s: _order(s).notes, matching=False),
     # Requested procedure
     A(
         "RequestedProcedureID",

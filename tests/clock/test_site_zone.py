@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from ris_app import clock, create_app
+from ris_app import clock
 from ris_app.config import Config
 from ris_app.db import transaction
 from ris_app.hl7.ack import hl7_datetime
@@ -34,7 +34,6 @@ from ris_app.reporting import lifecycle
 from ris_app.reporting.documents import basic_text_sr, dicom_bytes, encapsulated_pdf
 from ris_app.reporting.header import header_for
 from ris_app.reporting.pdf import render_pdf
-from ris_app.scheduling.catalog import seed_default_catalog
 from ris_app.scheduling.orders import (
     OrderData,
     PatientData,
@@ -45,7 +44,7 @@ from ris_app.scheduling.orders import (
 )
 from ris_app.tracking.mpps import MppsManager
 from ris_app.web.auth import create_user
-from tests.conftest import TOKEN, _reset_postgres, free_port
+from tests.conftest import TOKEN, _reset_postgres, make_app, make_config
 from tests.fixtures import hl7_messages as H
 from tests.fixtures.hl7_peer import fields
 from tests.fixtures.web import login
@@ -84,20 +83,7 @@ def make_site(tmp_path, database_url, server_tz):
     def make(zone: str):
         server_tz(THIRD_ZONE[zone])
         assert datetime.now().astimezone().utcoffset() != ZoneInfo(zone).utcoffset(datetime(2026, 11, 30))
-        cfg = Config.from_env(
-            {
-                "ORTHANC_RIS_HOME": str(tmp_path / "home"),
-                "ORTHANC_RIS_DATABASE_URL": database_url,
-                "ORTHANC_RIS_API_TOKEN": TOKEN,
-                "ORTHANC_RIS_SECRET_KEY": "test-secret",
-                "ORTHANC_RIS_ORTHANC_HTTP_PORT": str(free_port()),
-                "ORTHANC_RIS_TIMEZONE": zone,
-            }
-        )
-        app = create_app(cfg)
-        app.config["TESTING"] = True
-        with transaction(app.extensions["ris_sessions"]) as s:
-            seed_default_catalog(s)
+        app = make_app(make_config(tmp_path, database_url, zone))
         apps.append(app)
         return app
 

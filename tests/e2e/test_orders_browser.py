@@ -25,19 +25,8 @@ def _shot(page, name: str) -> None:  # noqa: F811  (the fixture `page` is import
 def _order(system, mrn: str, family: str, at: str, priority: str = "ROUTINE") -> str:
     r = system.api("POST", "/api/patients", json={"mrn": mrn, "family_name": family, "given_name": "Eva", "sex": "F"})
     assert r.status_code == 201, r.text
-    r = system.api(
-        "POST",
-        "/api/orders",
-        json={
-            "mrn": mrn,
-            "procedure_code": "CTHEAD",
-            "station_aet": "CT1",
-            "scheduled_start": f"{site_today().isoformat()}T{at}",
-            "priority": priority,
-        },
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["accession_number"]
+    start = f"{site_today().isoformat()}T{at}"
+    return system.place_order(mrn, start, station_aet="CT1", priority=priority)
 
 
 def test_order_page_edits_follows_images_live_and_cancel_asks_why(system, page, tmp_path):  # noqa: F811

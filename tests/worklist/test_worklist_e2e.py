@@ -24,19 +24,7 @@ def _patient(system, mrn, family, given=""):
 
 
 def _order(system, mrn, aet, at="10:00"):
-    r = system.api(
-        "POST",
-        "/api/orders",
-        json={
-            "mrn": mrn,
-            "procedure_code": "CTHEAD",
-            "modality": "CT",
-            "station_aet": aet,
-            "scheduled_start": f"{TODAY}T{at}",
-        },
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["accession_number"]
+    return system.place_order(mrn, f"{TODAY}T{at}", modality="CT", station_aet=aet)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +82,17 @@ def test_step_on_two_stations_reaches_both_scanners(system, tmp_path):
         assert [a.AccessionNumber for a in answers] == [acc]
         sps = answers[0].ScheduledProcedureStepSequence[0]
         assert sps.ScheduledStationAETitle == aet and sps.Modality == "CT"
+
+
+def test_the_desks_order_notes_reach_the_scanner(system, tmp_path):
+    _patient(system, "NOTE-1", "Notes", "Order")
+    acc = _order(system, "NOTE-1", "NOTE1")
+    notes = "Claustrophobic: wide bore. Interpreter: Polish"
+    r = system.api("PATCH", f"/api/orders/{acc}", json={"notes": notes})
+    assert r.status_code == 200, r.text
+    q = write_query(tmp_path / "q.dcm", AccessionNumber=acc, ImagingServiceRequestComments="")
+    answers = run_findscu(system.dicom_port, system.aet, q, tmp_path / "r")
+    assert [a.ImagingServiceRequestComments for a in answers] == [notes]
 
 
 def test_station_rule_uses_the_calling_ae_title(system, tmp_path):
