@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, inspect, select
+from sqlalchemy import DateTime, MetaData, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -122,6 +122,8 @@ def transaction(factory: sessionmaker[Session], *, write: bool = True) -> Iterat
 #   PostgreSQL  transactions run concurrently; lock_row() re-reads the row it is about to
 #               change with SELECT ... FOR UPDATE, so a second writer waits for the first
 #               and then sees its change. Counters are sequences (scheduling.orders.next_id).
+#               A row that does not exist yet cannot be locked: lock_key() takes a
+#               transaction-scoped advisory lock on a name instead (a new patient's MRN).
 # Both: versioned rows (steps, reports) carry lock_version, so an UPDATE that lost a race
 # anyway fails with StaleDataError instead of overwriting (a 409, an HL7 retry).
 WRITER = "ris_writer"
@@ -176,6 +178,17 @@ def lock_row(session: Session, row: Row) -> Row:
     # Pending changes are flushed first (autoflush), so populate_existing drops none.
     session.execute(stmt.execution_options(populate_existing=True)).scalars().one()
     return row
+
+
+def lock_key(session: Session, scope: str, key: str) -> None:
+    """Hold the name `scope`:`key` for this transaction, so that two writers about to
+    create the same thing (the same MRN in another case) take turns: the second then finds
+    the first's row. pg_advisory_xact_lock on PostgreSQL; on SQLite the writer's BEGIN
+    IMMEDIATE holds the database already."""
+    if is_sqlite(session):
+        begin_write(session)
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"{scope}:{key}"})
 
 
 # --------------------------------------------------------------------------- who wrote

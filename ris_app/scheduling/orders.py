@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, object_session
 
 from ris_app.billing.capture import capture as capture_charges
 from ris_app.clock import utcnow
-from ris_app.db import begin_write, current_actor, is_sqlite, lock_row
+from ris_app.db import begin_write, current_actor, is_sqlite, lock_key, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
 from ris_app.frontdesk.booking import ClashPolicy, book, primary_aet
 from ris_app.hl7.appointments import on_appointment
@@ -40,7 +40,7 @@ from ris_app.model import (
 )
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
-from ris_app.registration.search import mrn_clause
+from ris_app.registration.search import mrn_clause, mrn_folded
 from ris_app.reminders.plan import plan as plan_messages
 from ris_app.scheduling.fields import check_order, check_patient
 from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
@@ -97,6 +97,9 @@ def find_patient(session: Session, mrn: str, issuer: str | None = None) -> Patie
 
 def create_patient(session: Session, data: PatientData) -> Patient:
     check_patient(data.__dict__)
+    # Two registrations of one MRN at once (p2001 and P2001 on a site that ignores case,
+    # which the exact-case unique constraint cannot see) take turns: the second finds the first.
+    lock_key(session, "patient-mrn", mrn_folded(data.mrn))
     if find_patient(session, data.mrn, data.issuer) is not None:
         raise Conflict("a patient with this MRN and issuer exists", field="mrn")
     patient = Patient(**data.__dict__)

@@ -6,6 +6,8 @@ migration 0018_patient_search going both ways with existing patients backfilled.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
@@ -137,6 +139,30 @@ def test_mrns_compare_exactly_when_the_site_says_so(app, client, auth, people, e
     _order(client, auth, "P2001")
     items, _ = find(client, auth, query(PatientID="p2001", sps={"ScheduledProcedureStepStartDate": "20261128"}))
     assert accessions(items) == []
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_one_mrn_registered_at_once_in_four_cases_makes_one_patient(app, auth, attempt):
+    """Four desks register one new MRN at the same moment, each typing it in another case:
+    the exact-case unique constraint sees four MRNs; the lock on the compared MRN lets one
+    in and the others find it (409), on SQLite and on PostgreSQL."""
+    spellings = [f"race-{attempt}", f"RACE-{attempt}", f"Race-{attempt}", f"rACE-{attempt}"]
+    barrier = threading.Barrier(len(spellings))
+    answers: list[int] = []
+
+    def desk(mrn: str) -> None:
+        c = app.test_client()
+        barrier.wait()
+        answers.append(c.post("/api/patients", json={"mrn": mrn, "family_name": "Race"}, headers=auth).status_code)
+
+    threads = [threading.Thread(target=desk, args=(m,)) for m in spellings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(answers) == [201, 409, 409, 409]
+    with app.extensions["ris_sessions"]() as s:
+        assert len(s.scalars(select(Patient).where(Patient.mrn_key == f"RACE-{attempt}")).all()) == 1
 
 
 # ------------------------------------------------------------------ pages
