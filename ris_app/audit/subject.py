@@ -90,6 +90,7 @@ def by_id(session: Session, model: type, row_id: object, column: str = "id") -> 
 
 # ------------------------------------------------------------------ rows a transaction touched
 _TOUCHED = "audit_touched"
+_WATCHED = "_ris_audit_watched"
 
 
 def _note_flushed(session: Session, _context, _instances) -> None:
@@ -103,10 +104,15 @@ def _forget(session: Session, *_args) -> None:
 def watch(target: Session | sessionmaker[Session]) -> None:
     """Remember, per transaction, the rows each flush of `target` wrote (a flush empties
     session.new/dirty before the commit that records the event)."""
-    if not event.contains(target, "before_flush", _note_flushed):
-        event.listen(target, "before_flush", _note_flushed)
-        event.listen(target, "after_commit", _forget)
-        event.listen(target, "after_soft_rollback", _forget)
+    # Marked on the target itself: event.contains() keys its registry by id(), and a new
+    # sessionmaker at the address of a collected one (another app in the same process) was
+    # taken as watched already, so its flushed rows went unseen and writes unaudited.
+    if getattr(target, _WATCHED, False):
+        return
+    event.listen(target, "before_flush", _note_flushed)
+    event.listen(target, "after_commit", _forget)
+    event.listen(target, "after_soft_rollback", _forget)
+    setattr(target, _WATCHED, True)
 
 
 def touched(session: Session) -> Subject:

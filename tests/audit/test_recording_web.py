@@ -221,3 +221,24 @@ def test_only_the_plugin_may_name_the_ae(app):
     assert r.status_code == 403
     (refused,) = events(app, action="worklist.query")
     assert (refused.actor, refused.actor_kind, refused.outcome) == ("ehr-feed", "token", "refused")
+
+
+def test_every_new_app_in_one_process_is_watched():
+    """A sessionmaker born where a collected one lived is still watched: SQLAlchemy's
+    event.contains() keys by id(), which once made some apps of a test run (and CI) record
+    no event for a write whose rows an earlier query had flushed."""
+    import gc
+
+    from sqlalchemy.orm import sessionmaker
+
+    from ris_app.audit import subject
+
+    for n in range(300):
+        sessions = sessionmaker()
+        subject.watch(sessions)
+        subject.watch(sessions)  # twice: still one listener
+        with sessions() as s:
+            assert list(s.dispatch.before_flush).count(subject._note_flushed) == 1, f"app {n}"
+        del sessions, s
+        if n % 5 == 0:
+            gc.collect()
