@@ -1,6 +1,7 @@
-"""The analytics pages, admins only: one dashboard per theme (boards.THEMES) with its
+"""The analytics pages, for admins and the department's managers (the manager role: these
+pages only, no patient's record): one dashboard per theme (boards.THEMES) with its
 filters, its charts beside their numbers, and a CSV export; and the one-click adoption
-of a learned duration into the procedure catalog."""
+of a learned duration into the procedure catalog (admins only: it changes the catalog)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ def _choices() -> dict:
 
 
 @bp.get("/analytics")
-@login_required("admin")
+@login_required("manager")
 def index():
     return redirect(url_for("analytics.dashboard", theme="turnaround"))
 
 
 @bp.get("/analytics/<theme>")
-@login_required("admin")
+@login_required("manager")
 def dashboard(theme: str):
     error, filt, board = "", None, None
     try:
@@ -63,7 +64,7 @@ def dashboard(theme: str):
 
 
 @bp.get("/analytics/<theme>/export.csv")
-@login_required("admin")
+@login_required("manager")
 def dashboard_csv(theme: str):
     try:
         _, board = _board(theme)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ris_app.clock import utcnow
 from ris_app.db import Base, UtcDateTime
 
-ROLES = ("clerk", "technologist", "radiologist", "admin", "billing")
+ROLES = ("clerk", "technologist", "radiologist", "admin", "billing", "manager")  # manager: analytics
 # Who calls the REST API: a system integrating with us, the Orthanc plugin, an admin script.
 API_ROLES = ("integrator", "plugin", "admin", "billing")  # billing: the billing system reads charges
 
@@ -22,7 +22,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))  # clerk technologist radiologist admin
+    role: Mapped[str] = mapped_column(String(16))  # clerk technologist radiologist admin billing manager
     full_name: Mapped[str] = mapped_column(String(128), default="")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -49,6 +49,7 @@ from ris_app.reporting.reading_list import (
 from ris_app.viewer.app import explorer_study_path, ohif_study_path, viewer_login_url
 from ris_app.viewer.routes import EXPLORER_ROLES, VIEWER_ROLES
 from ris_app.web import db, login_guard, settings
+from ris_app.web.access import ORDER_READERS
 from ris_app.web.auth import check_csrf, current_user, login_required
 from ris_app.web.live import live_page
 
@@ -105,7 +106,7 @@ def _study(study_id: int) -> Study:
 
 
 @bp.get("/studies/<int:study_id>")
-@login_required()
+@login_required(*ORDER_READERS)
 def report_page(study_id: int):
     s = db()
     study = _study(study_id)
@@ -271,7 +272,7 @@ def critical(study_id: int):
 
 
 @bp.get("/versions/<int:version_id>/report.pdf")
-@login_required()
+@login_required(*ORDER_READERS)
 def pdf(version_id: int):
     version = db().get(ReportVersion, version_id)
     if version is None or version.pdf is None:
@@ -339,7 +340,7 @@ def open_viewer(study_id: int, viewer: str):
 
 
 @bp.get("/by-uid/<study_instance_uid>")
-@login_required()
+@login_required(*ORDER_READERS)
 def by_uid(study_instance_uid: str):
     study = db().scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:

@@ -39,6 +39,7 @@ from ris_app.scheduling.states import TRANSITIONS
 from ris_app.tracking.inbox import unmatched_studies
 from ris_app.web import commit, db, settings
 from ris_app.web import validation as v
+from ris_app.web.access import ORDER_READERS
 from ris_app.web.auth import (
     check_csrf,
     current_user,
@@ -363,7 +364,7 @@ def _no_such_order(accession: str):
 
 
 @bp.get("/orders/<accession>")
-@login_required()
+@login_required(*ORDER_READERS)
 @live_page
 def order_detail(accession: str):
     try:

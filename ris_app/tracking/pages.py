@@ -17,6 +17,7 @@ from ris_app.tracking.corrections import link_study, merge_patients, undo
 from ris_app.tracking.inbox import candidates, unmatched_studies
 from ris_app.tracking.journey import journey
 from ris_app.web import db, get_or_404, settings
+from ris_app.web.access import ORDER_READERS
 from ris_app.web.auth import check_csrf, current_user, login_required
 from ris_app.web.errors import ApiError
 
@@ -109,7 +110,7 @@ def merge_page():
 
 
 @bp.get("/orders/<accession>/journey")
-@login_required()
+@login_required(*ORDER_READERS)
 def journey_page(accession: str):
     try:
         order = find_order(db(), accession)

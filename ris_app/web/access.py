@@ -33,6 +33,9 @@ OVERBOOK = (
     "admin",
 )  # may book onto time already taken, on purpose ("overbook": true)  # /api/internal/*: the Orthanc plugin's calls
 ANY_PAGE_USER: tuple[str, ...] = ROLES
+# Pages: who may open an order, its journey and its report. Billing checks a charge
+# against them; a manager (analytics) sees numbers, no patient's record.
+ORDER_READERS = ("clerk", "technologist", "radiologist", "billing")
 
 # Flask's own endpoints, which no decorator of ours can reach.
 BUILTIN = {"static": ("open", ())}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from ris_app.db import transaction
-from ris_app.model import ProcedureCode
+from ris_app.model import Order, ProcedureCode, ReportVersion
 from ris_app.web.tokens import create_token
 from tests.analytics.fixture import build
 from tests.fixtures.web import login
@@ -61,6 +62,40 @@ def test_pages_are_for_admins(app, day):
         assert clerk.get(f"/analytics/{theme}").status_code == 403
         assert clerk.get(f"/analytics/{theme}/export.csv").status_code == 403
     assert app.test_client().get("/analytics").status_code == 302  # to the login
+
+
+def test_a_manager_reads_the_analytics_and_nothing_else(app, day):
+    """The manager role: lands on the analytics, reads and exports every dashboard, may not
+    adopt a duration (no button, 403), and opens no schedule, patient, order or report."""
+    manager = app.test_client()
+    csrf = login(app, manager, "manager")
+    landing = manager.get("/login")
+    assert landing.status_code == 302 and landing.headers["Location"].endswith("/analytics")
+    for theme in THEMES:
+        assert manager.get(f"/analytics/{theme}?from={day}&to={day}").status_code == 200, theme
+        assert manager.get(f"/analytics/{theme}/export.csv?from={day}&to={day}").status_code == 200, theme
+    durations = manager.get(f"/analytics/durations?from={day}&to={day}").get_data(as_text=True)
+    assert "/analytics/durations/adopt" not in durations
+    r = manager.post(
+        "/analytics/durations/adopt", data={"procedure_code": "CTHEAD", "minutes": "30", "csrf_token": csrf}
+    )
+    assert r.status_code == 403
+    with app.extensions["ris_sessions"]() as s:
+        accession = s.scalars(select(Order.accession_number)).first()
+        report = s.scalars(select(ReportVersion.id)).first()
+    for path in (
+        "/",
+        "/patients",
+        "/studies",
+        f"/orders/{accession}",
+        f"/orders/{accession}/journey",
+        "/reading",
+        f"/reading/versions/{report}/report.pdf",
+        "/billing",
+        "/audit",
+        "/admin/users",
+    ):
+        assert manager.get(path).status_code == 403, path
 
 
 def test_each_dashboard_draws_charts_beside_tables_and_exports_csv(app, day):

@@ -23,7 +23,7 @@ from tests.fixtures.mwl import write_query
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-ROLES = ("clerk", "technologist", "radiologist", "billing", "admin")
+ROLES = ("clerk", "technologist", "radiologist", "billing", "manager", "admin")
 # GET page routes that are not pages to look at: files, redirects to other parts, JSON.
 NOT_PAGES = {"reading.open_viewer", "reading.by_uid", "patients.lookup"}  # redirects; JSON for a script
 SHOTS = {"pages.today", "pages.order_detail", "reading.worklist", "billing.billing_page", "users.users_page"}

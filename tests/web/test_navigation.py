@@ -36,7 +36,7 @@ def test_the_bar_shows_each_role_the_pages_it_may_open(app, client, role):
     login(app, client, role)
     home = client.get("/login")  # a logged-in user is sent to their own first page
     assert home.status_code == 302
-    page = client.get(home.headers["Location"])
+    page = client.get(home.headers["Location"], follow_redirects=True)  # a manager's /analytics: its first theme
     assert page.status_code == 200
     nav = re.search(r"<nav[^>]*>(.*?)</nav>", page.text, re.S).group(1)
     urls = set(re.findall(r'href="([^"]+)"', nav))
