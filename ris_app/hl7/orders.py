@@ -53,6 +53,8 @@ from ris_app.scheduling.orders import (
     apply_action,
     create_order,
     primary_step,
+    record_edit,
+    room_change,
     step_changed,
 )
 from ris_app.scheduling.states import FINAL_STATES, SPSStatus
@@ -278,6 +280,10 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     else:
         clash = ""
     moved = (step.start_datetime, step.station_aet) != booked_at
+    record_edit(ctx.session, step, "edit", SOURCE, "order update from the EHR (ORC-1 XO)")
+    if moved:
+        what = room_change(booked_at[1], step.station_aet)
+        record_edit(ctx.session, step, "move", SOURCE, what, start_before=booked_at[0])
     step_changed(step, appointment=("rescheduled", SOURCE) if moved else None)
     return f"order {order.accession_number} changed{clash}"
 

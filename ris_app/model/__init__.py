@@ -58,6 +58,7 @@ from ris_app.model.scheduling import (
     RequestedProcedure,
     ScheduledProcedureStep,
     Station,
+    StepChange,
     StepStatusChange,
 )
 from ris_app.model.sharing import ShareLink
@@ -120,6 +121,7 @@ __all__ = [
     "StationBlock",
     "StationHours",
     "StationProcedure",
+    "StepChange",
     "StepSafety",
     "StepStatusChange",
     "Study",

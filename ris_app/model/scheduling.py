@@ -198,6 +198,9 @@ class ScheduledProcedureStep(Base):
     history: Mapped[list[StepStatusChange]] = relationship(
         back_populates="step", cascade="all, delete-orphan", order_by="StepStatusChange.id"
     )
+    changes: Mapped[list[StepChange]] = relationship(
+        back_populates="step", cascade="all, delete-orphan", order_by="StepChange.id"
+    )
 
 
 class StepStatusChange(Base):
@@ -217,6 +220,27 @@ class StepStatusChange(Base):
     reason: Mapped[str] = mapped_column(String(255), default="", server_default="")  # why (a cancel's)
 
     step: Mapped[ScheduledProcedureStep] = relationship(back_populates="history")
+
+
+class StepChange(Base):
+    """Every change to a waiting exam other than its status: an edit of its order (which
+    fields, codes before and after; free text only named) or a move in time or room.
+    Written by scheduling.orders.record_edit."""
+
+    __tablename__ = "step_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_procedure_step.id"), index=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))  # edit, move
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api, page, hl7, import
+    actor: Mapped[str] = mapped_column(String(64), default="")  # as StepStatusChange.actor
+    what: Mapped[str] = mapped_column(String(255), default="")  # "priority ROUTINE → STAT; notes"
+    # A move: the start before and after (UTC; shown in the site's zone).
+    start_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    step: Mapped[ScheduledProcedureStep] = relationship(back_populates="changes")
 
 
 class IdSequence(Base):

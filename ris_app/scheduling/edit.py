@@ -22,7 +22,7 @@ from ris_app.model import ProcedureCode, ScheduledProcedureStep, Station
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
 from ris_app.scheduling.fields import check_order, check_text
-from ris_app.scheduling.orders import lock_step, put_on_station, step_changed
+from ris_app.scheduling.orders import lock_step, put_on_station, record_edit, step_changed
 from ris_app.scheduling.states import STARTABLE, IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,23 @@ EDITABLE = STARTABLE
 # Order columns the edit may set, as text.
 ORDER_FIELDS = ("priority", "referring_physician", "reason_for_exam", "notes")
 NOTES = ("LT", 1024, "")  # the column's length; one line of text
+
+
+# How the history names each field an edit changed; coded fields also say from and to,
+# free text (which may name people) is only named.
+EDIT_NAMES = {
+    "priority": ("priority", True),
+    "procedure": ("procedure", True),
+    "station_aet": ("room", True),
+    "referring_physician": ("referring physician", False),
+    "reason_for_exam": ("reason for exam", False),
+    "notes": ("notes", False),
+}
+
+
+def _said(field: str, before: str, after: str) -> str:
+    name, coded = EDIT_NAMES[field]
+    return f"{name} {before or '—'} → {after or '—'}" if coded else name
 
 
 def update_order(
@@ -58,10 +75,12 @@ def update_order(
     if changes.get("notes"):
         check_text("notes", changes["notes"], NOTES)
     changed = [k for k in ORDER_FIELDS if k in changes and getattr(order, k) != changes[k]]
+    said = [_said(k, getattr(order, k), changes[k]) for k in changed]
     for key in changed:
         setattr(order, key, changes[key])
     rebook = False
     if procedure is not None and procedure is not rp.procedure_code:
+        said.append(_said("procedure", rp.procedure_code.code if rp.procedure_code else "", procedure.code))
         rp.procedure_code = procedure
         rp.description = step.description = procedure.description
         step.modality = procedure.modality
@@ -69,6 +88,7 @@ def update_order(
         rebook = True
     aet = changes.get("station_aet")
     if aet is not None and aet != step.station_aet:
+        said.append(_said("station_aet", step.station_aet or "any", aet or "any"))
         put_on_station(session, step, aet)  # "": any room of the modality
         changed.append("station_aet")
         rebook = True
@@ -81,6 +101,7 @@ def update_order(
     if rebook:  # another room or a longer procedure: booked again under the one rule
         book(session, step, rp.procedure_code, clash_policy)
         safety_check(step, "book", safety_policy)
+    record_edit(session, step, "edit", source, "; ".join(said))
     step_changed(step, appointment=("changed", source))
     log.info("order %s edited (%s; %s)", order.accession_number, ", ".join(changed), source)
     return changed

@@ -36,6 +36,7 @@ from ris_app.model import (
     RequestedProcedure,
     ScheduledProcedureStep,
     Station,
+    StepChange,
     StepStatusChange,
 )
 from ris_app.registration.safety import SafetyPolicy
@@ -304,6 +305,29 @@ def record_change(
     return row
 
 
+def record_edit(
+    session: Session,
+    step: ScheduledProcedureStep,
+    kind: str,
+    source: str,
+    what: str = "",
+    *,
+    start_before: datetime | None = None,
+) -> StepChange:
+    """The one place a change other than a status is written beside the history: an edit
+    ("edit", `what` changed) or a move ("move", from `start_before` to the step's start)."""
+    row = StepChange(
+        kind=kind,
+        source=source,
+        actor=history_actor(current_actor(session), source)[:64],
+        what=what[:255],
+        start_before=start_before,
+        start_after=step.start_datetime if kind == "move" else None,
+    )
+    step.changes.append(row)
+    return row
+
+
 def _move(step: ScheduledProcedureStep, target: SPSStatus, source: str, reason: str = "") -> None:
     """The move itself, on a step the caller has locked and checked."""
     session = object_session(step)
@@ -335,6 +359,10 @@ def put_on_station(session: Session, step: ScheduledProcedureStep, station_aet: 
     return station
 
 
+def room_change(before: str, after: str) -> str:
+    return f"room {before or 'any'} → {after or 'any'}" if before != after else ""
+
+
 def reschedule_step(
     step: ScheduledProcedureStep,
     start: datetime,
@@ -352,9 +380,12 @@ def reschedule_step(
         raise IllegalTransition("reschedule", step.status)
     session = object_session(step)
     assert session is not None
+    before, room = step.start_datetime, step.station_aet
     if station_aet and station_aet != step.station_aet:
         put_on_station(session, step, station_aet)
     step.start_datetime = start
+    if (before, room) != (start, step.station_aet):
+        record_edit(session, step, "move", source, room_change(room, step.station_aet), start_before=before)
     book(session, step, step.requested_procedure.procedure_code, clash_policy)
     safety_check(step, "book", safety_policy)
     step_changed(step, appointment=("rescheduled", source))

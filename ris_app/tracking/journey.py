@@ -3,7 +3,7 @@ exam started (first image or MPPS), images were complete (stable study or MPPS c
 the exam was completed, reported (preliminary or final text) and signed (the original
 report); with counts and a flag when MPPS reports more images than Orthanc has. `events`
 is the whole story in time order for the page: every status change (who, through what,
-why), the images, each signed version (the report and its addenda) and each critical
+why), every edit and move of the waiting exam (scheduling.orders.record_edit), the images, each signed version (the report and its addenda) and each critical
 result communicated.
 """
 
@@ -47,6 +47,13 @@ def _events(step, study: Study | None, report) -> list[dict]:
         }
         for h in step.history
     ]
+    for c in step.changes:  # edits and moves of the waiting exam
+        if c.kind == "move":
+            what = "moved" + (f" ({c.what})" if c.what else "") + " to"
+            moved_to = c.start_after.isoformat() if c.start_after else None
+            events.append({"at": c.changed_at, "what": what, "through": c.source, "who": c.actor, "moved_to": moved_to})
+        else:
+            events.append({"at": c.changed_at, "what": f"edited: {c.what}", "through": c.source, "who": c.actor})
     if study is not None:
         events.append({"at": study.first_received_at, "what": "first image received", "through": "images"})
         if study.stable_at:
@@ -61,7 +68,7 @@ def _events(step, study: Study | None, report) -> list[dict]:
         what = f"critical result told to {c.communicated_to} ({c.method})"
         events.append({"at": c.communicated_at, "what": what, "through": "reading", "who": who})
     events.sort(key=lambda e: e["at"])  # stable: same-time rows keep their order
-    return [{"who": "", "reason": "", **e, "at": e["at"].isoformat()} for e in events]
+    return [{"who": "", "reason": "", "moved_to": None, **e, "at": e["at"].isoformat()} for e in events]
 
 
 def journey(session: Session, order: Order) -> dict:

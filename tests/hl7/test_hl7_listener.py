@@ -183,6 +183,11 @@ def test_xo_changes_then_ca_cancels_then_dc(hl7):
         assert (to_site(step.start_datetime).hour, step.station_aet) == (11, "CT2")  # site time
         item = pydicom.dcmread(BytesIO(step.worklist_item))
         assert item.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "CT2"
+        # Listed beside the history: the EHR's update and the move, with where it was.
+        changes = [(c.kind, c.source, c.what) for c in step.changes]
+        assert changes[0] == ("edit", "hl7", "order update from the EHR (ORC-1 XO)")
+        assert changes[1][:2] == ("move", "hl7") and changes[1][2].endswith("→ CT2")
+        assert to_site(step.changes[1].start_before).hour == 8
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="XO-ACC-1")[0] == "AA"
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="XO-ACC-1")[0] == "AA"  # again: nothing to do
     with hl7.sessions() as s:

@@ -35,6 +35,13 @@ def _step_of(app, accession):
         return order, step, [(h.to_status, h.source, h.actor, h.reason) for h in step.history]
 
 
+def _changes_of(app, accession) -> list[tuple]:
+    """The step's edits and moves (kind, source, actor, what), oldest first."""
+    with _sessions(app)() as s:
+        order = s.scalar(select(Order).where(Order.accession_number == accession))
+        return [(c.kind, c.source, c.actor, c.what) for c in order.requested_procedures[0].steps[0].changes]
+
+
 def _outbox(app) -> list[str]:
     with _sessions(app)() as s:
         return [m.payload for m in s.scalars(select(Hl7Outbox).order_by(Hl7Outbox.id))]
@@ -137,6 +144,20 @@ def test_edit_changes_the_order_tells_the_ehr_and_is_audited(app, client, ehr):
     new = _outbox(app)[before:]
     assert new and any("\rORC|XX|" in m for m in new)
     assert [e.outcome for e in _audit(app, "order.update")] == ["failed", "success"]  # the refused one too
+    # Beside the status history: what the edit changed and who (free text only named).
+    (change,) = _changes_of(app, acc)
+    assert change == (
+        "edit",
+        "page",
+        "clerk1",
+        "priority ROUTINE → STAT; referring physician; reason for exam; notes; procedure CTHEAD → CTCHEST; room any → CT9",
+    )
+    page = client.get(f"/orders/{acc}").get_data(as_text=True)
+    assert (
+        'id="changes"' in page
+        and "edited: priority ROUTINE → STAT" in page
+        and "Portuguese" not in page.split('id="changes"')[1]
+    )
     with _sessions(app)() as s:
         o = s.scalar(select(Order).where(Order.accession_number == acc))
         assert b"CT chest with contrast" in o.requested_procedures[0].steps[0].worklist_item
@@ -144,6 +165,34 @@ def test_edit_changes_the_order_tells_the_ehr_and_is_audited(app, client, ehr):
     r = _post(client, f"/orders/{acc}/edit", token, {**edit, "priority": "LOW"})
     assert r.status_code == 400 and "changed" in r.get_data(as_text=True)
     assert _step_of(app, acc)[0].priority == "STAT"
+
+
+def test_a_move_is_listed_with_both_times_in_the_site_zone_and_in_the_journey(app, client, auth):
+    from ris_app.clock import site_today
+    from tests.tracking.test_tracking import _order, _patient
+
+    _add_station(app, "CT2", "CT")
+    _patient(client, auth)
+    acc = _order(client, auth, start=f"{site_today()}T10:15:00")["accession_number"]
+    r = client.post(
+        f"/api/orders/{acc}/reschedule",
+        json={"scheduled_start": f"{site_today()}T14:45:00", "station_aet": "CT2", "overbook": True},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.json
+    (change,) = _changes_of(app, acc)
+    assert change == ("move", "api", "api:ORTHANC_RIS_API_TOKEN", "room CT1 → CT2")
+    _login(app, client, "clerk")
+    page = client.get(f"/orders/{acc}").get_data(as_text=True).split('id="changes"')[1]
+    assert f"{site_today()} 10:15" in page and f"{site_today()} 14:45" in page and "room CT1 → CT2" in page
+    journey = client.get(f"/orders/{acc}/journey").get_data(as_text=True)
+    assert "moved (room CT1 → CT2) to" in journey and f"{site_today()} 14:45" in journey
+    api = client.get(f"/api/orders/{acc}/journey", headers=auth).json
+    (moved,) = [e for e in api["events"] if e["what"].startswith("moved")]
+    assert moved["moved_to"] and moved["who"] == "api:ORTHANC_RIS_API_TOKEN"
+    # The same time again is no move: nothing listed.
+    client.post(f"/api/orders/{acc}/reschedule", json={"scheduled_start": f"{site_today()}T14:45:00"}, headers=auth)
+    assert len(_changes_of(app, acc)) == 1
 
 
 def test_edit_is_refused_once_the_exam_started(app, client):

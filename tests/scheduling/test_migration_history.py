@@ -1,6 +1,6 @@
-"""Migration 0019_history_actor: the history's actor and reason and the order's notes are
-added with empty defaults (rows written before keep working) and the migration goes down
-and up again, on SQLite and PostgreSQL."""
+"""Migrations 0019_history_actor (the history's actor and reason and the order's notes,
+added with empty defaults: rows written before keep working) and 0020_step_change (the
+edits and moves beside it) go down and up again, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -30,4 +30,19 @@ def test_history_actor_columns_both_ways(empty_database_url):  # noqa: F811
     assert "notes" not in _columns(engine, "imaging_order")
     migrate.upgrade(empty_database_url, "0019_history_actor")
     assert "notes" in _columns(engine, "imaging_order")
+    engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection")
+def test_step_change_table_both_ways(empty_database_url):  # noqa: F811
+    """0020_step_change: the edits and moves beside the history, down and up again."""
+    migrate.upgrade(empty_database_url, "0020_step_change")
+    engine = create_engine(empty_database_url)
+    assert {"kind", "actor", "what", "start_before", "start_after"} <= _columns(engine, "step_change")
+    migrate.downgrade(empty_database_url, "0019_history_actor")
+    meta = MetaData()
+    meta.reflect(engine)
+    assert "step_change" not in meta.tables
+    migrate.upgrade(empty_database_url, "0020_step_change")
+    assert "what" in _columns(engine, "step_change")
     engine.dispose()
