@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ris_app.clock import utcnow
 from ris_app.config import Config
 from ris_app.db import transaction
-from ris_app.model import Reminder
+from ris_app.model import Reminder, ScheduledProcedureStep
 from ris_app.reminders.channels import DeliveryError, configured, deliver
 from ris_app.reminders.links import links
 from ris_app.reminders.plan import WAITING
@@ -60,6 +60,15 @@ def send_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dat
     """Claim, send and record one message; False when another sender has it or it was
     not sent (dropped, skipped, failed)."""
     with transaction(sessions) as s:
+        # The step first, as every writer of a step's messages takes it (a cancel locks the
+        # step, then drops its pending messages). Claimed first, the row's second update
+        # below re-checks its foreign key (FOR KEY SHARE on the step) on PostgreSQL and
+        # waited for such a cancel while the cancel waited for this claim: a deadlock.
+        s.execute(
+            select(ScheduledProcedureStep.id)
+            .where(ScheduledProcedureStep.id == select(Reminder.step_id).where(Reminder.id == row_id).scalar_subquery())
+            .with_for_update(key_share=True)
+        )
         claimed = s.execute(
             update(Reminder)
             .where(Reminder.id == row_id, Reminder.state == "pending")
