@@ -29,6 +29,7 @@ def served(app):
         generate(conn, 120, seed=13)
     with transaction(app.extensions["ris_sessions"]) as s:
         create_user(s, "head", PASSWORD, "admin", "Head of Department")
+        create_user(s, "ops", PASSWORD, "manager", "Operations Lead")
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -38,11 +39,15 @@ def served(app):
     thread.join(5)
 
 
-def test_every_dashboard_in_chromium(served):
+def _chromium_present() -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(
             "chromium is missing: scripts/install-debian-packages.sh chromium chromium-driver fonts-dejavu-core"
         )
+
+
+def test_every_dashboard_in_chromium(served):
+    _chromium_present()
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
@@ -62,4 +67,28 @@ def test_every_dashboard_in_chromium(served):
             assert page.locator("figure.chart svg").count() >= 1, theme
             assert page.locator("section.analytics-table table").count() >= 1, theme
             page.screenshot(path=str(SHOTS / f"analytics-{theme}.png"), full_page=False)
+        browser.close()
+
+
+def test_a_manager_sees_the_analytics_and_nothing_else(served):
+    """The manager role in the browser: lands on the analytics, the bar holds Analytics
+    alone, and the durations dashboard offers no button that changes the catalog."""
+    _chromium_present()
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        page.set_default_timeout(30_000)
+        page.goto(f"{served}/login")
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{served}/analytics/turnaround")
+        assert page.locator("nav[aria-label=Pages] a").all_inner_texts() == ["Analytics"]
+        page.screenshot(path=str(SHOTS / "analytics-manager.png"), full_page=False)
+        page.goto(f"{served}/analytics/durations")
+        assert page.locator("section.analytics-table table").count() >= 1
+        assert page.locator("button:has-text('Set ')").count() == 0
         browser.close()

@@ -53,6 +53,9 @@ def test_order_page_edits_follows_images_live_and_cancel_asks_why(system, page, 
     expect(page).to_have_url(system.ris_url + f"/orders/{accession}")
     expect(page.locator(".flash.ok")).to_contain_text("priority")
     expect(page.locator("#order-notes")).to_have_text("wheelchair; interpreter (Swedish)")
+    changes = page.locator("#changes")  # beside the history: what changed and who
+    expect(changes).to_contain_text("edited: priority ROUTINE → STAT; reason for exam; notes")
+    expect(changes.locator("td.actor")).to_have_text("desk3")
 
     # The scanner sends images while the page is open: it follows without a reload.
     page.evaluate("window.__notReloaded = true")
