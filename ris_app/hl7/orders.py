@@ -47,14 +47,13 @@ from ris_app.hl7.text import xpn_components
 from ris_app.model import Order, ProcedureCode, ScheduledProcedureStep
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
+from ris_app.scheduling.history import record_edit, room_change
 from ris_app.scheduling.names import dicom_pn
 from ris_app.scheduling.orders import (
     OrderData,
     apply_action,
     create_order,
     primary_step,
-    record_edit,
-    room_change,
     step_changed,
 )
 from ris_app.scheduling.states import FINAL_STATES, SPSStatus

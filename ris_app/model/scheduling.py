@@ -215,7 +215,7 @@ class StepStatusChange(Base):
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api, page, images, hl7, mpps
     # Who: a user name, "api:<token>", or a part of the system ("plugin", "hl7:<sending
-    # application>", "mpps:<AE>", "no-show sweep"): scheduling.orders.record_change.
+    # application>", "mpps:<AE>", "no-show sweep"): scheduling.history.record_change.
     actor: Mapped[str] = mapped_column(String(64), default="", server_default="")
     reason: Mapped[str] = mapped_column(String(255), default="", server_default="")  # why (a cancel's)
 
@@ -225,7 +225,7 @@ class StepStatusChange(Base):
 class StepChange(Base):
     """Every change to a waiting exam other than its status: an edit of its order (which
     fields, codes before and after; free text only named) or a move in time or room.
-    Written by scheduling.orders.record_edit."""
+    Written by scheduling.history.record_edit."""
 
     __tablename__ = "step_change"
 

@@ -22,7 +22,8 @@ from ris_app.model import ProcedureCode, ScheduledProcedureStep, Station
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
 from ris_app.scheduling.fields import check_order, check_text
-from ris_app.scheduling.orders import lock_step, put_on_station, record_edit, step_changed
+from ris_app.scheduling.history import record_edit
+from ris_app.scheduling.orders import lock_step, put_on_station, step_changed
 from ris_app.scheduling.states import STARTABLE, IllegalTransition
 
 log = logging.getLogger(__name__)

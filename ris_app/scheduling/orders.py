@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, object_session
 
 from ris_app.billing.capture import capture as capture_charges
 from ris_app.clock import utcnow
-from ris_app.db import begin_write, current_actor, is_sqlite, lock_key, lock_row
+from ris_app.db import begin_write, is_sqlite, lock_key, lock_row
 from ris_app.errors import Conflict, NotFound, StaleVersion
 from ris_app.frontdesk.booking import ClashPolicy, book, primary_aet
 from ris_app.hl7.appointments import on_appointment
@@ -36,14 +36,13 @@ from ris_app.model import (
     RequestedProcedure,
     ScheduledProcedureStep,
     Station,
-    StepChange,
-    StepStatusChange,
 )
 from ris_app.registration.safety import SafetyPolicy
 from ris_app.registration.safety import check as safety_check
 from ris_app.registration.search import mrn_clause, mrn_folded
 from ris_app.reminders.plan import plan as plan_messages
 from ris_app.scheduling.fields import check_order, check_patient
+from ris_app.scheduling.history import record_change, record_edit, room_change
 from ris_app.scheduling.states import STARTABLE, IllegalTransition, SPSStatus, next_status
 from ris_app.worklist.items import refresh_worklist_item
 
@@ -274,60 +273,6 @@ def set_step_status(
     return True
 
 
-# Actor contexts (db.set_actor) that a history row names otherwise than as they read.
-HISTORY_ACTORS = {"system:no-show": "no-show sweep", "api:orthanc-plugin": "plugin"}
-
-
-def history_actor(context: str, source: str) -> str:
-    """Who a history row names: the page user's name, "api:<token>", or the part of the
-    system ("plugin", "hl7:EHR", "mpps:CT1", "no-show sweep"); a writer that set no actor
-    (the sync worker's reconciliation) is named by its source."""
-    if context in HISTORY_ACTORS:
-        return HISTORY_ACTORS[context]
-    kind, _, name = context.partition(":")
-    if kind == "page" and name:
-        return name
-    return context or source
-
-
-def record_change(
-    session: Session, step: ScheduledProcedureStep, before: str | None, target: SPSStatus, source: str, reason: str = ""
-) -> StepStatusChange:
-    """The one place a history row is written: what moved, through what, who and why."""
-    row = StepStatusChange(
-        from_status=before,
-        to_status=target,
-        source=source,
-        actor=history_actor(current_actor(session), source)[:64],
-        reason=reason[:255],
-    )
-    step.history.append(row)
-    return row
-
-
-def record_edit(
-    session: Session,
-    step: ScheduledProcedureStep,
-    kind: str,
-    source: str,
-    what: str = "",
-    *,
-    start_before: datetime | None = None,
-) -> StepChange:
-    """The one place a change other than a status is written beside the history: an edit
-    ("edit", `what` changed) or a move ("move", from `start_before` to the step's start)."""
-    row = StepChange(
-        kind=kind,
-        source=source,
-        actor=history_actor(current_actor(session), source)[:64],
-        what=what[:255],
-        start_before=start_before,
-        start_after=step.start_datetime if kind == "move" else None,
-    )
-    step.changes.append(row)
-    return row
-
-
 def _move(step: ScheduledProcedureStep, target: SPSStatus, source: str, reason: str = "") -> None:
     """The move itself, on a step the caller has locked and checked."""
     session = object_session(step)
@@ -357,10 +302,6 @@ def put_on_station(session: Session, step: ScheduledProcedureStep, station_aet: 
     step.station_name = station.name if station else ""
     step.location = station.location if station else ""
     return station
-
-
-def room_change(before: str, after: str) -> str:
-    return f"room {before or 'any'} → {after or 'any'}" if before != after else ""
 
 
 def reschedule_step(

@@ -3,8 +3,8 @@ exam started (first image or MPPS), images were complete (stable study or MPPS c
 the exam was completed, reported (preliminary or final text) and signed (the original
 report); with counts and a flag when MPPS reports more images than Orthanc has. `events`
 is the whole story in time order for the page: every status change (who, through what,
-why), every edit and move of the waiting exam (scheduling.orders.record_edit), the images, each signed version (the report and its addenda) and each critical
-result communicated.
+why), every edit and move of the waiting exam (scheduling.history), the images, each
+signed version (the report and its addenda) and each critical result communicated.
 """
 
 from __future__ import annotations

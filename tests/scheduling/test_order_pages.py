@@ -225,7 +225,7 @@ def test_every_history_row_names_who(app, client, auth):
 
 
 def test_history_actor_of_system_parts():
-    from ris_app.scheduling.orders import history_actor
+    from ris_app.scheduling.history import history_actor
 
     assert history_actor("page:alice", "page") == "alice"
     assert history_actor("api:orthanc-plugin", "images") == "plugin"
