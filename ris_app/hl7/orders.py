@@ -271,6 +271,7 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     diagnoses = _diagnoses(msg, fam)
     if diagnoses:
         order.diagnosis_codes = diagnoses
+    edited = any(ctx.session.is_modified(row) for row in (order, rp, step))  # an XO sent again changes nothing
     ctx.session.flush()
     if start_value or station or procedure is not None:  # moved or longer: booked again, flagged like a new order
         book(ctx.session, step, rp.procedure_code, ClashPolicy.FLAG)
@@ -279,7 +280,8 @@ def order_change(ctx: Context, msg: Message, g: dict[str, Segment], fam: str) ->
     else:
         clash = ""
     moved = (step.start_datetime, step.station_aet) != booked_at
-    record_edit(ctx.session, step, "edit", SOURCE, "order update from the EHR (ORC-1 XO)")
+    if edited:
+        record_edit(ctx.session, step, "edit", SOURCE, "order update from the EHR (ORC-1 XO)")
     if moved:
         what = room_change(booked_at[1], step.station_aet)
         record_edit(ctx.session, step, "move", SOURCE, what, start_before=booked_at[0])

@@ -6,6 +6,7 @@ run must not change the repository."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,13 @@ def served(app):
     thread.join(5)
 
 
-def _chromium_present() -> None:
+@contextmanager
+def _logged_in(served: str, username: str):
+    """Debian's chromium at 1280 px, logged in as `username`; yields the page."""
     if not Path(CHROMIUM).exists():
         pytest.fail(
             "chromium is missing: scripts/install-debian-packages.sh chromium chromium-driver fonts-dejavu-core"
         )
-
-
-def test_every_dashboard_in_chromium(served):
-    _chromium_present()
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
@@ -56,9 +55,17 @@ def test_every_dashboard_in_chromium(served):
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
         page.set_default_timeout(30_000)
         page.goto(f"{served}/login")
-        page.fill("input[name=username]", "head")
+        page.fill("input[name=username]", username)
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_every_dashboard_in_chromium(served):
+    with _logged_in(served, "head") as page:
         page.click("nav summary:has-text('Admin')")  # the admin's pages fold into a menu of the bar
         page.click("nav >> text=Analytics")
         for theme, (title, _, _) in THEMES.items():
@@ -67,28 +74,15 @@ def test_every_dashboard_in_chromium(served):
             assert page.locator("figure.chart svg").count() >= 1, theme
             assert page.locator("section.analytics-table table").count() >= 1, theme
             page.screenshot(path=str(SHOTS / f"analytics-{theme}.png"), full_page=False)
-        browser.close()
 
 
 def test_a_manager_sees_the_analytics_and_nothing_else(served):
     """The manager role in the browser: lands on the analytics, the bar holds Analytics
     alone, and the durations dashboard offers no button that changes the catalog."""
-    _chromium_present()
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
-        page.set_default_timeout(30_000)
-        page.goto(f"{served}/login")
-        page.fill("input[name=username]", "ops")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+    with _logged_in(served, "ops") as page:
         page.wait_for_url(f"{served}/analytics/turnaround")
         assert page.locator("nav[aria-label=Pages] a").all_inner_texts() == ["Analytics"]
         page.screenshot(path=str(SHOTS / "analytics-manager.png"), full_page=False)
         page.goto(f"{served}/analytics/durations")
         assert page.locator("section.analytics-table table").count() >= 1
         assert page.locator("button:has-text('Set ')").count() == 0
-        browser.close()

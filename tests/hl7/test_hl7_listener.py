@@ -188,6 +188,10 @@ def test_xo_changes_then_ca_cancels_then_dc(hl7):
         assert changes[0] == ("edit", "hl7", "order update from the EHR (ORC-1 XO)")
         assert changes[1][:2] == ("move", "hl7") and changes[1][2].endswith("→ CT2")
         assert to_site(step.changes[1].start_before).hour == 8
+    # The same XO again (a new control ID) changes nothing: nothing more is listed.
+    ack_of(hl7, H.ORM_O01_XO, mrn="XO-1", acc="XO-ACC-1", start="20300101110000", station="CT2")
+    with hl7.sessions() as s:
+        assert len(primary_step(find_order(s, "XO-ACC-1")).changes) == 2
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="XO-ACC-1")[0] == "AA"
     assert ack_of(hl7, H.ORM_O01_CA, mrn="XO-1", acc="XO-ACC-1")[0] == "AA"  # again: nothing to do
     with hl7.sessions() as s:
